@@ -1,0 +1,20 @@
+//! Karma's engine: day-bucketed `u64` usage counters, durable through a
+//! write-ahead log and snapshots, reachable three ways:
+//!
+//! 1. the typed API on [`Engine`] (`increment`, `sum`, ...), the bindings' hot path;
+//! 2. [`Engine::execute`] with a parsed [`protocol::Request`];
+//! 3. [`Engine::handle_line`]: one protocol v2 request line in, the exact
+//!    response line out, as the server sends it.
+//!
+//! The engine knows nothing of sockets, async runtimes or host languages.
+
+pub mod clock;
+mod engine;
+pub mod error;
+pub mod options;
+pub mod snapshot;
+pub mod wal;
+
+pub use engine::{Engine, Reply, Session};
+pub use error::{Error, ErrorCode, Result};
+pub use options::{Options, Role};

@@ -107,6 +107,17 @@ impl Engine {
         Ok(())
     }
 
+    /// The Prometheus text of `system.metrics`.
+    pub fn metrics_text(&self) -> String {
+        String::new()
+    }
+
+    /// `None` when healthy; otherwise why writes are refused (e.g. the WAL
+    /// failed).
+    pub fn unhealthy_reason(&self) -> Option<String> {
+        None
+    }
+
     /// Flushes the WAL and stops its writer.
     pub fn close(&self) -> Result<()> {
         Ok(())

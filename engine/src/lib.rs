@@ -11,6 +11,7 @@
 pub mod clock;
 mod engine;
 pub mod error;
+pub mod files;
 pub mod options;
 pub mod snapshot;
 pub mod wal;

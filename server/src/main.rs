@@ -1,1 +1,199 @@
-fn main() {}
+//! `karma`: the Karma TCP server.
+//!
+//! Lifecycle (spec/server.md §1, §7): parse env + flags, install signal
+//! handlers, open (restore) the engine, bind, log `server.start`, serve.
+//! SIGINT/SIGTERM stop accepting, drain connections up to
+//! `--shutdown-timeout`, take a full snapshot, close the engine and exit 0.
+//! SIGUSR1 takes a full snapshot and keeps running.
+
+use std::future::Future;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use karma_engine::Engine;
+use karma_server::config::{self, Cli, Config, VERSION};
+use karma_server::{bind, logging, metrics_http, run};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let config = match config::parse_process_args(&args) {
+        Ok(Cli::Run(config)) => config,
+        Ok(Cli::Help(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Cli::Version(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            eprint!("{}", err.render());
+            return ExitCode::from(1);
+        }
+    };
+    raise_open_files_limit();
+    logging::init(config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("ERROR: cannot start the runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(serve(Arc::from(config)));
+    // Connection tasks that ignored the drain were aborted; do not wait for
+    // stragglers (e.g. a metrics scrape) any longer.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("ERROR: {message}");
+    ExitCode::from(1)
+}
+
+async fn serve(config: Arc<Config>) -> ExitCode {
+    // Handlers first, so a signal during a long restore is not fatal; it is
+    // acted upon once the server runs.
+    let (mut sigint, mut sigterm, mut sigusr1) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::user_defined1()),
+    ) {
+        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            return fail(format!("cannot install signal handlers: {e}"))
+        }
+    };
+
+    let options = config.engine_options();
+    let engine = match tokio::task::spawn_blocking(move || Engine::open(options)).await {
+        Ok(Ok(engine)) => engine,
+        Ok(Err(err)) => return fail(err.message()),
+        Err(err) => return fail(format!("engine startup failed: {err}")),
+    };
+
+    let listener = match bind(&config.host, config.port_u16()).await {
+        Ok(l) => l,
+        Err(err) => {
+            let _ = engine.close();
+            return fail(format!(
+                "cannot listen on {}:{}: {err}",
+                config.host, config.port
+            ));
+        }
+    };
+    let metrics_listener = match config.metrics_port() {
+        Some(port) => match bind(&config.host, port).await {
+            Ok(l) => Some(l),
+            Err(err) => {
+                let _ = engine.close();
+                return fail(format!(
+                    "cannot listen on {}:{port} (metrics): {err}",
+                    config.host
+                ));
+            }
+        },
+        None => None,
+    };
+    tracing::info!(
+        event = "server.start",
+        "version={VERSION} port={}",
+        config.port
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = sigint.recv() => {}
+            _ = sigterm.recv() => {}
+        }
+        let _ = stop_tx.send(true);
+    });
+    {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            while sigusr1.recv().await.is_some() {
+                let engine = engine.clone();
+                match tokio::task::spawn_blocking(move || engine.snapshot_all()).await {
+                    Ok(Ok(())) => tracing::info!(event = "server.snapshot", "signal=USR1"),
+                    Ok(Err(err)) => {
+                        tracing::error!(event = "server.snapshot_failed", "{}", err.message())
+                    }
+                    Err(err) => tracing::error!(event = "server.snapshot_failed", "{err}"),
+                }
+            }
+        });
+    }
+    if let Some(listener) = metrics_listener {
+        tokio::spawn(metrics_http::serve(
+            listener,
+            engine.clone(),
+            stopped(stop_rx.clone()),
+        ));
+    }
+
+    if let Err(err) = run(listener, engine.clone(), config.clone(), stopped(stop_rx)).await {
+        tracing::error!(event = "server.error", "{err}");
+    }
+
+    let mut code = ExitCode::SUCCESS;
+    let snapshot_engine = engine.clone();
+    match tokio::task::spawn_blocking(move || snapshot_engine.snapshot_all()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => {
+            tracing::error!(event = "server.snapshot_failed", "{}", err.message());
+            eprintln!("ERROR: final snapshot failed: {}", err.message());
+            code = ExitCode::from(1);
+        }
+        Err(err) => {
+            tracing::error!(event = "server.snapshot_failed", "{err}");
+            code = ExitCode::from(1);
+        }
+    }
+    let close_engine = engine.clone();
+    match tokio::task::spawn_blocking(move || close_engine.close()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => {
+            tracing::error!(event = "server.close_failed", "{}", err.message());
+            code = ExitCode::from(1);
+        }
+        Err(err) => {
+            tracing::error!(event = "server.close_failed", "{err}");
+            code = ExitCode::from(1);
+        }
+    }
+    tracing::info!(event = "server.stop", "version={VERSION}");
+    code
+}
+
+/// Completes once the stop flag is set (or its sender is gone).
+fn stopped(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> {
+    async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+/// Lets a busy server hold many sockets: raise the soft `RLIMIT_NOFILE` to
+/// the hard limit.
+fn raise_open_files_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max.min(1 << 20).max(lim.rlim_cur);
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}

@@ -1,0 +1,1557 @@
+//! Command line and environment configuration (spec/server.md §2).
+//!
+//! Sources, lowest to highest precedence: built-in defaults, `KARMA_*`
+//! environment variables, command-line flags. Every value is parsed from a
+//! string by this module (clap only tokenises and renders the help), so the
+//! error messages are exactly the ones the original server prints:
+//!
+//! ```text
+//! ERROR: --port must be an integer
+//! ERROR: Environment variable KARMA_PORT must be an integer
+//! ERROR: Invalid configuration: port must be between 1 and 65535
+//! ERROR: --foo is not a valid option.
+//! ```
+//!
+//! Deliberate differences from the original (its **BUG?** items):
+//! * an empty `--auth-token=` / `--read-auth-token=` / `--replication-token=`
+//!   means *unset*, exactly like an empty environment variable;
+//! * a flag that needs a value but is given last without one is an
+//!   `ERROR: Missing option: <flag>` line, not a runtime crash;
+//! * every limit is converted to `usize`/`u64` after validation, so
+//!   `--max-request-bytes=2147483647` works.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Arg, ArgAction, Command};
+use karma_engine::{Options, Role};
+
+/// The server's version (`karma --version`, the `server.start` log event).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// How a value is parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Taken verbatim (the empty string then fails validation).
+    Str,
+    /// Taken verbatim; the empty string means unset.
+    OptStr,
+    /// Signed 32-bit integer, Crystal `String#to_i32` rules.
+    Int,
+    /// Exactly `true` or `false`.
+    Bool,
+}
+
+/// Identifies one option; the order of [`OPTIONS`] is the order environment
+/// variables are read in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Key {
+    Host,
+    Port,
+    Directory,
+    Role,
+    Restore,
+    Nodelay,
+    Wal,
+    WalFsync,
+    WalSegmentBytes,
+    WalBatchSize,
+    WalBatchWaitUs,
+    MaxRequestBytes,
+    MaxResponseBytes,
+    ReadTimeout,
+    WriteTimeout,
+    QueryTimeoutMs,
+    ShutdownTimeout,
+    AuthToken,
+    ReadAuthToken,
+    DumpRetentionPerTree,
+    ReplicationSourceHost,
+    ReplicationSourcePort,
+    ReplicationToken,
+    ReplicationPollIntervalMs,
+    ReplicationBatchSize,
+    IdempotencyMaxRecords,
+    IdempotencyMaxAgeSeconds,
+    Log,
+    MaxConnections,
+    MetricsPort,
+}
+
+struct OptDef {
+    key: Key,
+    long: &'static str,
+    short: Option<char>,
+    env: &'static str,
+    kind: Kind,
+    value_name: &'static str,
+    help: &'static str,
+}
+
+const fn opt(
+    key: Key,
+    long: &'static str,
+    short: Option<char>,
+    env: &'static str,
+    kind: Kind,
+    value_name: &'static str,
+    help: &'static str,
+) -> OptDef {
+    OptDef {
+        key,
+        long,
+        short,
+        env,
+        kind,
+        value_name,
+        help,
+    }
+}
+
+const OPTIONS: &[OptDef] = &[
+    opt(
+        Key::Host,
+        "bind",
+        Some('b'),
+        "KARMA_HOST",
+        Kind::Str,
+        "host",
+        "Address to listen on (default 0.0.0.0)",
+    ),
+    opt(
+        Key::Port,
+        "port",
+        Some('p'),
+        "KARMA_PORT",
+        Kind::Int,
+        "port",
+        "Port to listen on (default 8080)",
+    ),
+    opt(
+        Key::Directory,
+        "directory",
+        Some('d'),
+        "KARMA_DUMP_DIR",
+        Kind::Str,
+        "path",
+        "Data directory (default .)",
+    ),
+    opt(
+        Key::Role,
+        "role",
+        None,
+        "KARMA_ROLE",
+        Kind::Str,
+        "role",
+        "master or slave (default master)",
+    ),
+    opt(
+        Key::Restore,
+        "restore",
+        Some('r'),
+        "KARMA_RESTORE",
+        Kind::Bool,
+        "flag",
+        "Restore snapshots and replay the WAL at startup (default true)",
+    ),
+    opt(
+        Key::Nodelay,
+        "nodelay",
+        Some('n'),
+        "KARMA_TCP_NODELAY",
+        Kind::Bool,
+        "flag",
+        "Set TCP_NODELAY on client sockets (default true)",
+    ),
+    opt(
+        Key::Wal,
+        "wal",
+        Some('w'),
+        "KARMA_WAL",
+        Kind::Bool,
+        "flag",
+        "Write-ahead log on/off (default true)",
+    ),
+    opt(
+        Key::WalFsync,
+        "wal-fsync",
+        None,
+        "KARMA_WAL_FSYNC",
+        Kind::Bool,
+        "flag",
+        "fsync WAL batches (default true)",
+    ),
+    opt(
+        Key::WalSegmentBytes,
+        "wal-segment-bytes",
+        None,
+        "KARMA_WAL_SEGMENT_BYTES",
+        Kind::Int,
+        "bytes",
+        "Rotate the WAL past this size, 0 = never (default 67108864)",
+    ),
+    opt(
+        Key::WalBatchSize,
+        "wal-batch-size",
+        None,
+        "KARMA_WAL_BATCH_SIZE",
+        Kind::Int,
+        "count",
+        "Most jobs per WAL group commit (default 1024)",
+    ),
+    opt(
+        Key::WalBatchWaitUs,
+        "wal-batch-wait-us",
+        None,
+        "KARMA_WAL_BATCH_WAIT_MICROSECONDS",
+        Kind::Int,
+        "microseconds",
+        "Extra WAL batch collection wait (default 0)",
+    ),
+    opt(
+        Key::MaxRequestBytes,
+        "max-request-bytes",
+        None,
+        "KARMA_MAX_REQUEST_BYTES",
+        Kind::Int,
+        "bytes",
+        "Longest request line (default 4096)",
+    ),
+    opt(
+        Key::MaxResponseBytes,
+        "max-response-bytes",
+        None,
+        "KARMA_MAX_RESPONSE_BYTES",
+        Kind::Int,
+        "bytes",
+        "Longest response, 0 = unlimited (default 1048576)",
+    ),
+    opt(
+        Key::ReadTimeout,
+        "read-timeout",
+        None,
+        "KARMA_READ_TIMEOUT_SECONDS",
+        Kind::Int,
+        "seconds",
+        "Close a client idle this long, 0 = never (default 5)",
+    ),
+    opt(
+        Key::WriteTimeout,
+        "write-timeout",
+        None,
+        "KARMA_WRITE_TIMEOUT_SECONDS",
+        Kind::Int,
+        "seconds",
+        "Per-write timeout, 0 = none (default 5)",
+    ),
+    opt(
+        Key::QueryTimeoutMs,
+        "query-timeout-ms",
+        None,
+        "KARMA_QUERY_TIMEOUT_MS",
+        Kind::Int,
+        "ms",
+        "Deadline of whole-series reads, 0 = none (default 1000)",
+    ),
+    opt(
+        Key::ShutdownTimeout,
+        "shutdown-timeout",
+        None,
+        "KARMA_SHUTDOWN_TIMEOUT_SECONDS",
+        Kind::Int,
+        "seconds",
+        "Client drain time at shutdown (default 5)",
+    ),
+    opt(
+        Key::AuthToken,
+        "auth-token",
+        None,
+        "KARMA_AUTH_TOKEN",
+        Kind::OptStr,
+        "token",
+        "Write (full access) token",
+    ),
+    opt(
+        Key::ReadAuthToken,
+        "read-auth-token",
+        None,
+        "KARMA_READ_AUTH_TOKEN",
+        Kind::OptStr,
+        "token",
+        "Read-only token",
+    ),
+    opt(
+        Key::DumpRetentionPerTree,
+        "dump-retention-per-tree",
+        None,
+        "KARMA_DUMP_RETENTION_PER_TREE",
+        Kind::Int,
+        "count",
+        "Snapshots kept per series, 0 = all (default 5)",
+    ),
+    opt(
+        Key::ReplicationSourceHost,
+        "replication-source-host",
+        None,
+        "KARMA_REPLICATION_SOURCE_HOST",
+        Kind::OptStr,
+        "host",
+        "Master address for a slave",
+    ),
+    opt(
+        Key::ReplicationSourcePort,
+        "replication-source-port",
+        None,
+        "KARMA_REPLICATION_SOURCE_PORT",
+        Kind::Int,
+        "port",
+        "Master port (default 8080)",
+    ),
+    opt(
+        Key::ReplicationToken,
+        "replication-token",
+        None,
+        "KARMA_REPLICATION_TOKEN",
+        Kind::OptStr,
+        "token",
+        "Token sent in replication requests",
+    ),
+    opt(
+        Key::ReplicationPollIntervalMs,
+        "replication-poll-interval-ms",
+        None,
+        "KARMA_REPLICATION_POLL_INTERVAL_MS",
+        Kind::Int,
+        "ms",
+        "Sleep between replication polls (default 1000)",
+    ),
+    opt(
+        Key::ReplicationBatchSize,
+        "replication-batch-size",
+        None,
+        "KARMA_REPLICATION_BATCH_SIZE",
+        Kind::Int,
+        "count",
+        "Entries per replication poll (default 1000)",
+    ),
+    opt(
+        Key::IdempotencyMaxRecords,
+        "idempotency-max-records",
+        None,
+        "KARMA_IDEMPOTENCY_MAX_RECORDS",
+        Kind::Int,
+        "count",
+        "Idempotency record cap (default 1000000)",
+    ),
+    opt(
+        Key::IdempotencyMaxAgeSeconds,
+        "idempotency-max-age-seconds",
+        None,
+        "KARMA_IDEMPOTENCY_MAX_AGE_SECONDS",
+        Kind::Int,
+        "seconds",
+        "Idempotency record age cap, 0 = off (default 604800)",
+    ),
+    opt(
+        Key::Log,
+        "log",
+        None,
+        "KARMA_LOG",
+        Kind::Bool,
+        "flag",
+        "Structured JSON logs on/off (default true)",
+    ),
+    opt(
+        Key::MaxConnections,
+        "max-connections",
+        None,
+        "KARMA_MAX_CONNECTIONS",
+        Kind::Int,
+        "count",
+        "Most concurrent client connections (default 10000)",
+    ),
+    opt(
+        Key::MetricsPort,
+        "metrics-port",
+        None,
+        "KARMA_METRICS_PORT",
+        Kind::Int,
+        "port",
+        "Serve GET /metrics over HTTP on this port, 0 = off (default 0)",
+    ),
+];
+
+/// The validated server configuration. Integers keep the signed 32-bit type
+/// of the original; the accessors convert them once validation passed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub host: String,
+    pub port: i32,
+    pub directory: String,
+    pub role: String,
+    pub restore: bool,
+    pub nodelay: bool,
+    pub wal: bool,
+    pub wal_fsync: bool,
+    pub wal_segment_bytes: i32,
+    pub wal_batch_size: i32,
+    pub wal_batch_wait_us: i32,
+    pub max_request_bytes: i32,
+    pub max_response_bytes: i32,
+    pub read_timeout_seconds: i32,
+    pub write_timeout_seconds: i32,
+    pub query_timeout_ms: i32,
+    pub shutdown_timeout_seconds: i32,
+    pub auth_token: Option<String>,
+    pub read_auth_token: Option<String>,
+    pub dump_retention_per_tree: i32,
+    pub replication_source_host: Option<String>,
+    pub replication_source_port: i32,
+    pub replication_token: Option<String>,
+    pub replication_poll_interval_ms: i32,
+    pub replication_batch_size: i32,
+    pub idempotency_max_records: i32,
+    pub idempotency_max_age_seconds: i32,
+    pub log: bool,
+    pub max_connections: i32,
+    pub metrics_port: i32,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            host: "0.0.0.0".to_string(),
+            port: 8080,
+            directory: ".".to_string(),
+            role: "master".to_string(),
+            restore: true,
+            nodelay: true,
+            wal: true,
+            wal_fsync: true,
+            wal_segment_bytes: 67_108_864,
+            wal_batch_size: 1024,
+            wal_batch_wait_us: 0,
+            max_request_bytes: 4096,
+            max_response_bytes: 1_048_576,
+            read_timeout_seconds: 5,
+            write_timeout_seconds: 5,
+            query_timeout_ms: 1000,
+            shutdown_timeout_seconds: 5,
+            auth_token: None,
+            read_auth_token: None,
+            dump_retention_per_tree: 5,
+            replication_source_host: None,
+            replication_source_port: 8080,
+            replication_token: None,
+            replication_poll_interval_ms: 1000,
+            replication_batch_size: 1000,
+            idempotency_max_records: 1_000_000,
+            idempotency_max_age_seconds: 604_800,
+            log: true,
+            max_connections: 10_000,
+            metrics_port: 0,
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Cli {
+    /// Start the server.
+    Run(Box<Config>),
+    /// Print this usage text on stdout and exit 0.
+    Help(String),
+    /// Print this version line on stdout and exit 0.
+    Version(String),
+}
+
+/// A configuration error: print `ERROR: <message>` (and the usage text, if
+/// any) on stderr and exit 1.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub message: String,
+    pub usage: Option<String>,
+}
+
+impl ConfigError {
+    fn new(message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            message: message.into(),
+            usage: None,
+        }
+    }
+
+    /// Everything to print on stderr.
+    pub fn render(&self) -> String {
+        match &self.usage {
+            Some(usage) => format!("ERROR: {}\n{}", self.message, usage),
+            None => format!("ERROR: {}\n", self.message),
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ERROR: {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Parses an integer like Crystal's `String#to_i32`: base 10, optional sign,
+/// surrounding whitespace tolerated, no `_`, no prefix, within `i32`.
+pub fn parse_i32(s: &str) -> Option<i32> {
+    let t = s.trim();
+    let digits = t.strip_prefix(['+', '-']).unwrap_or(t);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    t.parse::<i32>().ok()
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// Where a value came from, for the error message.
+enum Source<'a> {
+    Env(&'a str),
+    Flag(&'a str),
+}
+
+impl Source<'_> {
+    fn integer_error(&self) -> ConfigError {
+        match self {
+            Source::Env(name) => {
+                ConfigError::new(format!("Environment variable {name} must be an integer"))
+            }
+            Source::Flag(long) => ConfigError::new(format!("--{long} must be an integer")),
+        }
+    }
+
+    fn bool_error(&self) -> ConfigError {
+        match self {
+            Source::Env(name) => {
+                ConfigError::new(format!("Environment variable {name} must be true or false"))
+            }
+            Source::Flag(long) => ConfigError::new(format!("--{long} must be true or false")),
+        }
+    }
+}
+
+impl Config {
+    fn apply(&mut self, def: &OptDef, raw: &str, source: Source<'_>) -> Result<(), ConfigError> {
+        match def.kind {
+            Kind::Str => self.set_str(def.key, raw.to_string()),
+            // An explicit empty `--replication-source-host=` is kept so that
+            // validation can say "must not be empty"; an empty token means
+            // unset. (Empty environment values never get here.)
+            Kind::OptStr if def.key == Key::ReplicationSourceHost => {
+                self.set_opt_str(def.key, Some(raw.to_string()))
+            }
+            Kind::OptStr => self.set_opt_str(def.key, (!raw.is_empty()).then(|| raw.to_string())),
+            Kind::Int => {
+                let v = parse_i32(raw).ok_or_else(|| source.integer_error())?;
+                self.set_int(def.key, v);
+            }
+            Kind::Bool => {
+                let v = parse_bool(raw).ok_or_else(|| source.bool_error())?;
+                self.set_bool(def.key, v);
+            }
+        }
+        Ok(())
+    }
+
+    fn set_str(&mut self, key: Key, v: String) {
+        match key {
+            Key::Host => self.host = v,
+            Key::Directory => self.directory = v,
+            Key::Role => self.role = v,
+            _ => unreachable_key(key),
+        }
+    }
+
+    fn set_opt_str(&mut self, key: Key, v: Option<String>) {
+        match key {
+            Key::AuthToken => self.auth_token = v,
+            Key::ReadAuthToken => self.read_auth_token = v,
+            Key::ReplicationToken => self.replication_token = v,
+            Key::ReplicationSourceHost => self.replication_source_host = v,
+            _ => unreachable_key(key),
+        }
+    }
+
+    fn set_int(&mut self, key: Key, v: i32) {
+        match key {
+            Key::Port => self.port = v,
+            Key::WalSegmentBytes => self.wal_segment_bytes = v,
+            Key::WalBatchSize => self.wal_batch_size = v,
+            Key::WalBatchWaitUs => self.wal_batch_wait_us = v,
+            Key::MaxRequestBytes => self.max_request_bytes = v,
+            Key::MaxResponseBytes => self.max_response_bytes = v,
+            Key::ReadTimeout => self.read_timeout_seconds = v,
+            Key::WriteTimeout => self.write_timeout_seconds = v,
+            Key::QueryTimeoutMs => self.query_timeout_ms = v,
+            Key::ShutdownTimeout => self.shutdown_timeout_seconds = v,
+            Key::DumpRetentionPerTree => self.dump_retention_per_tree = v,
+            Key::ReplicationSourcePort => self.replication_source_port = v,
+            Key::ReplicationPollIntervalMs => self.replication_poll_interval_ms = v,
+            Key::ReplicationBatchSize => self.replication_batch_size = v,
+            Key::IdempotencyMaxRecords => self.idempotency_max_records = v,
+            Key::IdempotencyMaxAgeSeconds => self.idempotency_max_age_seconds = v,
+            Key::MaxConnections => self.max_connections = v,
+            Key::MetricsPort => self.metrics_port = v,
+            _ => unreachable_key(key),
+        }
+    }
+
+    fn set_bool(&mut self, key: Key, v: bool) {
+        match key {
+            Key::Restore => self.restore = v,
+            Key::Nodelay => self.nodelay = v,
+            Key::Wal => self.wal = v,
+            Key::WalFsync => self.wal_fsync = v,
+            Key::Log => self.log = v,
+            _ => unreachable_key(key),
+        }
+    }
+
+    /// The rules of spec/server.md §2.4, in that order; the first failure
+    /// wins. Our own options are checked after the original ones.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(msg: &str) -> Result<(), ConfigError> {
+            Err(ConfigError::new(format!("Invalid configuration: {msg}")))
+        }
+        fn at_least_zero(v: i32, name: &str) -> Result<(), ConfigError> {
+            if v < 0 {
+                invalid(&format!("{name} must be greater than or equal to 0"))
+            } else {
+                Ok(())
+            }
+        }
+        fn positive(v: i32, name: &str) -> Result<(), ConfigError> {
+            if v <= 0 {
+                invalid(&format!("{name} must be greater than 0"))
+            } else {
+                Ok(())
+            }
+        }
+        if self.host.is_empty() {
+            return invalid("host must not be empty");
+        }
+        if !(1..=65535).contains(&self.port) {
+            return invalid("port must be between 1 and 65535");
+        }
+        if self.directory.is_empty() {
+            return invalid("dump_dir must not be empty");
+        }
+        if self.role != "master" && self.role != "slave" {
+            return invalid("role must be master or slave");
+        }
+        at_least_zero(self.wal_segment_bytes, "wal_segment_bytes")?;
+        positive(self.wal_batch_size, "wal_batch_size")?;
+        at_least_zero(self.wal_batch_wait_us, "wal_batch_wait_microseconds")?;
+        positive(self.max_request_bytes, "max_request_bytes")?;
+        at_least_zero(self.max_response_bytes, "max_response_bytes")?;
+        at_least_zero(self.read_timeout_seconds, "read_timeout_seconds")?;
+        at_least_zero(self.write_timeout_seconds, "write_timeout_seconds")?;
+        at_least_zero(self.query_timeout_ms, "query_timeout_ms")?;
+        at_least_zero(self.shutdown_timeout_seconds, "shutdown_timeout_seconds")?;
+        at_least_zero(self.dump_retention_per_tree, "dump_retention_per_tree")?;
+        positive(self.idempotency_max_records, "idempotency_max_records")?;
+        at_least_zero(
+            self.idempotency_max_age_seconds,
+            "idempotency_max_age_seconds",
+        )?;
+        positive(self.max_connections, "max_connections")?;
+        if !(0..=65535).contains(&self.metrics_port) {
+            return invalid("metrics_port must be between 0 and 65535");
+        }
+        if let Some(host) = &self.replication_source_host {
+            if host.is_empty() {
+                return invalid("replication_source_host must not be empty");
+            }
+            if self.role != "slave" {
+                return invalid("replication source requires slave role");
+            }
+            if !(1..=65535).contains(&self.replication_source_port) {
+                return invalid("replication_source_port must be between 1 and 65535");
+            }
+            if self.replication_poll_interval_ms <= 0 {
+                return invalid("replication_poll_interval_ms must be greater than 0");
+            }
+            if !(1..=10000).contains(&self.replication_batch_size) {
+                return invalid("replication_batch_size must be between 1 and 10000");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn role(&self) -> Role {
+        if self.role == "slave" {
+            Role::Slave
+        } else {
+            Role::Master
+        }
+    }
+
+    /// `--port` as a port number (valid after [`Config::validate`]).
+    pub fn port_u16(&self) -> u16 {
+        u16::try_from(self.port).unwrap_or(0)
+    }
+
+    /// `--metrics-port`, `None` when off.
+    pub fn metrics_port(&self) -> Option<u16> {
+        u16::try_from(self.metrics_port).ok().filter(|p| *p != 0)
+    }
+
+    pub fn max_request_bytes(&self) -> usize {
+        to_usize(self.max_request_bytes)
+    }
+
+    pub fn max_connections(&self) -> usize {
+        to_usize(self.max_connections).max(1)
+    }
+
+    pub fn read_timeout(&self) -> Option<Duration> {
+        seconds(self.read_timeout_seconds)
+    }
+
+    pub fn write_timeout(&self) -> Option<Duration> {
+        seconds(self.write_timeout_seconds)
+    }
+
+    /// How long shutdown waits for connections to finish (0 = force at once).
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(to_u64(self.shutdown_timeout_seconds))
+    }
+
+    /// The engine's options for this configuration.
+    pub fn engine_options(&self) -> Options {
+        Options {
+            directory: Some(PathBuf::from(&self.directory)),
+            restore: self.restore,
+            wal: self.wal,
+            wal_fsync: self.wal_fsync,
+            wal_segment_bytes: to_u64(self.wal_segment_bytes),
+            wal_batch_size: to_usize(self.wal_batch_size).max(1),
+            wal_batch_wait: Duration::from_micros(to_u64(self.wal_batch_wait_us)),
+            max_request_bytes: self.max_request_bytes(),
+            max_response_bytes: to_usize(self.max_response_bytes),
+            query_timeout: match to_u64(self.query_timeout_ms) {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
+            },
+            auth_token: self.auth_token.clone(),
+            read_auth_token: self.read_auth_token.clone(),
+            role: self.role(),
+            dump_retention_per_tree: to_usize(self.dump_retention_per_tree),
+            idempotency_max_records: to_usize(self.idempotency_max_records),
+            idempotency_max_age_seconds: to_u64(self.idempotency_max_age_seconds),
+            ..Options::default()
+        }
+    }
+}
+
+fn unreachable_key(key: Key) {
+    debug_assert!(false, "option {key:?} set with the wrong kind");
+}
+
+fn to_usize(v: i32) -> usize {
+    usize::try_from(v).unwrap_or(0)
+}
+
+fn to_u64(v: i32) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn seconds(v: i32) -> Option<Duration> {
+    match to_u64(v) {
+        0 => None,
+        s => Some(Duration::from_secs(s)),
+    }
+}
+
+/// The clap command: tokenising and the usage text. Every option takes its
+/// value as a string; values are converted by [`Config::apply`].
+pub fn command() -> Command {
+    let mut cmd = Command::new("karma")
+        .version(VERSION)
+        .about("Karma: day-bucketed u64 counters over TCP (protocol v2)")
+        .disable_help_flag(true)
+        .disable_version_flag(true)
+        .args_override_self(true)
+        .arg(
+            Arg::new("help")
+                .short('h')
+                .long("help")
+                .action(ArgAction::SetTrue)
+                .help("Print this help and exit"),
+        )
+        .arg(
+            Arg::new("version")
+                .long("version")
+                .action(ArgAction::SetTrue)
+                .help("Print the version and exit"),
+        )
+        .arg(
+            // The original ignores positional arguments.
+            Arg::new("positional")
+                .action(ArgAction::Append)
+                .num_args(0..)
+                .hide(true),
+        );
+    for def in OPTIONS {
+        let mut arg = Arg::new(def.long)
+            .long(def.long)
+            .value_name(def.value_name)
+            .help(format!("{} [env: {}]", def.help, def.env))
+            .num_args(1)
+            .allow_hyphen_values(true)
+            .action(ArgAction::Append);
+        if let Some(short) = def.short {
+            arg = arg.short(short);
+        }
+        cmd = cmd.arg(arg);
+    }
+    cmd
+}
+
+/// The usage text printed by `--help` and after an unknown option.
+pub fn usage() -> String {
+    command().render_help().to_string()
+}
+
+/// Splits the arguments (without the program name) into the ones clap may
+/// see and the unknown flags (reported after all known ones were applied),
+/// and finds a value flag given last without its value.
+struct Prescan {
+    known: Vec<String>,
+    unknown: Vec<String>,
+    missing_value: Option<String>,
+}
+
+fn lookup_long(name: &str) -> Option<bool> {
+    // Some(takes_value)
+    match name {
+        "help" | "version" => Some(false),
+        _ => OPTIONS.iter().find(|d| d.long == name).map(|_| true),
+    }
+}
+
+fn lookup_short(c: char) -> Option<bool> {
+    if c == 'h' {
+        return Some(false);
+    }
+    OPTIONS.iter().find(|d| d.short == Some(c)).map(|_| true)
+}
+
+fn prescan(args: &[String]) -> Prescan {
+    let mut known = Vec::with_capacity(args.len());
+    let mut unknown = Vec::new();
+    let mut missing_value = None;
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        i += 1;
+        if arg == "--" {
+            known.extend(args[i - 1..].iter().cloned());
+            break;
+        }
+        let takes_value = if let Some(rest) = arg.strip_prefix("--") {
+            let (name, has_inline) = match rest.split_once('=') {
+                Some((name, _)) => (name, true),
+                None => (rest, false),
+            };
+            match lookup_long(name) {
+                Some(takes) => takes && !has_inline,
+                None => {
+                    unknown.push(format!("--{name}"));
+                    continue;
+                }
+            }
+        } else if arg.len() > 1 && arg.starts_with('-') {
+            let mut chars = arg.chars().skip(1);
+            let c = chars.next().unwrap_or('-');
+            let inline = chars.next().is_some();
+            match lookup_short(c) {
+                Some(takes) => takes && !inline,
+                None => {
+                    unknown.push(arg.clone());
+                    continue;
+                }
+            }
+        } else {
+            false
+        };
+        known.push(arg.clone());
+        if takes_value {
+            match args.get(i) {
+                Some(value) => {
+                    known.push(value.clone());
+                    i += 1;
+                }
+                None => {
+                    missing_value = Some(arg.clone());
+                    known.pop();
+                }
+            }
+        }
+    }
+    Prescan {
+        known,
+        unknown,
+        missing_value,
+    }
+}
+
+/// Parses `args` (without the program name) on top of the environment read
+/// through `env`. Environment variables are read first, even for `--help`.
+pub fn parse<F>(args: &[String], env: F) -> Result<Cli, ConfigError>
+where
+    F: Fn(&str) -> Option<String>,
+{
+    let mut config = Config::default();
+    for def in OPTIONS {
+        let Some(raw) = env(def.env) else { continue };
+        if def.kind == Kind::OptStr && raw.is_empty() {
+            continue;
+        }
+        config.apply(def, &raw, Source::Env(def.env))?;
+    }
+
+    let scan = prescan(args);
+    let mut argv = Vec::with_capacity(scan.known.len() + 1);
+    argv.push("karma".to_string());
+    argv.extend(scan.known);
+    let matches = command()
+        .try_get_matches_from(argv)
+        .map_err(|e| ConfigError::new(format!("{}", e.kind())))?;
+
+    // Replay the flags left to right: a bad value fails at its position.
+    enum Event<'a> {
+        Value(&'a OptDef, &'a str),
+        Help,
+        Version,
+    }
+    let mut events: Vec<(usize, Event<'_>)> = Vec::new();
+    for def in OPTIONS {
+        let (Some(values), Some(indices)) = (
+            matches.get_many::<String>(def.long),
+            matches.indices_of(def.long),
+        ) else {
+            continue;
+        };
+        for (value, index) in values.zip(indices) {
+            events.push((index, Event::Value(def, value.as_str())));
+        }
+    }
+    if matches.get_flag("help") {
+        if let Some(index) = matches.index_of("help") {
+            events.push((index, Event::Help));
+        }
+    }
+    if matches.get_flag("version") {
+        if let Some(index) = matches.index_of("version") {
+            events.push((index, Event::Version));
+        }
+    }
+    events.sort_by_key(|(index, _)| *index);
+    for (_, event) in events {
+        match event {
+            Event::Value(def, value) => config.apply(def, value, Source::Flag(def.long))?,
+            Event::Help => return Ok(Cli::Help(usage())),
+            Event::Version => return Ok(Cli::Version(format!("karma {VERSION}\n"))),
+        }
+    }
+    if let Some(flag) = scan.missing_value {
+        return Err(ConfigError::new(format!("Missing option: {flag}")));
+    }
+    if let Some(flag) = scan.unknown.into_iter().next() {
+        return Err(ConfigError {
+            message: format!("{flag} is not a valid option."),
+            usage: Some(usage()),
+        });
+    }
+    config.validate()?;
+    Ok(Cli::Run(Box::new(config)))
+}
+
+/// [`parse`] with the process environment.
+pub fn parse_process_args(args: &[String]) -> Result<Cli, ConfigError> {
+    parse(args, |name| {
+        std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Cli, ConfigError> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        parse(&args, |name| env.get(name).cloned())
+    }
+
+    fn config(args: &[&str], env: &[(&str, &str)]) -> Config {
+        match run(args, env) {
+            Ok(Cli::Run(c)) => *c,
+            other => panic!("expected a config, got {other:?}"),
+        }
+    }
+
+    fn error(args: &[&str], env: &[(&str, &str)]) -> String {
+        match run(args, env) {
+            Err(e) => e.to_string(),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_option_table() {
+        let c = config(&[], &[]);
+        assert_eq!(c, Config::default());
+        assert_eq!(c.host, "0.0.0.0");
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.directory, ".");
+        assert_eq!(c.role(), Role::Master);
+        assert!(c.restore && c.nodelay && c.wal && c.wal_fsync && c.log);
+        assert_eq!(c.wal_segment_bytes, 67_108_864);
+        assert_eq!(c.max_request_bytes(), 4096);
+        assert_eq!(c.read_timeout(), Some(Duration::from_secs(5)));
+        assert_eq!(c.max_connections(), 10_000);
+        assert_eq!(c.metrics_port(), None);
+        assert_eq!(c.auth_token, None);
+    }
+
+    #[test]
+    fn long_short_and_separate_values() {
+        let c = config(
+            &[
+                "--port=9000",
+                "-b",
+                "127.0.0.1",
+                "-d/tmp/x",
+                "--role",
+                "slave",
+                "-rfalse",
+                "-n",
+                "false",
+                "-w=false",
+            ],
+            &[],
+        );
+        assert_eq!(c.port, 9000);
+        assert_eq!(c.host, "127.0.0.1");
+        assert_eq!(c.directory, "/tmp/x");
+        assert_eq!(c.role(), Role::Slave);
+        assert!(!c.restore);
+        assert!(!c.nodelay);
+        // clap accepts `-w=false` as the value `false`.
+        assert!(!c.wal);
+    }
+
+    #[test]
+    fn cli_overrides_env_and_last_flag_wins() {
+        let c = config(
+            &["--port=1", "--port=2"],
+            &[("KARMA_PORT", "3"), ("KARMA_HOST", "h")],
+        );
+        assert_eq!(c.port, 2);
+        assert_eq!(c.host, "h");
+        let c = config(&[], &[("KARMA_PORT", " +42 ")]);
+        assert_eq!(c.port, 42);
+    }
+
+    #[test]
+    fn every_env_variable_is_read() {
+        let env = [
+            ("KARMA_HOST", "10.0.0.1"),
+            ("KARMA_PORT", "1234"),
+            ("KARMA_DUMP_DIR", "/data"),
+            ("KARMA_ROLE", "slave"),
+            ("KARMA_RESTORE", "false"),
+            ("KARMA_TCP_NODELAY", "false"),
+            ("KARMA_WAL", "false"),
+            ("KARMA_WAL_FSYNC", "false"),
+            ("KARMA_WAL_SEGMENT_BYTES", "0"),
+            ("KARMA_WAL_BATCH_SIZE", "7"),
+            ("KARMA_WAL_BATCH_WAIT_MICROSECONDS", "250"),
+            ("KARMA_MAX_REQUEST_BYTES", "100"),
+            ("KARMA_MAX_RESPONSE_BYTES", "0"),
+            ("KARMA_READ_TIMEOUT_SECONDS", "0"),
+            ("KARMA_WRITE_TIMEOUT_SECONDS", "9"),
+            ("KARMA_QUERY_TIMEOUT_MS", "0"),
+            ("KARMA_SHUTDOWN_TIMEOUT_SECONDS", "3"),
+            ("KARMA_AUTH_TOKEN", "w"),
+            ("KARMA_READ_AUTH_TOKEN", "r"),
+            ("KARMA_DUMP_RETENTION_PER_TREE", "0"),
+            ("KARMA_REPLICATION_SOURCE_HOST", "master"),
+            ("KARMA_REPLICATION_SOURCE_PORT", "9999"),
+            ("KARMA_REPLICATION_TOKEN", "t"),
+            ("KARMA_REPLICATION_POLL_INTERVAL_MS", "50"),
+            ("KARMA_REPLICATION_BATCH_SIZE", "10"),
+            ("KARMA_IDEMPOTENCY_MAX_RECORDS", "5"),
+            ("KARMA_IDEMPOTENCY_MAX_AGE_SECONDS", "0"),
+            ("KARMA_LOG", "false"),
+            ("KARMA_MAX_CONNECTIONS", "3"),
+            ("KARMA_METRICS_PORT", "9100"),
+        ];
+        let c = config(&[], &env);
+        let expected = Config {
+            host: "10.0.0.1".into(),
+            port: 1234,
+            directory: "/data".into(),
+            role: "slave".into(),
+            restore: false,
+            nodelay: false,
+            wal: false,
+            wal_fsync: false,
+            wal_segment_bytes: 0,
+            wal_batch_size: 7,
+            wal_batch_wait_us: 250,
+            max_request_bytes: 100,
+            max_response_bytes: 0,
+            read_timeout_seconds: 0,
+            write_timeout_seconds: 9,
+            query_timeout_ms: 0,
+            shutdown_timeout_seconds: 3,
+            auth_token: Some("w".into()),
+            read_auth_token: Some("r".into()),
+            dump_retention_per_tree: 0,
+            replication_source_host: Some("master".into()),
+            replication_source_port: 9999,
+            replication_token: Some("t".into()),
+            replication_poll_interval_ms: 50,
+            replication_batch_size: 10,
+            idempotency_max_records: 5,
+            idempotency_max_age_seconds: 0,
+            log: false,
+            max_connections: 3,
+            metrics_port: 9100,
+        };
+        assert_eq!(c, expected);
+        let o = c.engine_options();
+        assert_eq!(o.query_timeout, None);
+        assert_eq!(o.role, Role::Slave);
+        assert_eq!(o.wal_batch_wait, Duration::from_micros(250));
+        assert_eq!(o.directory, Some(PathBuf::from("/data")));
+        assert_eq!(o.auth_token.as_deref(), Some("w"));
+        assert_eq!(c.read_timeout(), None);
+        assert_eq!(c.metrics_port(), Some(9100));
+    }
+
+    #[test]
+    fn every_flag_is_accepted() {
+        let c = config(
+            &[
+                "--bind=h",
+                "--port=2",
+                "--directory=d",
+                "--role=master",
+                "--restore=false",
+                "--nodelay=false",
+                "--wal=false",
+                "--wal-fsync=false",
+                "--wal-segment-bytes=1",
+                "--wal-batch-size=2",
+                "--wal-batch-wait-us=3",
+                "--max-request-bytes=4",
+                "--max-response-bytes=5",
+                "--read-timeout=6",
+                "--write-timeout=7",
+                "--query-timeout-ms=8",
+                "--shutdown-timeout=9",
+                "--auth-token=a",
+                "--read-auth-token=b",
+                "--dump-retention-per-tree=10",
+                "--replication-source-port=11",
+                "--replication-token=c",
+                "--replication-poll-interval-ms=12",
+                "--replication-batch-size=13",
+                "--idempotency-max-records=14",
+                "--idempotency-max-age-seconds=15",
+                "--log=false",
+                "--max-connections=16",
+                "--metrics-port=17",
+            ],
+            &[],
+        );
+        assert_eq!(
+            (
+                c.port,
+                c.wal_segment_bytes,
+                c.wal_batch_size,
+                c.wal_batch_wait_us,
+                c.max_request_bytes
+            ),
+            (2, 1, 2, 3, 4)
+        );
+        assert_eq!(
+            (
+                c.max_response_bytes,
+                c.read_timeout_seconds,
+                c.write_timeout_seconds,
+                c.query_timeout_ms
+            ),
+            (5, 6, 7, 8)
+        );
+        assert_eq!(
+            (
+                c.shutdown_timeout_seconds,
+                c.dump_retention_per_tree,
+                c.replication_source_port
+            ),
+            (9, 10, 11)
+        );
+        assert_eq!(
+            (
+                c.replication_poll_interval_ms,
+                c.replication_batch_size,
+                c.idempotency_max_records
+            ),
+            (12, 13, 14)
+        );
+        assert_eq!(
+            (
+                c.idempotency_max_age_seconds,
+                c.max_connections,
+                c.metrics_port
+            ),
+            (15, 16, 17)
+        );
+        assert_eq!((c.host.as_str(), c.directory.as_str()), ("h", "d"));
+        assert!(!c.restore && !c.nodelay && !c.wal && !c.wal_fsync && !c.log);
+        assert_eq!(c.auth_token.as_deref(), Some("a"));
+        assert_eq!(c.read_auth_token.as_deref(), Some("b"));
+        assert_eq!(c.replication_token.as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn integer_and_bool_errors_use_the_long_name() {
+        assert_eq!(
+            error(&["--port=abc"], &[]),
+            "ERROR: --port must be an integer"
+        );
+        assert_eq!(error(&["-p", "x"], &[]), "ERROR: --port must be an integer");
+        assert_eq!(error(&["-p1_000"], &[]), "ERROR: --port must be an integer");
+        assert_eq!(
+            error(&["--port=0x10"], &[]),
+            "ERROR: --port must be an integer"
+        );
+        assert_eq!(
+            error(&["--port=2147483648"], &[]),
+            "ERROR: --port must be an integer"
+        );
+        assert_eq!(
+            error(&["--wal=TRUE"], &[]),
+            "ERROR: --wal must be true or false"
+        );
+        assert_eq!(
+            error(&["-w", "1"], &[]),
+            "ERROR: --wal must be true or false"
+        );
+        assert_eq!(
+            error(&["--log=yes"], &[]),
+            "ERROR: --log must be true or false"
+        );
+        assert_eq!(
+            error(&["--max-connections=x"], &[]),
+            "ERROR: --max-connections must be an integer"
+        );
+    }
+
+    #[test]
+    fn env_errors_name_the_variable() {
+        assert_eq!(
+            error(&[], &[("KARMA_PORT", "80a")]),
+            "ERROR: Environment variable KARMA_PORT must be an integer"
+        );
+        assert_eq!(
+            error(&[], &[("KARMA_WAL", "yes")]),
+            "ERROR: Environment variable KARMA_WAL must be true or false"
+        );
+        assert_eq!(
+            error(&[], &[("KARMA_TCP_NODELAY", "")]),
+            "ERROR: Environment variable KARMA_TCP_NODELAY must be true or false"
+        );
+        // A bad environment prevents even --help.
+        assert_eq!(
+            error(&["--help"], &[("KARMA_PORT", "x")]),
+            "ERROR: Environment variable KARMA_PORT must be an integer"
+        );
+        // The environment is read before the flags, so a flag cannot hide it.
+        assert_eq!(
+            error(&["--port=1"], &[("KARMA_PORT", "x")]),
+            "ERROR: Environment variable KARMA_PORT must be an integer"
+        );
+    }
+
+    #[test]
+    fn flags_apply_left_to_right() {
+        assert_eq!(
+            error(&["--port=x", "--wal=y"], &[]),
+            "ERROR: --port must be an integer"
+        );
+        assert_eq!(
+            error(&["--wal=y", "--port=x"], &[]),
+            "ERROR: --wal must be true or false"
+        );
+        assert!(matches!(
+            run(&["--help", "--port=x"], &[]),
+            Ok(Cli::Help(_))
+        ));
+        assert_eq!(
+            error(&["--port=x", "--help"], &[]),
+            "ERROR: --port must be an integer"
+        );
+        // Bad values are reported before unknown options.
+        assert_eq!(
+            error(&["--foo", "--port=x"], &[]),
+            "ERROR: --port must be an integer"
+        );
+    }
+
+    #[test]
+    fn unknown_options_come_with_usage() {
+        let e = match run(&["--foo"], &[]) {
+            Err(e) => e,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(e.message, "--foo is not a valid option.");
+        let rendered = e.render();
+        assert!(rendered.starts_with("ERROR: --foo is not a valid option.\n"));
+        assert!(rendered.contains("--port"));
+        assert_eq!(
+            error(&["--foo=1"], &[]),
+            "ERROR: --foo is not a valid option."
+        );
+        assert_eq!(error(&["-x"], &[]), "ERROR: -x is not a valid option.");
+        // Unknown flags do not stop the known ones from being applied first.
+        assert_eq!(
+            error(&["--port=8081", "--bar", "--baz"], &[]),
+            "ERROR: --bar is not a valid option."
+        );
+    }
+
+    #[test]
+    fn positional_arguments_are_ignored() {
+        let c = config(&["stray", "--port=7", "more"], &[]);
+        assert_eq!(c.port, 7);
+    }
+
+    #[test]
+    fn missing_value_is_an_error_line() {
+        assert_eq!(error(&["--port"], &[]), "ERROR: Missing option: --port");
+        assert_eq!(
+            error(&["--wal=true", "-p"], &[]),
+            "ERROR: Missing option: -p"
+        );
+    }
+
+    #[test]
+    fn help_and_version() {
+        match run(&["--help"], &[]) {
+            Ok(Cli::Help(text)) => {
+                for def in OPTIONS {
+                    assert!(
+                        text.contains(&format!("--{}", def.long)),
+                        "{} missing from help",
+                        def.long
+                    );
+                    assert!(text.contains(def.env), "{} missing from help", def.env);
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(run(&["-h"], &[]), Ok(Cli::Help(_))));
+        match run(&["--version"], &[]) {
+            Ok(Cli::Version(v)) => assert_eq!(v, format!("karma {VERSION}\n")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_tokens_mean_unset() {
+        let c = config(
+            &["--auth-token=", "--read-auth-token="],
+            &[("KARMA_REPLICATION_TOKEN", "")],
+        );
+        assert_eq!(c.auth_token, None);
+        assert_eq!(c.read_auth_token, None);
+        assert_eq!(c.replication_token, None);
+        let c = config(&[], &[("KARMA_AUTH_TOKEN", "")]);
+        assert_eq!(c.auth_token, None);
+        // A flag can clear a token set in the environment.
+        let c = config(&["--auth-token="], &[("KARMA_AUTH_TOKEN", "secret")]);
+        assert_eq!(c.auth_token, None);
+        assert!(!c.engine_options().auth_enabled());
+    }
+
+    #[test]
+    fn huge_request_limit_does_not_overflow() {
+        let c = config(&["--max-request-bytes=2147483647"], &[]);
+        assert_eq!(c.max_request_bytes(), 2_147_483_647);
+        assert_eq!(c.engine_options().max_request_bytes, 2_147_483_647);
+        assert!(c.max_request_bytes().checked_add(1).is_some());
+    }
+
+    #[test]
+    fn validation_messages_in_order() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--bind="], "host must not be empty"),
+            (&["--port=0"], "port must be between 1 and 65535"),
+            (&["--port=65536"], "port must be between 1 and 65535"),
+            (&["--directory="], "dump_dir must not be empty"),
+            (&["--role=primary"], "role must be master or slave"),
+            (
+                &["--wal-segment-bytes=-1"],
+                "wal_segment_bytes must be greater than or equal to 0",
+            ),
+            (
+                &["--wal-batch-size=0"],
+                "wal_batch_size must be greater than 0",
+            ),
+            (
+                &["--wal-batch-wait-us=-1"],
+                "wal_batch_wait_microseconds must be greater than or equal to 0",
+            ),
+            (
+                &["--max-request-bytes=0"],
+                "max_request_bytes must be greater than 0",
+            ),
+            (
+                &["--max-response-bytes=-1"],
+                "max_response_bytes must be greater than or equal to 0",
+            ),
+            (
+                &["--read-timeout=-1"],
+                "read_timeout_seconds must be greater than or equal to 0",
+            ),
+            (
+                &["--write-timeout=-1"],
+                "write_timeout_seconds must be greater than or equal to 0",
+            ),
+            (
+                &["--query-timeout-ms=-1"],
+                "query_timeout_ms must be greater than or equal to 0",
+            ),
+            (
+                &["--shutdown-timeout=-1"],
+                "shutdown_timeout_seconds must be greater than or equal to 0",
+            ),
+            (
+                &["--dump-retention-per-tree=-1"],
+                "dump_retention_per_tree must be greater than or equal to 0",
+            ),
+            (
+                &["--idempotency-max-records=0"],
+                "idempotency_max_records must be greater than 0",
+            ),
+            (
+                &["--idempotency-max-age-seconds=-1"],
+                "idempotency_max_age_seconds must be greater than or equal to 0",
+            ),
+            (
+                &["--max-connections=0"],
+                "max_connections must be greater than 0",
+            ),
+            (
+                &["--metrics-port=70000"],
+                "metrics_port must be between 0 and 65535",
+            ),
+            (
+                &["--replication-source-host="],
+                "replication_source_host must not be empty",
+            ),
+            (
+                &["--replication-source-host=m"],
+                "replication source requires slave role",
+            ),
+            (
+                &[
+                    "--replication-source-host=m",
+                    "--role=slave",
+                    "--replication-source-port=0",
+                ],
+                "replication_source_port must be between 1 and 65535",
+            ),
+            (
+                &[
+                    "--replication-source-host=m",
+                    "--role=slave",
+                    "--replication-poll-interval-ms=0",
+                ],
+                "replication_poll_interval_ms must be greater than 0",
+            ),
+            (
+                &[
+                    "--replication-source-host=m",
+                    "--role=slave",
+                    "--replication-batch-size=10001",
+                ],
+                "replication_batch_size must be between 1 and 10000",
+            ),
+        ];
+        for (args, msg) in cases {
+            assert_eq!(
+                error(args, &[]),
+                format!("ERROR: Invalid configuration: {msg}"),
+                "{args:?}"
+            );
+        }
+        // First failing rule wins.
+        assert_eq!(
+            error(&["--port=0", "--bind="], &[]),
+            "ERROR: Invalid configuration: host must not be empty"
+        );
+        assert_eq!(
+            error(&["--wal-batch-size=0", "--max-request-bytes=0"], &[]),
+            "ERROR: Invalid configuration: wal_batch_size must be greater than 0"
+        );
+        // Replication rules only apply with a source host; a static slave is fine.
+        let c = config(&["--role=slave", "--replication-batch-size=0"], &[]);
+        assert_eq!(c.role(), Role::Slave);
+        // Empty env string values fail validation.
+        assert_eq!(
+            error(&[], &[("KARMA_HOST", "")]),
+            "ERROR: Invalid configuration: host must not be empty"
+        );
+        assert_eq!(
+            error(&[], &[("KARMA_ROLE", "")]),
+            "ERROR: Invalid configuration: role must be master or slave"
+        );
+    }
+
+    #[test]
+    fn crystal_integer_rules() {
+        assert_eq!(parse_i32("42"), Some(42));
+        assert_eq!(parse_i32(" -7 "), Some(-7));
+        assert_eq!(parse_i32("+7"), Some(7));
+        assert_eq!(parse_i32("2147483647"), Some(i32::MAX));
+        assert_eq!(parse_i32("-2147483648"), Some(i32::MIN));
+        for bad in [
+            "",
+            " ",
+            "1_0",
+            "0x1",
+            "1.0",
+            "2147483648",
+            "+-1",
+            "--1",
+            "1e3",
+            "abc",
+        ] {
+            assert_eq!(parse_i32(bad), None, "{bad:?}");
+        }
+    }
+}

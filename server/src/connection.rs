@@ -1,0 +1,322 @@
+//! One client connection: NDJSON framing, pipelined batches, group-commit
+//! durability wait, timeouts (spec/server.md §3, spec/protocol.md §1).
+//!
+//! Every complete line already buffered is executed in order into one output
+//! buffer; the connection then waits once for the highest WAL LSN among them
+//! to be durable and writes all responses with one `write_all`. A pipelining
+//! client thus gets one group commit and one write per read.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
+
+use karma_engine::{Engine, Error, ErrorCode, Session};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, watch};
+
+/// Read buffer growth step.
+const READ_CHUNK: usize = 8 * 1024;
+/// Buffers above this are shrunk back after use, so idle connections stay small.
+const KEEP_CAPACITY: usize = 64 * 1024;
+/// After `request_too_large`, how long unread input is drained before the
+/// socket is closed, so the error line is not destroyed by a TCP reset.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Per-connection settings, derived once from the configuration.
+#[derive(Clone, Debug)]
+pub struct ConnectionSettings {
+    pub max_request_bytes: usize,
+    pub read_timeout: Option<Duration>,
+    pub write_timeout: Option<Duration>,
+}
+
+/// What one pass over the buffered input produced.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// Bytes of input consumed (complete lines and their terminators).
+    pub consumed: usize,
+    /// Requests executed (one response line each, in `out`).
+    pub requests: usize,
+    /// Highest LSN that must be durable before `out` may be sent.
+    pub lsn: Option<u64>,
+    /// A line longer than the limit was found after the executed ones: send
+    /// `request_too_large` and close.
+    pub too_large: bool,
+}
+
+/// Executes one request line into `out`. This is the single place the
+/// connection calls into the engine, so long-running ops can later move to
+/// `spawn_blocking` without touching the framing. A panic in the engine
+/// becomes an `internal_error` line for that request only.
+pub fn execute(engine: &Engine, line: &[u8], out: &mut Vec<u8>) -> Option<u64> {
+    let start = out.len();
+    match catch_unwind(AssertUnwindSafe(|| {
+        engine.handle_line_into(line, &Session::client(), out)
+    })) {
+        Ok(lsn) => lsn,
+        Err(_) => {
+            out.truncate(start);
+            out.extend_from_slice(&Engine::error_line(&Error::internal(
+                "Internal error while handling the request",
+            )));
+            None
+        }
+    }
+}
+
+/// Executes every complete line of `input` (and, at `eof`, a final line
+/// without `\n`), appending the responses to `out`. Stops at the first line
+/// whose body (including a `\r` before the `\n`) exceeds `max`; also flags a
+/// partial line that is already longer than `max`.
+pub fn run_batch(engine: &Engine, input: &[u8], max: usize, eof: bool, out: &mut Vec<u8>) -> Batch {
+    let mut batch = Batch::default();
+    let mut rest = input;
+    while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+        if pos > max {
+            batch.too_large = true;
+            return batch;
+        }
+        let mut line = &rest[..pos];
+        if let [body @ .., b'\r'] = line {
+            line = body;
+        }
+        let lsn = execute(engine, line, out);
+        batch.lsn = batch.lsn.max(lsn);
+        batch.requests += 1;
+        batch.consumed += pos + 1;
+        rest = &rest[pos + 1..];
+    }
+    if rest.len() > max {
+        batch.too_large = true;
+    } else if eof && !rest.is_empty() {
+        let lsn = execute(engine, rest, out);
+        batch.lsn = batch.lsn.max(lsn);
+        batch.requests += 1;
+        batch.consumed += rest.len();
+    }
+    batch
+}
+
+/// Waits (without blocking the runtime) until every WAL entry up to `lsn` is
+/// durable.
+pub async fn wait_durable(engine: &Engine, lsn: u64) -> Result<(), Error> {
+    let (tx, rx) = oneshot::channel();
+    engine.on_durable(
+        lsn,
+        Box::new(move |result| {
+            let _ = tx.send(result);
+        }),
+    );
+    match rx.await {
+        Ok(result) => result,
+        Err(_) => Err(Error::internal(
+            "WAL writer stopped before the write was durable",
+        )),
+    }
+}
+
+/// `request_too_large` for a limit of `max` bytes.
+pub fn too_large_line(max: usize) -> Vec<u8> {
+    Engine::error_line(&Error::new(
+        ErrorCode::RequestTooLarge,
+        format!("Request exceeds {max} bytes"),
+    ))
+}
+
+async fn write_all_timeout(
+    stream: &mut TcpStream,
+    mut data: &[u8],
+    timeout: Option<Duration>,
+) -> std::io::Result<()> {
+    while !data.is_empty() {
+        let n = match timeout {
+            Some(t) => match tokio::time::timeout(t, stream.write(data)).await {
+                Ok(r) => r?,
+                Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+            },
+            None => stream.write(data).await?,
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        data = &data[n..];
+    }
+    Ok(())
+}
+
+/// Half-closes and drains unread input for a moment, so the peer reads the
+/// last line before the socket is dropped (dropping with unread input sends a
+/// reset that can discard it).
+async fn lingering_close(mut stream: TcpStream) {
+    let _ = stream.shutdown().await;
+    let drain = async {
+        let mut scratch = vec![0u8; READ_CHUNK];
+        let mut total = 0;
+        while total < LINGER_BYTES {
+            match stream.read(&mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+}
+
+/// Serves one connection until EOF, an error, a timeout, an oversized request
+/// or server shutdown. Never panics; errors end only this connection.
+pub async fn serve(
+    mut stream: TcpStream,
+    engine: Engine,
+    settings: ConnectionSettings,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let max = settings.max_request_bytes;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut out: Vec<u8> = Vec::new();
+    let mut eof = false;
+    loop {
+        if !buf.is_empty() || eof {
+            out.clear();
+            let batch = run_batch(&engine, &buf, max, eof, &mut out);
+            if let Some(lsn) = batch.lsn {
+                if let Err(err) = wait_durable(&engine, lsn).await {
+                    // Nothing of this batch may be acknowledged: a read after
+                    // a write could have observed the non-durable state.
+                    let line = Engine::error_line(&Error::internal(err.message()));
+                    out.clear();
+                    for _ in 0..batch.requests {
+                        out.extend_from_slice(&line);
+                    }
+                }
+            }
+            if batch.too_large {
+                out.extend_from_slice(&too_large_line(max));
+            }
+            if !out.is_empty()
+                && write_all_timeout(&mut stream, &out, settings.write_timeout)
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+            if batch.too_large {
+                lingering_close(stream).await;
+                return;
+            }
+            if eof {
+                let _ = stream.shutdown().await;
+                return;
+            }
+            buf.drain(..batch.consumed);
+            if buf.capacity() > KEEP_CAPACITY && buf.len() < KEEP_CAPACITY / 2 {
+                buf.shrink_to(KEEP_CAPACITY / 2);
+            }
+            if out.capacity() > KEEP_CAPACITY {
+                out = Vec::new();
+            }
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        let read = stream.read_buf(&mut buf);
+        let result = tokio::select! {
+            r = async {
+                match settings.read_timeout {
+                    Some(t) => tokio::time::timeout(t, read).await.ok(),
+                    None => Some(read.await),
+                }
+            } => r,
+            _ = shutdown.changed() => return,
+        };
+        match result {
+            // Read timeout: close silently.
+            None => return,
+            Some(Err(_)) => return,
+            Some(Ok(0)) => eof = true,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// Answers a connection over the `--max-connections` limit with one error
+/// line and closes it.
+pub async fn reject(stream: TcpStream, limit: usize) {
+    let mut stream = stream;
+    let line = Engine::error_line(&Error::internal(format!(
+        "Too many connections (limit {limit})"
+    )));
+    if write_all_timeout(&mut stream, &line, Some(Duration::from_secs(1)))
+        .await
+        .is_ok()
+    {
+        lingering_close(stream).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(out: &[u8]) -> usize {
+        out.iter().filter(|&&b| b == b'\n').count()
+    }
+
+    #[test]
+    fn executes_complete_lines_only() {
+        let engine = Engine::in_memory();
+        let mut out = Vec::new();
+        let b = run_batch(&engine, b"{\"v\":2}\r\n\n{\"v\"", 4096, false, &mut out);
+        assert_eq!(b.requests, 2);
+        assert_eq!(b.consumed, 10);
+        assert!(!b.too_large);
+        assert_eq!(lines(&out), 2);
+    }
+
+    #[test]
+    fn final_line_at_eof() {
+        let engine = Engine::in_memory();
+        let mut out = Vec::new();
+        let b = run_batch(&engine, b"a\nbc", 4096, true, &mut out);
+        assert_eq!(b.requests, 2);
+        assert_eq!(b.consumed, 4);
+        let mut out = Vec::new();
+        let b = run_batch(&engine, b"", 4096, true, &mut out);
+        assert_eq!(b, Batch::default());
+    }
+
+    #[test]
+    fn size_limit_counts_the_carriage_return() {
+        let engine = Engine::in_memory();
+        let mut out = Vec::new();
+        // Exactly max bytes: accepted.
+        let b = run_batch(&engine, b"abcd\n", 4, false, &mut out);
+        assert_eq!((b.requests, b.too_large), (1, false));
+        // max bytes + \r: rejected.
+        let b = run_batch(&engine, b"abcd\r\n", 4, false, &mut out);
+        assert_eq!((b.requests, b.too_large), (0, true));
+        // Lines before the oversized one are answered first.
+        let b = run_batch(&engine, b"ab\nabcde\nab\n", 4, false, &mut out);
+        assert_eq!((b.requests, b.consumed, b.too_large), (1, 3, true));
+        // A partial line already over the limit.
+        let b = run_batch(&engine, b"ab\nabcde", 4, false, &mut out);
+        assert_eq!((b.requests, b.too_large), (1, true));
+        // A partial line at the limit waits for more input.
+        let b = run_batch(&engine, b"abcd", 4, false, &mut out);
+        assert_eq!((b.requests, b.too_large), (0, false));
+        // Huge limits do not overflow.
+        let b = run_batch(&engine, b"abcd\n", usize::MAX, false, &mut out);
+        assert_eq!(b.requests, 1);
+    }
+
+    #[test]
+    fn too_large_line_text() {
+        let line = String::from_utf8(too_large_line(4096)).unwrap_or_default();
+        assert!(line.starts_with(
+            "{\"protocol_version\":2,\"success\":false,\"response\":\"Request exceeds 4096 bytes\",\"error_code\":\"request_too_large\"}"
+        ));
+    }
+}

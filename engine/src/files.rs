@@ -29,25 +29,19 @@ pub(crate) fn random_hex16() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut h = RandomState::new().build_hasher();
     h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     h.write_u128(nanos);
     format!("{:016x}", h.finish())
 }
 
 /// fsyncs a directory so that renames/creations inside it are durable.
 pub fn fsync_dir(dir: &Path) -> Result<()> {
-    let d = File::open(dir)
-        .map_err(|e| Error::io(format!("Cannot open directory {}", dir.display()), e))?;
-    d.sync_all()
-        .map_err(|e| Error::io(format!("Cannot fsync directory {}", dir.display()), e))
+    let d = File::open(dir).map_err(|e| Error::io(format!("Cannot open directory {}", dir.display()), e))?;
+    d.sync_all().map_err(|e| Error::io(format!("Cannot fsync directory {}", dir.display()), e))
 }
 
 fn ensure_dir(dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir)
-        .map_err(|e| Error::io(format!("Cannot create directory {}", dir.display()), e))
+    fs::create_dir_all(dir).map_err(|e| Error::io(format!("Cannot create directory {}", dir.display()), e))
 }
 
 /// Atomically replaces `dir/file_name` with `bytes`: temp file
@@ -60,16 +54,10 @@ pub fn atomic_write(dir: &Path, file_name: &str, bytes: &[u8]) -> Result<()> {
 /// [`atomic_write`] with optional fsync (of the file and the directory).
 pub fn atomic_write_opts(dir: &Path, file_name: &str, bytes: &[u8], fsync: bool) -> Result<()> {
     if file_name.is_empty() || file_name.contains('/') || file_name.contains('\0') {
-        return Err(Error::validation(format!(
-            "Invalid file name \"{file_name}\""
-        )));
+        return Err(Error::validation(format!("Invalid file name \"{file_name}\"")));
     }
     ensure_dir(dir)?;
-    let tmp = dir.join(format!(
-        ".{file_name}.{}.{}.tmp",
-        std::process::id(),
-        random_hex16()
-    ));
+    let tmp = dir.join(format!(".{file_name}.{}.{}.tmp", std::process::id(), random_hex16()));
     let target = dir.join(file_name);
     let result = (|| -> Result<()> {
         let mut f = OpenOptions::new()
@@ -77,19 +65,13 @@ pub fn atomic_write_opts(dir: &Path, file_name: &str, bytes: &[u8], fsync: bool)
             .create_new(true)
             .open(&tmp)
             .map_err(|e| Error::io(format!("Cannot create {}", tmp.display()), e))?;
-        f.write_all(bytes)
-            .map_err(|e| Error::io(format!("Cannot write {}", tmp.display()), e))?;
+        f.write_all(bytes).map_err(|e| Error::io(format!("Cannot write {}", tmp.display()), e))?;
         if fsync {
-            f.sync_all()
-                .map_err(|e| Error::io(format!("Cannot fsync {}", tmp.display()), e))?;
+            f.sync_all().map_err(|e| Error::io(format!("Cannot fsync {}", tmp.display()), e))?;
         }
         drop(f);
-        fs::rename(&tmp, &target).map_err(|e| {
-            Error::io(
-                format!("Cannot rename {} to {}", tmp.display(), target.display()),
-                e,
-            )
-        })?;
+        fs::rename(&tmp, &target)
+            .map_err(|e| Error::io(format!("Cannot rename {} to {}", tmp.display(), target.display()), e))?;
         Ok(())
     })();
     if let Err(e) = result {
@@ -253,9 +235,7 @@ pub fn encode_recovery(checkpoints: &[Checkpoint]) -> Vec<u8> {
     for c in checkpoints {
         by_source.insert(c.source.as_str(), c);
     }
-    let out = RecoveryFileOut {
-        checkpoints: by_source.into_values().collect(),
-    };
+    let out = RecoveryFileOut { checkpoints: by_source.into_values().collect() };
     // Serializing plain strings and integers into a Vec cannot fail.
     let mut bytes = serde_json::to_vec(&out).unwrap_or_default();
     bytes.push(b'\n');
@@ -276,10 +256,8 @@ mod tests {
     }
 
     fn entries(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
+        let mut v: Vec<String> =
+            fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         v.sort();
         v
     }
@@ -304,10 +282,7 @@ mod tests {
         fs::write(d.path().join("target/keep"), b"k").unwrap();
         let err = atomic_write(d.path(), "target", b"new").unwrap_err();
         assert!(err.message().contains("Cannot rename"), "{err}");
-        assert_eq!(
-            entries(d.path()),
-            vec!["target".to_string(), "x".to_string()]
-        );
+        assert_eq!(entries(d.path()), vec!["target".to_string(), "x".to_string()]);
         assert_eq!(fs::read(d.path().join("x")).unwrap(), b"old");
         assert!(atomic_write(d.path(), "a/b", b"z").is_err());
     }
@@ -326,15 +301,9 @@ mod tests {
         assert_eq!(e.message(), format!("Invalid WAL LSN file {}", p.display()));
         assert_eq!(e.code(), crate::error::ErrorCode::ValidationError);
         let e = read_lsn_file(&p, "replication").unwrap_err();
-        assert_eq!(
-            e.message(),
-            format!("Invalid replication LSN file {}", p.display())
-        );
+        assert_eq!(e.message(), format!("Invalid replication LSN file {}", p.display()));
         write_lsn_file_atomic(d.path(), REPLICATION_LSN_FILE, 615, false).unwrap();
-        assert_eq!(
-            fs::read_to_string(d.path().join(REPLICATION_LSN_FILE)).unwrap(),
-            "615\n"
-        );
+        assert_eq!(fs::read_to_string(d.path().join(REPLICATION_LSN_FILE)).unwrap(), "615\n");
     }
 
     #[test]
@@ -342,13 +311,7 @@ mod tests {
         let d = tmp();
         let lock = DirLock::acquire(d.path()).unwrap();
         let err = DirLock::acquire(d.path()).unwrap_err();
-        assert_eq!(
-            err.message(),
-            format!(
-                "Data directory {} is locked by another Karma process",
-                d.path().display()
-            )
-        );
+        assert_eq!(err.message(), format!("Data directory {} is locked by another Karma process", d.path().display()));
         assert_eq!(err.code(), crate::error::ErrorCode::ValidationError);
         drop(lock);
         let _again = DirLock::acquire(d.path()).unwrap();
@@ -381,10 +344,7 @@ mod tests {
         let back = read_recovery(d.path()).unwrap();
         assert_eq!(back, vec![cps[1].clone(), cps[0].clone()]);
         fs::write(d.path().join(RECOVERY_FILE), "{nope").unwrap();
-        assert!(read_recovery(d.path())
-            .unwrap_err()
-            .message()
-            .starts_with("Invalid recovery file"));
+        assert!(read_recovery(d.path()).unwrap_err().message().starts_with("Invalid recovery file"));
     }
 
     #[test]

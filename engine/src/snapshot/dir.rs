@@ -62,22 +62,14 @@ pub fn file_name(series: &str, unix: i64) -> String {
 
 fn check_series_name(series: &str) -> Result<()> {
     if series.is_empty() || series.contains('/') || series.contains('\0') {
-        return Err(Error::validation(format!(
-            "Series name \"{series}\" cannot be used in a snapshot file name"
-        )));
+        return Err(Error::validation(format!("Series name \"{series}\" cannot be used in a snapshot file name")));
     }
     Ok(())
 }
 
 fn check_tree_file(file: &str) -> Result<()> {
-    if file.contains('/')
-        || file.contains('\0')
-        || file.starts_with('.')
-        || !file.ends_with(TREE_SUFFIX)
-    {
-        return Err(Error::validation(format!(
-            "Invalid dump file name \"{file}\""
-        )));
+    if file.contains('/') || file.contains('\0') || file.starts_with('.') || !file.ends_with(TREE_SUFFIX) {
+        return Err(Error::validation(format!("Invalid dump file name \"{file}\"")));
     }
     Ok(())
 }
@@ -103,28 +95,13 @@ impl SnapshotDir {
     }
 
     /// Writes `<unix>_<series>.tree` atomically, then its `.meta.json`.
-    pub fn write(
-        &self,
-        series: &str,
-        unix: i64,
-        last_lsn: u64,
-        bytes: &[u8],
-    ) -> Result<SnapshotMeta> {
+    pub fn write(&self, series: &str, unix: i64, last_lsn: u64, bytes: &[u8]) -> Result<SnapshotMeta> {
         check_series_name(series)?;
         let file = file_name(series, unix);
         atomic_write(&self.dir, &file, bytes)?;
-        let meta = SnapshotMeta {
-            tree: series.to_string(),
-            file,
-            timestamp: unix,
-            last_lsn,
-            bytes: bytes.len() as u64,
-        };
-        atomic_write(
-            &self.dir,
-            &meta.metadata_file(),
-            meta.to_json_line().as_bytes(),
-        )?;
+        let meta =
+            SnapshotMeta { tree: series.to_string(), file, timestamp: unix, last_lsn, bytes: bytes.len() as u64 };
+        atomic_write(&self.dir, &meta.metadata_file(), meta.to_json_line().as_bytes())?;
         Ok(meta)
     }
 
@@ -156,8 +133,7 @@ impl SnapshotDir {
         };
         let mut out = Vec::new();
         for entry in rd {
-            let entry =
-                entry.map_err(|e| Error::io(format!("Cannot list {}", self.dir.display()), e))?;
+            let entry = entry.map_err(|e| Error::io(format!("Cannot list {}", self.dir.display()), e))?;
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
@@ -188,18 +164,14 @@ impl SnapshotDir {
         };
         serde_json::from_slice::<SnapshotMeta>(&bytes)
             .map(Some)
-            .map_err(|e| {
-                Error::validation(format!("Invalid snapshot metadata {}: {e}", path.display()))
-            })
+            .map_err(|e| Error::validation(format!("Invalid snapshot metadata {}: {e}", path.display())))
     }
 
     /// Newest snapshot of each series, sorted by series name.
     pub fn latest_by_series(&self) -> Result<Vec<SnapshotMeta>> {
         let mut latest: BTreeMap<String, SnapshotMeta> = BTreeMap::new();
         for meta in self.list()? {
-            let series = parse_file_name(&meta.file)
-                .map(|(_, s)| s)
-                .unwrap_or_else(|| meta.tree.clone());
+            let series = parse_file_name(&meta.file).map(|(_, s)| s).unwrap_or_else(|| meta.tree.clone());
             latest.entry(series).or_insert(meta);
         }
         Ok(latest.into_values().collect())
@@ -220,8 +192,8 @@ impl SnapshotDir {
     /// unreadable); `None` if the `.tree` does not exist.
     pub fn meta(&self, file: &str) -> Result<Option<SnapshotMeta>> {
         check_tree_file(file)?;
-        let (ts, series) = parse_file_name(file)
-            .ok_or_else(|| Error::validation(format!("Invalid dump file name \"{file}\"")))?;
+        let (ts, series) =
+            parse_file_name(file).ok_or_else(|| Error::validation(format!("Invalid dump file name \"{file}\"")))?;
         let path = self.dir.join(file);
         let size = match fs::metadata(&path) {
             Ok(md) if md.is_file() => md.len(),
@@ -295,31 +267,18 @@ impl SnapshotDir {
         if let Some(min) = latest.iter().map(|m| m.last_lsn).min() {
             return Ok(min);
         }
-        Ok(super::idem::idempotency_meta(&self.dir)?
-            .map(|m| m.last_lsn)
-            .unwrap_or(0))
+        Ok(super::idem::idempotency_meta(&self.dir)?.map(|m| m.last_lsn).unwrap_or(0))
     }
 
     /// Maximum `last_lsn` over the newest snapshot of each series (0 if none),
     /// reported as `last_snapshot_lsn`.
     pub fn last_snapshot_lsn(&self) -> Result<u64> {
-        Ok(self
-            .latest_by_series()?
-            .iter()
-            .map(|m| m.last_lsn)
-            .max()
-            .unwrap_or(0))
+        Ok(self.latest_by_series()?.iter().map(|m| m.last_lsn).max().unwrap_or(0))
     }
 }
 
 fn synthesize(file: &str, ts: i64, series: &str, size: u64) -> SnapshotMeta {
-    SnapshotMeta {
-        tree: series.to_string(),
-        file: file.to_string(),
-        timestamp: ts,
-        last_lsn: 0,
-        bytes: size,
-    }
+    SnapshotMeta { tree: series.to_string(), file: file.to_string(), timestamp: ts, last_lsn: 0, bytes: size }
 }
 
 #[cfg(test)]
@@ -346,9 +305,7 @@ mod tests {
         let sd = SnapshotDir::new(d.path());
         assert!(sd.list().unwrap().is_empty());
         assert_eq!(sd.restore_lsn().unwrap(), 0);
-        let m = sd
-            .write("api_requests", 1777925811, 42, &[0u8; 56])
-            .unwrap();
+        let m = sd.write("api_requests", 1777925811, 42, &[0u8; 56]).unwrap();
         assert_eq!(
             fs::read_to_string(d.path().join("1777925811_api_requests.tree.meta.json")).unwrap(),
             "{\"tree\":\"api_requests\",\"file\":\"1777925811_api_requests.tree\",\"timestamp\":1777925811,\"last_lsn\":42,\"bytes\":56}\n"
@@ -379,28 +336,15 @@ mod tests {
         let latest = sd.latest_by_series().unwrap();
         assert_eq!(
             latest.iter().map(|m| m.file.as_str()).collect::<Vec<_>>(),
-            vec![
-                "1777925813_api_requests.tree",
-                "1777925810_b_series.tree",
-                "1777925800_nometa.tree"
-            ]
+            vec!["1777925813_api_requests.tree", "1777925810_b_series.tree", "1777925800_nometa.tree"]
         );
         assert_eq!(sd.restore_lsn().unwrap(), 0);
         assert_eq!(sd.last_snapshot_lsn().unwrap(), 60);
         assert_eq!(sd.dump_count().unwrap(), 5);
-        assert_eq!(
-            sd.read("1777925812_api_requests.tree").unwrap().unwrap(),
-            b"x"
-        );
+        assert_eq!(sd.read("1777925812_api_requests.tree").unwrap().unwrap(), b"x");
         assert_eq!(sd.read("1_none.tree").unwrap(), None);
         assert!(sd.read("../x.tree").is_err());
-        assert_eq!(
-            sd.meta("1777925812_api_requests.tree")
-                .unwrap()
-                .unwrap()
-                .last_lsn,
-            50
-        );
+        assert_eq!(sd.meta("1777925812_api_requests.tree").unwrap().unwrap().last_lsn, 50);
         assert_eq!(sd.meta("1777925800_nometa.tree").unwrap().unwrap().bytes, 3);
         assert_eq!(sd.meta("1_none.tree").unwrap(), None);
 
@@ -408,10 +352,7 @@ mod tests {
         assert_eq!(sd.restore_lsn().unwrap(), 55);
         assert_eq!(sd.prune(0).unwrap(), 0);
         assert_eq!(sd.prune(1).unwrap(), 2);
-        assert!(!d
-            .path()
-            .join("1777925811_api_requests.tree.meta.json")
-            .exists());
+        assert!(!d.path().join("1777925811_api_requests.tree.meta.json").exists());
         assert!(!d.path().join("1777925812_api_requests.tree").exists());
         assert_eq!(sd.dump_count().unwrap(), 2);
         assert!(sd.write("a/b", 1, 0, b"").is_err());

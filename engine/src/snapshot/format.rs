@@ -28,8 +28,7 @@ pub struct SeriesImage {
 fn done<T>(r: std::result::Result<T, ValueWriteError<Infallible>>) {
     if let Err(e) = r {
         match e {
-            ValueWriteError::InvalidMarkerWrite(never)
-            | ValueWriteError::InvalidDataWrite(never) => match never {},
+            ValueWriteError::InvalidMarkerWrite(never) | ValueWriteError::InvalidDataWrite(never) => match never {},
         }
     }
 }
@@ -59,10 +58,7 @@ pub fn encode_tree(image: &SeriesImage) -> Vec<u8> {
             done(encode::write_uint(&mut out, *key));
             done(encode::write_map_len(&mut out, 2));
             done(encode::write_str(&mut out, "table"));
-            done(encode::write_map_len(
-                &mut out,
-                len32(counter.buckets.len()),
-            ));
+            done(encode::write_map_len(&mut out, len32(counter.buckets.len())));
             for &(bucket, value) in &counter.buckets {
                 done(encode::write_uint(&mut out, bucket));
                 done(encode::write_uint(&mut out, value));
@@ -86,8 +82,7 @@ pub fn decode_tree(bytes: &[u8]) -> Result<SeriesImage> {
 /// map order; a duplicate key keeps its first position and its last value.
 pub fn decode_tree_named(bytes: &[u8], context: &str) -> Result<SeriesImage> {
     let mut r = Reader { buf: bytes, pos: 0 };
-    r.store()
-        .map_err(|why| Error::validation(format!("Invalid snapshot {context}: {why}")))
+    r.store().map_err(|why| Error::validation(format!("Invalid snapshot {context}: {why}")))
 }
 
 const MAX_DEPTH: usize = 256;
@@ -127,10 +122,7 @@ impl<'a> Reader<'a> {
     }
 
     fn be(&mut self, n: usize) -> R<u64> {
-        Ok(self
-            .take(n)?
-            .iter()
-            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
+        Ok(self.take(n)?.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
     }
 
     /// Reads a nil (returns true) without consuming anything else.
@@ -158,11 +150,7 @@ impl<'a> Reader<'a> {
             0xd1 => i128::from(self.be(2)? as u16 as i16),
             0xd2 => i128::from(self.be(4)? as u32 as i32),
             0xd3 => i128::from(self.be(8)? as i64),
-            _ => {
-                return Err(format!(
-                    "expected unsigned integer for {what} at byte {at}, found marker 0x{m:02x}"
-                ))
-            }
+            _ => return Err(format!("expected unsigned integer for {what} at byte {at}, found marker 0x{m:02x}")),
         };
         u64::try_from(v).map_err(|_| format!("negative {what} {v} at byte {at}"))
     }
@@ -174,11 +162,7 @@ impl<'a> Reader<'a> {
             0x80..=0x8f => u64::from(m & 0x0f),
             0xde => self.be(2)?,
             0xdf => self.be(4)?,
-            _ => {
-                return Err(format!(
-                    "expected map for {what} at byte {at}, found marker 0x{m:02x}"
-                ))
-            }
+            _ => return Err(format!("expected map for {what} at byte {at}, found marker 0x{m:02x}")),
         };
         usize::try_from(n).map_err(|_| format!("map too large at byte {at}"))
     }
@@ -190,11 +174,7 @@ impl<'a> Reader<'a> {
             0x90..=0x9f => u64::from(m & 0x0f),
             0xdc => self.be(2)?,
             0xdd => self.be(4)?,
-            _ => {
-                return Err(format!(
-                    "expected array for {what} at byte {at}, found marker 0x{m:02x}"
-                ))
-            }
+            _ => return Err(format!("expected array for {what} at byte {at}, found marker 0x{m:02x}")),
         };
         usize::try_from(n).map_err(|_| format!("array too large at byte {at}"))
     }
@@ -277,11 +257,7 @@ impl<'a> Reader<'a> {
         for _ in 0..n {
             match self.key()? {
                 Key::Text(b"branches") => {
-                    branches = if self.nil()? {
-                        None
-                    } else {
-                        Some(self.branches()?)
-                    };
+                    branches = if self.nil()? { None } else { Some(self.branches()?) };
                 }
                 Key::Text(b"branches_num") => branches_num = Some(self.uint("branches_num")?),
                 _ => self.skip(1)?,
@@ -379,17 +355,12 @@ mod tests {
     }
 
     fn counter(total: u64, buckets: &[(u64, u64)]) -> CounterImage {
-        CounterImage {
-            total,
-            buckets: buckets.to_vec(),
-        }
+        CounterImage { total, buckets: buckets.to_vec() }
     }
 
     #[test]
     fn worked_example_is_byte_exact() {
-        let image = SeriesImage {
-            counters: vec![(42, counter(1, &[(20260505, 1)]))],
-        };
+        let image = SeriesImage { counters: vec![(42, counter(1, &[(20260505, 1)]))] };
         let bytes = encode_tree(&image);
         let mut expected = vec![0x82, 0xa8];
         expected.extend_from_slice(b"branches");
@@ -414,10 +385,7 @@ mod tests {
         for branch in 0..9u64 {
             for i in 0..3u64 {
                 let key = branch + 9 * (i * 1_000_003);
-                counters.push((
-                    key,
-                    counter(u64::MAX, &[(u64::MAX, u64::MAX), (0, 0), (20260101, 1)]),
-                ));
+                counters.push((key, counter(u64::MAX, &[(u64::MAX, u64::MAX), (0, 0), (20260101, 1)])));
             }
         }
         counters.push((u64::MAX, counter(7, &[(1, 7)])));
@@ -432,9 +400,7 @@ mod tests {
         counters.extend((2..70_000u64).map(|i| (i * 9, counter(i, &[(i, i)]))));
         let image = SeriesImage { counters };
         let bytes = encode_tree(&image);
-        assert!(bytes
-            .windows(5)
-            .any(|w| w == [0xdf, 0x00, 0x01, 0x11, 0x70]));
+        assert!(bytes.windows(5).any(|w| w == [0xdf, 0x00, 0x01, 0x11, 0x70]));
         assert!(bytes.windows(2).any(|w| w == [0x82, 0xa5]));
         assert_eq!(decode_tree(&bytes).unwrap(), image);
     }
@@ -459,27 +425,16 @@ mod tests {
         assert_eq!(image.counters, vec![(2, counter(3, &[(5, 4)]))]);
 
         // Missing branches_num, negative ints, truncated data, floats.
-        let e = decode_tree(&[
-            0x81, 0xa8, b'b', b'r', b'a', b'n', b'c', b'h', b'e', b's', 0x90,
-        ])
-        .unwrap_err();
+        let e = decode_tree(&[0x81, 0xa8, b'b', b'r', b'a', b'n', b'c', b'h', b'e', b's', 0x90]).unwrap_err();
         assert_eq!(e.message(), "Invalid snapshot tree: missing branches_num");
         assert_eq!(e.code(), crate::error::ErrorCode::ValidationError);
         let mut neg = vec![0x81, 0xac];
         neg.extend_from_slice(b"branches_num");
         neg.push(0xff);
-        assert!(decode_tree(&neg)
-            .unwrap_err()
-            .message()
-            .contains("negative"));
-        let full = encode_tree(&SeriesImage {
-            counters: vec![(42, counter(1, &[(20260505, 1)]))],
-        });
+        assert!(decode_tree(&neg).unwrap_err().message().contains("negative"));
+        let full = encode_tree(&SeriesImage { counters: vec![(42, counter(1, &[(20260505, 1)]))] });
         for cut in 0..full.len() - 13 {
-            assert!(
-                decode_tree_named(&full[..cut], "x.tree").is_err(),
-                "cut {cut}"
-            );
+            assert!(decode_tree_named(&full[..cut], "x.tree").is_err(), "cut {cut}");
         }
         assert!(decode_tree(&[0xcb]).is_err());
     }

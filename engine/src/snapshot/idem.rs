@@ -57,10 +57,7 @@ pub struct StreamImage {
     pub committed_at_unix: u64,
 }
 
-fn ser_chunks<S: Serializer>(
-    chunks: &[(u64, String)],
-    s: S,
-) -> std::result::Result<S::Ok, S::Error> {
+fn ser_chunks<S: Serializer>(chunks: &[(u64, String)], s: S) -> std::result::Result<S::Ok, S::Error> {
     let mut m = s.serialize_map(Some(chunks.len()))?;
     for (seq, fp) in chunks {
         m.serialize_entry(&seq.to_string(), fp)?;
@@ -75,15 +72,11 @@ fn de_chunks<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<(u64, S
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
             f.write_str("an object of chunk_seq -> fingerprint")
         }
-        fn visit_map<A: MapAccess<'de>>(
-            self,
-            mut map: A,
-        ) -> std::result::Result<Self::Value, A::Error> {
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
             let mut out: Vec<(u64, String)> = Vec::new();
             while let Some((k, v)) = map.next_entry::<String, String>()? {
-                let seq = k.parse::<u64>().map_err(|_| {
-                    serde::de::Error::custom(format!("invalid chunk_seq key \"{k}\""))
-                })?;
+                let seq =
+                    k.parse::<u64>().map_err(|_| serde::de::Error::custom(format!("invalid chunk_seq key \"{k}\"")))?;
                 match out.iter_mut().find(|(s, _)| *s == seq) {
                     Some(slot) => slot.1 = v,
                     None => out.push((seq, v)),
@@ -120,10 +113,7 @@ struct FileIn {
 
 /// The exact bytes of `karma.idempotency.json`.
 pub fn encode_idempotency(records: &[RecordImage], streams: &[StreamImage]) -> Vec<u8> {
-    let out = FileOut {
-        records,
-        committed_streams: streams,
-    };
+    let out = FileOut { records, committed_streams: streams };
     // Strings, integers and already-valid raw JSON cannot fail to serialize.
     let mut bytes = serde_json::to_vec(&out).unwrap_or_default();
     bytes.push(b'\n');
@@ -165,10 +155,7 @@ pub fn read_idempotency_bytes(dir: &Path) -> Result<Option<Vec<u8>>> {
 }
 
 /// Parses idempotency snapshot bytes (`context` names the source in errors).
-pub fn decode_idempotency(
-    bytes: &[u8],
-    context: &str,
-) -> Result<(Vec<RecordImage>, Vec<StreamImage>)> {
+pub fn decode_idempotency(bytes: &[u8], context: &str) -> Result<(Vec<RecordImage>, Vec<StreamImage>)> {
     let f: FileIn = serde_json::from_slice(bytes)
         .map_err(|e| Error::validation(format!("Invalid idempotency snapshot {context}: {e}")))?;
     Ok((f.records, f.committed_streams))
@@ -196,24 +183,15 @@ pub fn idempotency_meta(dir: &Path) -> Result<Option<IdempotencyMeta>> {
     let meta_path = dir.join(IDEMPOTENCY_META_FILE);
     match fs::read(&meta_path) {
         Ok(b) => {
-            return serde_json::from_slice::<IdempotencyMeta>(&b)
-                .map(Some)
-                .map_err(|e| {
-                    Error::validation(format!(
-                        "Invalid idempotency snapshot metadata {}: {e}",
-                        meta_path.display()
-                    ))
-                })
+            return serde_json::from_slice::<IdempotencyMeta>(&b).map(Some).map_err(|e| {
+                Error::validation(format!("Invalid idempotency snapshot metadata {}: {e}", meta_path.display()))
+            })
         }
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => return Err(Error::io(format!("Cannot read {}", meta_path.display()), e)),
     }
-    let timestamp = md
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let timestamp =
+        md.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs()).unwrap_or(0);
     let (records, streams) = match read_idempotency(dir) {
         Ok(Some((r, s))) => (r.len() as u64, s.len() as u64),
         _ => (0, 0),
@@ -253,10 +231,7 @@ mod tests {
             line.push(b'\n');
             assert_eq!(line, fs::read(dir.join(IDEMPOTENCY_META_FILE)).unwrap());
         }
-        assert_eq!(
-            idempotency_meta(&fixtures().join("segmented-wal/data")).unwrap(),
-            None
-        );
+        assert_eq!(idempotency_meta(&fixtures().join("segmented-wal/data")).unwrap(), None);
         let dir = fixtures().join("snapshot-plus-wal/data");
         let (records, streams) = read_idempotency(&dir).unwrap().unwrap();
         assert_eq!(records[1].response.get(), "{\"applied\":3,\"total\":12}");
@@ -274,10 +249,7 @@ mod tests {
             key: "k\u{e9}\"1".into(),
             operation: "batch_add".into(),
             fingerprint: "ab".into(),
-            response: RawValue::from_string(
-                "{\"total\":18446744073709551615,\"applied\":1}".into(),
-            )
-            .unwrap(),
+            response: RawValue::from_string("{\"total\":18446744073709551615,\"applied\":1}".into()).unwrap(),
             created_at_unix: 7,
         }];
         let streams = vec![StreamImage {
@@ -301,25 +273,13 @@ mod tests {
             format!("{{\"file\":\"karma.idempotency.json\",\"timestamp\":100,\"last_lsn\":5,\"bytes\":{},\"record_count\":1,\"committed_stream_count\":1}}\n", text.len())
         );
         assert_eq!(meta.bytes, text.len() as u64);
-        assert_eq!(
-            read_idempotency(d.path()).unwrap(),
-            Some((records, streams))
-        );
-        assert_eq!(
-            read_idempotency_bytes(d.path()).unwrap().unwrap(),
-            text.as_bytes()
-        );
+        assert_eq!(read_idempotency(d.path()).unwrap(), Some((records, streams)));
+        assert_eq!(read_idempotency_bytes(d.path()).unwrap().unwrap(), text.as_bytes());
         fs::remove_file(d.path().join(IDEMPOTENCY_META_FILE)).unwrap();
         let m = idempotency_meta(d.path()).unwrap().unwrap();
-        assert_eq!(
-            (m.last_lsn, m.record_count, m.committed_stream_count),
-            (0, 1, 1)
-        );
+        assert_eq!((m.last_lsn, m.record_count, m.committed_stream_count), (0, 1, 1));
         assert!(m.timestamp > 0);
         fs::write(d.path().join(IDEMPOTENCY_FILE), "{").unwrap();
-        assert!(read_idempotency(d.path())
-            .unwrap_err()
-            .message()
-            .starts_with("Invalid idempotency snapshot"));
+        assert!(read_idempotency(d.path()).unwrap_err().message().starts_with("Invalid idempotency snapshot"));
     }
 }

@@ -7,11 +7,8 @@ pub mod format;
 pub mod idem;
 
 pub use dir::{file_name, parse_file_name, SnapshotDir, SnapshotMeta};
-pub use format::{
-    decode_tree, decode_tree_named, encode_tree, CounterImage, SeriesImage, BRANCHES,
-};
+pub use format::{decode_tree, decode_tree_named, encode_tree, CounterImage, SeriesImage, BRANCHES};
 pub use idem::{
-    decode_idempotency, encode_idempotency, idempotency_meta, read_idempotency,
-    read_idempotency_bytes, write_idempotency, IdempotencyMeta, RecordImage, StreamImage,
-    IDEMPOTENCY_FILE, IDEMPOTENCY_META_FILE,
+    decode_idempotency, encode_idempotency, idempotency_meta, read_idempotency, read_idempotency_bytes,
+    write_idempotency, IdempotencyMeta, RecordImage, StreamImage, IDEMPOTENCY_FILE, IDEMPOTENCY_META_FILE,
 };

@@ -1,0 +1,876 @@
+//! The WAL: LSN assignment, the single group-commit writer thread, segment
+//! rotation, truncation and replication reads (spec/persistence.md §3.7–§3.13).
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Arc;
+use std::thread::{JoinHandle, ThreadId};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use super::index::{read_index, write_index};
+use super::reader::{scan_file, ScanEnd};
+use super::segments::{list_files, segment_name, ACTIVE_FILE, LSN_FILE};
+use crate::error::{Error, ErrorCode, Result};
+use crate::files::{fsync_dir, read_lsn_file, write_lsn_file_atomic};
+
+/// How a [`Wal`] is set up.
+#[derive(Clone, Debug)]
+pub struct WalConfig {
+    pub dir: PathBuf,
+    /// fsync (`sync_data`) once per group commit, and after truncation.
+    pub fsync: bool,
+    /// Rotate `karma.wal` into a segment once it reaches this size; 0 = never.
+    pub segment_bytes: u64,
+    /// Most entries written by one group commit.
+    pub batch_size: usize,
+    /// How long the writer keeps collecting after draining its queue.
+    pub batch_wait: Duration,
+}
+
+impl WalConfig {
+    /// The server defaults (fsync on, 64 MiB segments, groups of 1024, no wait).
+    pub fn new(dir: impl Into<PathBuf>) -> WalConfig {
+        WalConfig {
+            dir: dir.into(),
+            fsync: true,
+            segment_bytes: 67_108_864,
+            batch_size: 1024,
+            batch_wait: Duration::ZERO,
+        }
+    }
+}
+
+/// Counters of the writer, for tests and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalStats {
+    /// Group commits written successfully.
+    pub groups: u64,
+    /// fsync calls on the active file.
+    pub fsyncs: u64,
+    /// Entries written successfully.
+    pub entries: u64,
+    /// Segment rotations.
+    pub rotations: u64,
+    /// Truncations.
+    pub truncations: u64,
+}
+
+/// One page of replication entries.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EntriesPage {
+    /// `(lsn, compact entry JSON)` in file order.
+    pub entries: Vec<(u64, String)>,
+    /// Σ len(`{"lsn":N,"entry":<entry>}`) over `entries`.
+    pub entries_bytes: usize,
+    pub truncated_by_bytes: bool,
+}
+
+/// Cost of one entry against a replication byte budget.
+pub fn entry_cost(lsn: u64, entry_len: usize) -> usize {
+    // {"lsn":  ,"entry":  }
+    7 + itoa::Buffer::new().format(lsn).len() + 9 + entry_len + 1
+}
+
+type Callback = Box<dyn FnOnce(Result<()>) + Send>;
+type IdxCache = HashMap<PathBuf, (u64, Arc<Vec<(u64, u64)>>)>;
+
+enum Item {
+    Entry(u64, Vec<u8>),
+    Truncate { lsn: u64, reply: SyncSender<Result<()>> },
+}
+
+struct State {
+    /// Last LSN handed out.
+    assigned: u64,
+    /// Every entry `<= durable` is written (and fsynced when configured).
+    durable: u64,
+    queue: VecDeque<Item>,
+    /// The writer holds items taken from the queue.
+    in_flight: bool,
+    callbacks: Vec<(u64, Callback)>,
+    failure: Option<Error>,
+    closing: bool,
+    closed: bool,
+    bytes: u64,
+    stats: WalStats,
+}
+
+/// What replication reads need to know about the files, updated by the writer.
+struct FileSet {
+    /// `(first lsn, path)` of every segment, in order.
+    segments: Vec<(u64, PathBuf)>,
+    /// Bytes of `karma.wal` covered by completed groups.
+    active_len: u64,
+    /// First LSN in `karma.wal`.
+    active_first: Option<u64>,
+    /// `(lsn, offset)` of every LSN line of `karma.wal`.
+    active_index: Vec<(u64, u64)>,
+}
+
+struct Shared {
+    cfg: WalConfig,
+    state: Mutex<State>,
+    /// Wakes the writer.
+    work: Condvar,
+    /// Wakes `wait_durable` callers.
+    durable: Condvar,
+    files: RwLock<FileSet>,
+    idx_cache: Mutex<IdxCache>,
+}
+
+/// The write-ahead log of one data directory. `Send + Sync`; one writer thread.
+pub struct Wal {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    thread_id: ThreadId,
+}
+
+fn unavailable(cause: &Error) -> Error {
+    Error::new(cause.code(), format!("WAL is unavailable: {}", cause.message()))
+}
+
+fn closed_error() -> Error {
+    Error::internal("WAL is closed")
+}
+
+impl Wal {
+    /// Opens the WAL of `cfg.dir` (created if missing): scans every WAL file,
+    /// repairs a torn last line of `karma.wal`, derives the current LSN and
+    /// starts the writer thread.
+    pub fn open(cfg: WalConfig) -> Result<Wal> {
+        let dir = cfg.dir.clone();
+        fs::create_dir_all(&dir).map_err(|e| Error::io(format!("Cannot create directory {}", dir.display()), e))?;
+        let mut max_lsn = read_lsn_file(&dir.join(LSN_FILE), "WAL")?;
+        let files = list_files(&dir)?;
+        let mut set = FileSet { segments: Vec::new(), active_len: 0, active_first: None, active_index: Vec::new() };
+        let mut bytes = 0u64;
+        let count = files.len();
+        for (i, wf) in files.iter().enumerate() {
+            let active = wf.is_active();
+            let mut index: Vec<(u64, u64)> = Vec::new();
+            let end: ScanEnd =
+                scan_file(&wf.path, None, 0, None, i + 1 == count, ErrorCode::ValidationError, |line| {
+                    let lsn = line.parsed.lsn.unwrap_or(0);
+                    max_lsn = max_lsn.max(lsn);
+                    if active && line.parsed.lsn.is_some() {
+                        index.push((lsn, line.offset));
+                    }
+                    Ok(true)
+                })?;
+            let size =
+                fs::metadata(&wf.path).map_err(|e| Error::io(format!("Cannot stat {}", wf.path.display()), e))?.len();
+            match (active, end.torn) {
+                (true, Some(t)) => {
+                    tracing::warn!(
+                        file = %wf.path.display(),
+                        line = t.line_no,
+                        offset = t.offset,
+                        removed_bytes = size.saturating_sub(t.offset),
+                        reason = %t.reason,
+                        "wal.torn_tail: truncating the torn last line of the WAL"
+                    );
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(&wf.path)
+                        .map_err(|e| Error::io(format!("Cannot open {}", wf.path.display()), e))?;
+                    f.set_len(t.offset).map_err(|e| Error::io(format!("Cannot truncate {}", wf.path.display()), e))?;
+                    if cfg.fsync {
+                        f.sync_all().map_err(|e| Error::io(format!("Cannot fsync {}", wf.path.display()), e))?;
+                    }
+                    set.active_len = t.offset;
+                }
+                (true, None) => set.active_len = end.valid_len,
+                (false, torn) => {
+                    if let Some(t) = torn {
+                        tracing::warn!(
+                            file = %wf.path.display(),
+                            line = t.line_no,
+                            offset = t.offset,
+                            reason = %t.reason,
+                            "wal.torn_tail: the last segment ends with a torn line (left in place)"
+                        );
+                    }
+                    set.segments.push((wf.segment_lsn.unwrap_or(0), wf.path.clone()));
+                }
+            }
+            if active {
+                set.active_first = index.first().map(|&(l, _)| l);
+                set.active_index = index;
+                bytes += set.active_len;
+            } else {
+                bytes += size;
+            }
+        }
+        let shared = Arc::new(Shared {
+            cfg,
+            state: Mutex::new(State {
+                assigned: max_lsn,
+                durable: max_lsn,
+                queue: VecDeque::new(),
+                in_flight: false,
+                callbacks: Vec::new(),
+                failure: None,
+                closing: false,
+                closed: false,
+                bytes,
+                stats: WalStats::default(),
+            }),
+            work: Condvar::new(),
+            durable: Condvar::new(),
+            files: RwLock::new(set),
+            idx_cache: Mutex::new(HashMap::new()),
+        });
+        let writer_shared = Arc::clone(&shared);
+        let handle = std::thread::Builder::new()
+            .name("karma-wal-writer".into())
+            .spawn(move || Writer::new(writer_shared).run())
+            .map_err(|e| Error::io("Cannot start the WAL writer thread", e))?;
+        let thread_id = handle.thread().id();
+        Ok(Wal { shared, thread: Mutex::new(Some(handle)), thread_id })
+    }
+
+    pub fn config(&self) -> &WalConfig {
+        &self.shared.cfg
+    }
+
+    /// Assigns the next LSN to `entry` (compact JSON of the command object)
+    /// and queues it for the writer. Never blocks on I/O.
+    pub fn append(&self, entry: &[u8]) -> Result<u64> {
+        if entry.is_empty() || entry.contains(&b'\n') {
+            return Err(Error::validation("WAL entry must be one line of JSON"));
+        }
+        let owned = entry.to_vec();
+        let mut st = self.shared.state.lock();
+        if let Some(cause) = &st.failure {
+            return Err(unavailable(cause));
+        }
+        if st.closing {
+            return Err(closed_error());
+        }
+        st.assigned += 1;
+        let lsn = st.assigned;
+        st.queue.push_back(Item::Entry(lsn, owned));
+        drop(st);
+        self.shared.work.notify_one();
+        Ok(lsn)
+    }
+
+    /// Blocks until every entry `<= lsn` is durable; `Err` if the WAL failed first.
+    pub fn wait_durable(&self, lsn: u64) -> Result<()> {
+        let mut st = self.shared.state.lock();
+        if lsn > st.assigned {
+            return Err(Error::internal(format!("WAL LSN {lsn} was never assigned")));
+        }
+        loop {
+            if st.durable >= lsn {
+                return Ok(());
+            }
+            if let Some(cause) = &st.failure {
+                return Err(unavailable(cause));
+            }
+            if st.closed {
+                return Err(closed_error());
+            }
+            self.shared.durable.wait(&mut st);
+        }
+    }
+
+    /// Calls `done` once `lsn` is durable (or the WAL failed): at once if it
+    /// already is, otherwise on the writer thread.
+    pub fn on_durable(&self, lsn: u64, done: Box<dyn FnOnce(Result<()>) + Send>) {
+        let mut st = self.shared.state.lock();
+        let outcome = if st.durable >= lsn {
+            Ok(())
+        } else if let Some(cause) = &st.failure {
+            Err(unavailable(cause))
+        } else if st.closed {
+            Err(closed_error())
+        } else if lsn > st.assigned {
+            Err(Error::internal(format!("WAL LSN {lsn} was never assigned")))
+        } else {
+            st.callbacks.push((lsn, done));
+            return;
+        };
+        drop(st);
+        done(outcome);
+    }
+
+    /// The last LSN assigned.
+    pub fn current_lsn(&self) -> u64 {
+        self.shared.state.lock().assigned
+    }
+
+    /// Every entry up to this LSN is durable.
+    pub fn durable_lsn(&self) -> u64 {
+        self.shared.state.lock().durable
+    }
+
+    /// Bytes of `karma.wal` plus every segment, after completed writes.
+    pub fn bytes(&self) -> u64 {
+        self.shared.state.lock().bytes
+    }
+
+    /// The cause once a write, fsync, rotation or truncation failed.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.state.lock().failure.as_ref().map(|e| e.message().to_string())
+    }
+
+    pub fn stats(&self) -> WalStats {
+        self.shared.state.lock().stats
+    }
+
+    /// After every entry queued so far is written: deletes all segments and
+    /// their indexes, empties `karma.wal` and writes `karma.wal.lsn` with the
+    /// current LSN. LSNs continue afterwards.
+    pub fn truncate(&self) -> Result<()> {
+        let (tx, rx) = sync_channel(1);
+        {
+            let mut st = self.shared.state.lock();
+            if let Some(cause) = &st.failure {
+                return Err(unavailable(cause));
+            }
+            if st.closing {
+                return Err(closed_error());
+            }
+            let lsn = st.assigned;
+            st.queue.push_back(Item::Truncate { lsn, reply: tx });
+        }
+        self.shared.work.notify_one();
+        rx.recv().unwrap_or_else(|_| Err(closed_error()))
+    }
+
+    /// Raises the LSN floor: the next LSN is `max(current, lsn) + 1`.
+    pub fn ensure_lsn_at_least(&self, lsn: u64) {
+        let mut st = self.shared.state.lock();
+        if lsn <= st.assigned {
+            return;
+        }
+        let idle = st.queue.is_empty() && !st.in_flight && st.durable == st.assigned && st.failure.is_none();
+        st.assigned = lsn;
+        if idle {
+            st.durable = lsn;
+        }
+    }
+
+    /// Replication page: entries with `lsn > after_lsn`, at most `limit`,
+    /// within `max_bytes` (§3.12). Equal to a linear scan of all files.
+    pub fn entries_after(&self, after_lsn: u64, limit: usize, max_bytes: Option<usize>) -> Result<EntriesPage> {
+        self.entries_after_impl(after_lsn, limit, max_bytes, true)
+    }
+
+    /// [`Wal::entries_after`] without any index: scans every file from its start.
+    pub fn entries_after_linear(&self, after_lsn: u64, limit: usize, max_bytes: Option<usize>) -> Result<EntriesPage> {
+        self.entries_after_impl(after_lsn, limit, max_bytes, false)
+    }
+
+    fn entries_after_impl(
+        &self,
+        after_lsn: u64,
+        limit: usize,
+        max_bytes: Option<usize>,
+        use_index: bool,
+    ) -> Result<EntriesPage> {
+        if limit == 0 {
+            return Err(Error::validation("Field limit must be greater than 0"));
+        }
+        if max_bytes == Some(0) {
+            return Err(Error::validation("Field max_bytes must be greater than 0"));
+        }
+        // A consistent cut: open every file needed while rotation/truncation
+        // are excluded; open handles stay readable after a rename or unlink.
+        struct ToRead {
+            path: PathBuf,
+            file: File,
+            end: Option<u64>,
+            start: u64,
+        }
+        let mut plan: Vec<ToRead> = Vec::new();
+        {
+            let set = self.shared.files.read();
+            let mut all: Vec<(Option<u64>, PathBuf, bool)> =
+                set.segments.iter().map(|(l, p)| (Some(*l), p.clone(), false)).collect();
+            if set.active_len > 0 {
+                all.push((set.active_first, self.shared.cfg.dir.join(ACTIVE_FILE), true));
+            }
+            let first = if use_index {
+                all.iter().rposition(|(first, _, _)| matches!(first, Some(f) if *f <= after_lsn)).unwrap_or(0)
+            } else {
+                0
+            };
+            for (i, (_, path, active)) in all.iter().enumerate().skip(first) {
+                let file = match File::open(path) {
+                    Ok(f) => f,
+                    Err(e) => return Err(Error::io(format!("Cannot read WAL file {}", path.display()), e)),
+                };
+                let end = if *active { Some(set.active_len) } else { None };
+                let mut start = 0;
+                if use_index && i == first && *active {
+                    let pos = set.active_index.partition_point(|&(l, _)| l <= after_lsn);
+                    if pos > 0 {
+                        let (lsn, offset) = set.active_index[pos - 1];
+                        if anchor_ok(&file, offset, lsn) {
+                            start = offset;
+                        }
+                    }
+                }
+                plan.push(ToRead { path: path.clone(), file, end, start });
+            }
+        }
+        if use_index {
+            if let Some(first) = plan.first_mut() {
+                if first.end.is_none() {
+                    first.start = self.segment_start(&first.path, &first.file, after_lsn);
+                }
+            }
+        }
+        let mut page = EntriesPage::default();
+        for item in plan {
+            let end =
+                scan_file(&item.path, Some(item.file), item.start, item.end, false, ErrorCode::InvalidJson, |line| {
+                    let (Some(lsn), Some(entry)) = (line.parsed.lsn, line.parsed.entry) else {
+                        return Ok(true);
+                    };
+                    if lsn <= after_lsn {
+                        return Ok(true);
+                    }
+                    let cost = entry_cost(lsn, entry.len());
+                    if let Some(max) = max_bytes {
+                        if page.entries_bytes + cost > max {
+                            if page.entries.is_empty() {
+                                return Err(Error::new(
+                                    ErrorCode::ResponseTooLarge,
+                                    format!("Single WAL entry {lsn} exceeds replication response byte budget"),
+                                ));
+                            }
+                            page.truncated_by_bytes = true;
+                            return Ok(false);
+                        }
+                    }
+                    page.entries_bytes += cost;
+                    page.entries.push((lsn, entry.into_owned()));
+                    Ok(page.entries.len() < limit)
+                })?;
+            if end.stopped {
+                break;
+            }
+        }
+        Ok(page)
+    }
+
+    /// Where to start reading a segment for entries after `after_lsn`: the
+    /// offset of the last indexed entry `<= after_lsn` if the `.idx` is valid
+    /// and agrees with the file there, else 0.
+    fn segment_start(&self, path: &Path, file: &File, after_lsn: u64) -> u64 {
+        let Ok(size) = file.metadata().map(|m| m.len()) else {
+            return 0;
+        };
+        let index = {
+            let cache = self.shared.idx_cache.lock();
+            match cache.get(path) {
+                Some((s, idx)) if *s == size => Some(Arc::clone(idx)),
+                _ => None,
+            }
+        };
+        let index = match index {
+            Some(i) => i,
+            None => {
+                let Some(parsed) = read_index(path, size) else {
+                    return 0;
+                };
+                let parsed = Arc::new(parsed);
+                let mut cache = self.shared.idx_cache.lock();
+                if cache.len() >= 8 {
+                    cache.clear();
+                }
+                cache.insert(path.to_path_buf(), (size, Arc::clone(&parsed)));
+                parsed
+            }
+        };
+        let pos = index.partition_point(|&(l, _)| l <= after_lsn);
+        if pos == 0 {
+            return 0;
+        }
+        let (lsn, offset) = index[pos - 1];
+        if anchor_ok(file, offset, lsn) {
+            offset
+        } else {
+            0
+        }
+    }
+
+    /// Writes everything queued, then stops the writer thread.
+    pub fn close(&self) -> Result<()> {
+        {
+            let mut st = self.shared.state.lock();
+            st.closing = true;
+        }
+        self.shared.work.notify_all();
+        // A callback running on the writer thread may drop the last handle:
+        // never join ourselves.
+        if std::thread::current().id() != self.thread_id {
+            if let Some(handle) = self.thread.lock().take() {
+                let _ = handle.join();
+            }
+        }
+        let st = self.shared.state.lock();
+        match &st.failure {
+            Some(cause) => Err(unavailable(cause)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+/// Whether `offset` starts a line (offset 0 or preceded by `\n`) holding `lsn`.
+fn anchor_ok(file: &File, offset: u64, lsn: u64) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 64];
+    let (read_at, skip) = if offset == 0 { (0, 0) } else { (offset - 1, 1) };
+    let Ok(n) = file.read_at(&mut buf, read_at) else {
+        return false;
+    };
+    let buf = &buf[..n];
+    if skip == 1 && buf.first() != Some(&b'\n') {
+        return false;
+    }
+    let line = &buf[skip.min(buf.len())..];
+    // Writer lines start with {"v":2,"lsn":<n>, ; anything else: do not trust.
+    let Some(rest) = line.strip_prefix(br#"{"v":2,"lsn":"#) else {
+        return false;
+    };
+    let digits: Vec<u8> = rest.iter().take_while(|b| b.is_ascii_digit()).copied().collect();
+    rest.get(digits.len()) == Some(&b',')
+        && std::str::from_utf8(&digits).ok().and_then(|s| s.parse::<u64>().ok()) == Some(lsn)
+}
+
+/// The writer thread's private state.
+struct Writer {
+    shared: Arc<Shared>,
+    file: Option<File>,
+    line: Vec<u8>,
+}
+
+enum Batch {
+    Entries(Vec<(u64, Vec<u8>)>),
+    Truncate { lsn: u64, reply: SyncSender<Result<()>> },
+}
+
+impl Writer {
+    fn new(shared: Arc<Shared>) -> Writer {
+        Writer { shared, file: None, line: Vec::new() }
+    }
+
+    fn run(mut self) {
+        while let Some(batch) = self.next_batch() {
+            match batch {
+                Batch::Entries(entries) => self.commit(entries),
+                Batch::Truncate { lsn, reply } => {
+                    let result = self.truncate(lsn);
+                    let _ = reply.send(result);
+                }
+            }
+        }
+        let mut st = self.shared.state.lock();
+        st.closed = true;
+        let callbacks = std::mem::take(&mut st.callbacks);
+        drop(st);
+        self.shared.durable.notify_all();
+        for (_, cb) in callbacks {
+            cb(Err(closed_error()));
+        }
+    }
+
+    /// Takes the next group (entries up to `batch_size`, stopping before a
+    /// truncation) or a truncation; `None` when closing with nothing queued.
+    fn next_batch(&mut self) -> Option<Batch> {
+        let shared = Arc::clone(&self.shared);
+        let mut st = shared.state.lock();
+        while st.queue.is_empty() && !st.closing {
+            shared.work.wait(&mut st);
+        }
+        if matches!(st.queue.front(), Some(Item::Truncate { .. })) {
+            if let Some(Item::Truncate { lsn, reply }) = st.queue.pop_front() {
+                st.in_flight = true;
+                return Some(Batch::Truncate { lsn, reply });
+            }
+        }
+        if st.queue.is_empty() {
+            return None;
+        }
+        let max = self.shared.cfg.batch_size.max(1);
+        let mut entries: Vec<(u64, Vec<u8>)> = Vec::new();
+        take_entries(&mut st.queue, &mut entries, max);
+        let wait = self.shared.cfg.batch_wait;
+        if !wait.is_zero() && entries.len() < max && !st.closing {
+            let deadline = Instant::now() + wait;
+            loop {
+                if matches!(st.queue.front(), Some(Item::Truncate { .. })) || entries.len() >= max {
+                    break;
+                }
+                if st.queue.is_empty() && shared.work.wait_until(&mut st, deadline).timed_out() {
+                    take_entries(&mut st.queue, &mut entries, max);
+                    break;
+                }
+                take_entries(&mut st.queue, &mut entries, max);
+            }
+        }
+        st.in_flight = true;
+        Some(Batch::Entries(entries))
+    }
+
+    fn commit(&mut self, entries: Vec<(u64, Vec<u8>)>) {
+        let failed = self.shared.state.lock().failure.clone();
+        let result = match failed {
+            Some(cause) => Err(cause),
+            None => self.write_group(&entries),
+        };
+        let last = entries.last().map(|(l, _)| *l).unwrap_or(0);
+        let mut st = self.shared.state.lock();
+        st.in_flight = false;
+        match result {
+            Ok(written) => {
+                st.durable = st.durable.max(last);
+                if st.queue.is_empty() {
+                    // Nothing else assigned is pending: LSN-floor raises are durable too.
+                    st.durable = st.assigned;
+                }
+                st.bytes += written;
+                st.stats.groups += 1;
+                st.stats.entries += entries.len() as u64;
+                if self.shared.cfg.fsync {
+                    st.stats.fsyncs += 1;
+                }
+            }
+            Err(e) => {
+                if st.failure.is_none() {
+                    tracing::error!(error = %e, "wal.write_failed: refusing further writes");
+                    st.failure = Some(e);
+                }
+            }
+        }
+        self.finish(st);
+    }
+
+    /// Wakes waiters and runs every callback that is now decided.
+    fn finish(&self, mut st: parking_lot::MutexGuard<'_, State>) {
+        let durable = st.durable;
+        let failure = st.failure.clone();
+        let mut ready: Vec<(Callback, Result<()>)> = Vec::new();
+        let pending = std::mem::take(&mut st.callbacks);
+        for (lsn, cb) in pending {
+            if lsn <= durable {
+                ready.push((cb, Ok(())));
+            } else if let Some(cause) = &failure {
+                ready.push((cb, Err(unavailable(cause))));
+            } else {
+                st.callbacks.push((lsn, cb));
+            }
+        }
+        drop(st);
+        self.shared.durable.notify_all();
+        for (cb, r) in ready {
+            cb(r);
+        }
+    }
+
+    fn active_path(&self) -> PathBuf {
+        self.shared.cfg.dir.join(ACTIVE_FILE)
+    }
+
+    /// Writes one group with one `write_all` and at most one fsync. Returns
+    /// the bytes written. On failure the file is cut back to its old length.
+    fn write_group(&mut self, entries: &[(u64, Vec<u8>)]) -> Result<u64> {
+        self.rotate_if_needed()?;
+        let path = self.active_path();
+        let pre_len = self.shared.files.read().active_len;
+        let mut buf = std::mem::take(&mut self.line);
+        buf.clear();
+        let mut offsets: Vec<(u64, u64)> = Vec::with_capacity(entries.len());
+        for (lsn, entry) in entries {
+            offsets.push((*lsn, pre_len + buf.len() as u64));
+            buf.extend_from_slice(br#"{"v":2,"lsn":"#);
+            buf.extend_from_slice(itoa::Buffer::new().format(*lsn).as_bytes());
+            buf.extend_from_slice(br#","entry":"#);
+            buf.extend_from_slice(entry);
+            buf.extend_from_slice(b"}\n");
+        }
+        let fsync = self.shared.cfg.fsync;
+        let result = (|| -> Result<()> {
+            let file = self.open_active()?;
+            file.write_all(&buf).map_err(|e| Error::io(format!("Cannot write WAL file {}", path.display()), e))?;
+            if fsync {
+                file.sync_data().map_err(|e| Error::io(format!("Cannot fsync WAL file {}", path.display()), e))?;
+            }
+            Ok(())
+        })();
+        let written = buf.len() as u64;
+        self.line = buf;
+        if let Err(e) = result {
+            // Keep the file equal to what was acknowledged.
+            if let Some(f) = self.file.take() {
+                if let Err(te) = f.set_len(pre_len) {
+                    tracing::error!(error = %te, file = %path.display(), "wal.rollback_failed");
+                }
+            }
+            return Err(e);
+        }
+        let mut set = self.shared.files.write();
+        set.active_len = pre_len + written;
+        if set.active_first.is_none() {
+            set.active_first = offsets.first().map(|&(l, _)| l);
+        }
+        set.active_index.extend_from_slice(&offsets);
+        Ok(written)
+    }
+
+    fn open_active(&mut self) -> Result<&mut File> {
+        if self.file.is_none() {
+            let path = self.active_path();
+            let existed = path.exists();
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| Error::io(format!("Cannot open WAL file {}", path.display()), e))?;
+            if !existed && self.shared.cfg.fsync {
+                fsync_dir(&self.shared.cfg.dir)?;
+            }
+            self.file = Some(f);
+        }
+        self.file.as_mut().ok_or_else(|| Error::internal("WAL file handle missing"))
+    }
+
+    fn rotate_if_needed(&mut self) -> Result<()> {
+        let seg_bytes = self.shared.cfg.segment_bytes;
+        if seg_bytes == 0 {
+            return Ok(());
+        }
+        let (len, first) = {
+            let set = self.shared.files.read();
+            (set.active_len, set.active_first)
+        };
+        let Some(first) = first else { return Ok(()) };
+        if len < seg_bytes {
+            return Ok(());
+        }
+        let dir = &self.shared.cfg.dir;
+        let target = dir.join(segment_name(first));
+        if target.exists() {
+            return Err(Error::validation(format!("WAL segment already exists: {}", target.display())));
+        }
+        self.file = None;
+        let mut set = self.shared.files.write();
+        let active = dir.join(ACTIVE_FILE);
+        fs::rename(&active, &target)
+            .map_err(|e| Error::io(format!("Cannot rename {} to {}", active.display(), target.display()), e))?;
+        let index = std::mem::take(&mut set.active_index);
+        if let Err(e) = write_index(&target, len, &index) {
+            tracing::warn!(error = %e, "wal.segment_index_failed");
+        }
+        set.segments.push((first, target.clone()));
+        set.active_len = 0;
+        set.active_first = None;
+        drop(set);
+        tracing::info!(path = %target.display(), "wal.segment");
+        let mut st = self.shared.state.lock();
+        st.stats.rotations += 1;
+        // The directory is fsynced when the new karma.wal is created.
+        Ok(())
+    }
+
+    fn truncate(&mut self, lsn: u64) -> Result<()> {
+        let failed = self.shared.state.lock().failure.clone();
+        let result = match failed {
+            Some(cause) => Err(unavailable(&cause)),
+            None => self.truncate_files(lsn),
+        };
+        let mut st = self.shared.state.lock();
+        st.in_flight = false;
+        match &result {
+            Ok(()) => {
+                st.bytes = 0;
+                st.stats.truncations += 1;
+                if st.queue.is_empty() {
+                    st.durable = st.assigned;
+                }
+            }
+            Err(e) => {
+                if st.failure.is_none() {
+                    tracing::error!(error = %e, "wal.truncate_failed: refusing further writes");
+                    st.failure = Some(e.clone());
+                }
+            }
+        }
+        self.finish(st);
+        result
+    }
+
+    fn truncate_files(&mut self, lsn: u64) -> Result<()> {
+        let dir = self.shared.cfg.dir.clone();
+        let fsync = self.shared.cfg.fsync;
+        self.file = None;
+        let mut set = self.shared.files.write();
+        // Everything on disk, including segments this process never listed.
+        let mut segments: Vec<PathBuf> =
+            list_files(&dir)?.into_iter().filter(|f| !f.is_active()).map(|f| f.path).collect();
+        for (_, p) in &set.segments {
+            if !segments.contains(p) {
+                segments.push(p.clone());
+            }
+        }
+        for seg in &segments {
+            for p in [super::index::idx_path(seg), seg.clone()] {
+                match fs::remove_file(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(format!("Cannot remove {}", p.display()), e)),
+                }
+            }
+        }
+        set.segments.clear();
+        self.shared.idx_cache.lock().clear();
+        let active = dir.join(ACTIVE_FILE);
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&active)
+            .map_err(|e| Error::io(format!("Cannot truncate {}", active.display()), e))?;
+        if fsync {
+            f.sync_all().map_err(|e| Error::io(format!("Cannot fsync {}", active.display()), e))?;
+        }
+        set.active_len = 0;
+        set.active_first = None;
+        set.active_index.clear();
+        drop(set);
+        write_lsn_file_atomic(&dir, LSN_FILE, lsn, fsync)?;
+        if fsync {
+            fsync_dir(&dir)?;
+        }
+        tracing::info!(path = %active.display(), lsn, "wal.truncate");
+        Ok(())
+    }
+}
+
+fn take_entries(queue: &mut VecDeque<Item>, out: &mut Vec<(u64, Vec<u8>)>, max: usize) {
+    while out.len() < max {
+        match queue.front() {
+            Some(Item::Entry(..)) => {
+                if let Some(Item::Entry(lsn, e)) = queue.pop_front() {
+                    out.push((lsn, e));
+                }
+            }
+            _ => break,
+        }
+    }
+}

@@ -97,54 +97,14 @@ const fn opt(
     value_name: &'static str,
     help: &'static str,
 ) -> OptDef {
-    OptDef {
-        key,
-        long,
-        short,
-        env,
-        kind,
-        value_name,
-        help,
-    }
+    OptDef { key, long, short, env, kind, value_name, help }
 }
 
 const OPTIONS: &[OptDef] = &[
-    opt(
-        Key::Host,
-        "bind",
-        Some('b'),
-        "KARMA_HOST",
-        Kind::Str,
-        "host",
-        "Address to listen on (default 0.0.0.0)",
-    ),
-    opt(
-        Key::Port,
-        "port",
-        Some('p'),
-        "KARMA_PORT",
-        Kind::Int,
-        "port",
-        "Port to listen on (default 8080)",
-    ),
-    opt(
-        Key::Directory,
-        "directory",
-        Some('d'),
-        "KARMA_DUMP_DIR",
-        Kind::Str,
-        "path",
-        "Data directory (default .)",
-    ),
-    opt(
-        Key::Role,
-        "role",
-        None,
-        "KARMA_ROLE",
-        Kind::Str,
-        "role",
-        "master or slave (default master)",
-    ),
+    opt(Key::Host, "bind", Some('b'), "KARMA_HOST", Kind::Str, "host", "Address to listen on (default 0.0.0.0)"),
+    opt(Key::Port, "port", Some('p'), "KARMA_PORT", Kind::Int, "port", "Port to listen on (default 8080)"),
+    opt(Key::Directory, "directory", Some('d'), "KARMA_DUMP_DIR", Kind::Str, "path", "Data directory (default .)"),
+    opt(Key::Role, "role", None, "KARMA_ROLE", Kind::Str, "role", "master or slave (default master)"),
     opt(
         Key::Restore,
         "restore",
@@ -163,24 +123,8 @@ const OPTIONS: &[OptDef] = &[
         "flag",
         "Set TCP_NODELAY on client sockets (default true)",
     ),
-    opt(
-        Key::Wal,
-        "wal",
-        Some('w'),
-        "KARMA_WAL",
-        Kind::Bool,
-        "flag",
-        "Write-ahead log on/off (default true)",
-    ),
-    opt(
-        Key::WalFsync,
-        "wal-fsync",
-        None,
-        "KARMA_WAL_FSYNC",
-        Kind::Bool,
-        "flag",
-        "fsync WAL batches (default true)",
-    ),
+    opt(Key::Wal, "wal", Some('w'), "KARMA_WAL", Kind::Bool, "flag", "Write-ahead log on/off (default true)"),
+    opt(Key::WalFsync, "wal-fsync", None, "KARMA_WAL_FSYNC", Kind::Bool, "flag", "fsync WAL batches (default true)"),
     opt(
         Key::WalSegmentBytes,
         "wal-segment-bytes",
@@ -262,24 +206,8 @@ const OPTIONS: &[OptDef] = &[
         "seconds",
         "Client drain time at shutdown (default 5)",
     ),
-    opt(
-        Key::AuthToken,
-        "auth-token",
-        None,
-        "KARMA_AUTH_TOKEN",
-        Kind::OptStr,
-        "token",
-        "Write (full access) token",
-    ),
-    opt(
-        Key::ReadAuthToken,
-        "read-auth-token",
-        None,
-        "KARMA_READ_AUTH_TOKEN",
-        Kind::OptStr,
-        "token",
-        "Read-only token",
-    ),
+    opt(Key::AuthToken, "auth-token", None, "KARMA_AUTH_TOKEN", Kind::OptStr, "token", "Write (full access) token"),
+    opt(Key::ReadAuthToken, "read-auth-token", None, "KARMA_READ_AUTH_TOKEN", Kind::OptStr, "token", "Read-only token"),
     opt(
         Key::DumpRetentionPerTree,
         "dump-retention-per-tree",
@@ -352,15 +280,7 @@ const OPTIONS: &[OptDef] = &[
         "seconds",
         "Idempotency record age cap, 0 = off (default 604800)",
     ),
-    opt(
-        Key::Log,
-        "log",
-        None,
-        "KARMA_LOG",
-        Kind::Bool,
-        "flag",
-        "Structured JSON logs on/off (default true)",
-    ),
+    opt(Key::Log, "log", None, "KARMA_LOG", Kind::Bool, "flag", "Structured JSON logs on/off (default true)"),
     opt(
         Key::MaxConnections,
         "max-connections",
@@ -475,10 +395,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            message: message.into(),
-            usage: None,
-        }
+        ConfigError { message: message.into(), usage: None }
     }
 
     /// Everything to print on stderr.
@@ -526,18 +443,14 @@ enum Source<'a> {
 impl Source<'_> {
     fn integer_error(&self) -> ConfigError {
         match self {
-            Source::Env(name) => {
-                ConfigError::new(format!("Environment variable {name} must be an integer"))
-            }
+            Source::Env(name) => ConfigError::new(format!("Environment variable {name} must be an integer")),
             Source::Flag(long) => ConfigError::new(format!("--{long} must be an integer")),
         }
     }
 
     fn bool_error(&self) -> ConfigError {
         match self {
-            Source::Env(name) => {
-                ConfigError::new(format!("Environment variable {name} must be true or false"))
-            }
+            Source::Env(name) => ConfigError::new(format!("Environment variable {name} must be true or false")),
             Source::Flag(long) => ConfigError::new(format!("--{long} must be true or false")),
         }
     }
@@ -550,9 +463,7 @@ impl Config {
             // An explicit empty `--replication-source-host=` is kept so that
             // validation can say "must not be empty"; an empty token means
             // unset. (Empty environment values never get here.)
-            Kind::OptStr if def.key == Key::ReplicationSourceHost => {
-                self.set_opt_str(def.key, Some(raw.to_string()))
-            }
+            Kind::OptStr if def.key == Key::ReplicationSourceHost => self.set_opt_str(def.key, Some(raw.to_string())),
             Kind::OptStr => self.set_opt_str(def.key, (!raw.is_empty()).then(|| raw.to_string())),
             Kind::Int => {
                 let v = parse_i32(raw).ok_or_else(|| source.integer_error())?;
@@ -663,10 +574,7 @@ impl Config {
         at_least_zero(self.shutdown_timeout_seconds, "shutdown_timeout_seconds")?;
         at_least_zero(self.dump_retention_per_tree, "dump_retention_per_tree")?;
         positive(self.idempotency_max_records, "idempotency_max_records")?;
-        at_least_zero(
-            self.idempotency_max_age_seconds,
-            "idempotency_max_age_seconds",
-        )?;
+        at_least_zero(self.idempotency_max_age_seconds, "idempotency_max_age_seconds")?;
         positive(self.max_connections, "max_connections")?;
         if !(0..=65535).contains(&self.metrics_port) {
             return invalid("metrics_port must be between 0 and 65535");
@@ -785,25 +693,11 @@ pub fn command() -> Command {
         .disable_help_flag(true)
         .disable_version_flag(true)
         .args_override_self(true)
-        .arg(
-            Arg::new("help")
-                .short('h')
-                .long("help")
-                .action(ArgAction::SetTrue)
-                .help("Print this help and exit"),
-        )
-        .arg(
-            Arg::new("version")
-                .long("version")
-                .action(ArgAction::SetTrue)
-                .help("Print the version and exit"),
-        )
+        .arg(Arg::new("help").short('h').long("help").action(ArgAction::SetTrue).help("Print this help and exit"))
+        .arg(Arg::new("version").long("version").action(ArgAction::SetTrue).help("Print the version and exit"))
         .arg(
             // The original ignores positional arguments.
-            Arg::new("positional")
-                .action(ArgAction::Append)
-                .num_args(0..)
-                .hide(true),
+            Arg::new("positional").action(ArgAction::Append).num_args(0..).hide(true),
         );
     for def in OPTIONS {
         let mut arg = Arg::new(def.long)
@@ -902,11 +796,7 @@ fn prescan(args: &[String]) -> Prescan {
             }
         }
     }
-    Prescan {
-        known,
-        unknown,
-        missing_value,
-    }
+    Prescan { known, unknown, missing_value }
 }
 
 /// Parses `args` (without the program name) on top of the environment read
@@ -928,9 +818,7 @@ where
     let mut argv = Vec::with_capacity(scan.known.len() + 1);
     argv.push("karma".to_string());
     argv.extend(scan.known);
-    let matches = command()
-        .try_get_matches_from(argv)
-        .map_err(|e| ConfigError::new(format!("{}", e.kind())))?;
+    let matches = command().try_get_matches_from(argv).map_err(|e| ConfigError::new(format!("{}", e.kind())))?;
 
     // Replay the flags left to right: a bad value fails at its position.
     enum Event<'a> {
@@ -940,10 +828,7 @@ where
     }
     let mut events: Vec<(usize, Event<'_>)> = Vec::new();
     for def in OPTIONS {
-        let (Some(values), Some(indices)) = (
-            matches.get_many::<String>(def.long),
-            matches.indices_of(def.long),
-        ) else {
+        let (Some(values), Some(indices)) = (matches.get_many::<String>(def.long), matches.indices_of(def.long)) else {
             continue;
         };
         for (value, index) in values.zip(indices) {
@@ -972,10 +857,7 @@ where
         return Err(ConfigError::new(format!("Missing option: {flag}")));
     }
     if let Some(flag) = scan.unknown.into_iter().next() {
-        return Err(ConfigError {
-            message: format!("{flag} is not a valid option."),
-            usage: Some(usage()),
-        });
+        return Err(ConfigError { message: format!("{flag} is not a valid option."), usage: Some(usage()) });
     }
     config.validate()?;
     Ok(Cli::Run(Box::new(config)))
@@ -983,9 +865,7 @@ where
 
 /// [`parse`] with the process environment.
 pub fn parse_process_args(args: &[String]) -> Result<Cli, ConfigError> {
-    parse(args, |name| {
-        std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
-    })
+    parse(args, |name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
 }
 
 #[cfg(test)]
@@ -995,10 +875,7 @@ mod tests {
 
     fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Cli, ConfigError> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let env: HashMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         parse(&args, |name| env.get(name).cloned())
     }
 
@@ -1036,18 +913,7 @@ mod tests {
     #[test]
     fn long_short_and_separate_values() {
         let c = config(
-            &[
-                "--port=9000",
-                "-b",
-                "127.0.0.1",
-                "-d/tmp/x",
-                "--role",
-                "slave",
-                "-rfalse",
-                "-n",
-                "false",
-                "-w=false",
-            ],
+            &["--port=9000", "-b", "127.0.0.1", "-d/tmp/x", "--role", "slave", "-rfalse", "-n", "false", "-w=false"],
             &[],
         );
         assert_eq!(c.port, 9000);
@@ -1062,10 +928,7 @@ mod tests {
 
     #[test]
     fn cli_overrides_env_and_last_flag_wins() {
-        let c = config(
-            &["--port=1", "--port=2"],
-            &[("KARMA_PORT", "3"), ("KARMA_HOST", "h")],
-        );
+        let c = config(&["--port=1", "--port=2"], &[("KARMA_PORT", "3"), ("KARMA_HOST", "h")]);
         assert_eq!(c.port, 2);
         assert_eq!(c.host, "h");
         let c = config(&[], &[("KARMA_PORT", " +42 ")]);
@@ -1187,48 +1050,16 @@ mod tests {
             &[],
         );
         assert_eq!(
-            (
-                c.port,
-                c.wal_segment_bytes,
-                c.wal_batch_size,
-                c.wal_batch_wait_us,
-                c.max_request_bytes
-            ),
+            (c.port, c.wal_segment_bytes, c.wal_batch_size, c.wal_batch_wait_us, c.max_request_bytes),
             (2, 1, 2, 3, 4)
         );
         assert_eq!(
-            (
-                c.max_response_bytes,
-                c.read_timeout_seconds,
-                c.write_timeout_seconds,
-                c.query_timeout_ms
-            ),
+            (c.max_response_bytes, c.read_timeout_seconds, c.write_timeout_seconds, c.query_timeout_ms),
             (5, 6, 7, 8)
         );
-        assert_eq!(
-            (
-                c.shutdown_timeout_seconds,
-                c.dump_retention_per_tree,
-                c.replication_source_port
-            ),
-            (9, 10, 11)
-        );
-        assert_eq!(
-            (
-                c.replication_poll_interval_ms,
-                c.replication_batch_size,
-                c.idempotency_max_records
-            ),
-            (12, 13, 14)
-        );
-        assert_eq!(
-            (
-                c.idempotency_max_age_seconds,
-                c.max_connections,
-                c.metrics_port
-            ),
-            (15, 16, 17)
-        );
+        assert_eq!((c.shutdown_timeout_seconds, c.dump_retention_per_tree, c.replication_source_port), (9, 10, 11));
+        assert_eq!((c.replication_poll_interval_ms, c.replication_batch_size, c.idempotency_max_records), (12, 13, 14));
+        assert_eq!((c.idempotency_max_age_seconds, c.max_connections, c.metrics_port), (15, 16, 17));
         assert_eq!((c.host.as_str(), c.directory.as_str()), ("h", "d"));
         assert!(!c.restore && !c.nodelay && !c.wal && !c.wal_fsync && !c.log);
         assert_eq!(c.auth_token.as_deref(), Some("a"));
@@ -1238,48 +1069,21 @@ mod tests {
 
     #[test]
     fn integer_and_bool_errors_use_the_long_name() {
-        assert_eq!(
-            error(&["--port=abc"], &[]),
-            "ERROR: --port must be an integer"
-        );
+        assert_eq!(error(&["--port=abc"], &[]), "ERROR: --port must be an integer");
         assert_eq!(error(&["-p", "x"], &[]), "ERROR: --port must be an integer");
         assert_eq!(error(&["-p1_000"], &[]), "ERROR: --port must be an integer");
-        assert_eq!(
-            error(&["--port=0x10"], &[]),
-            "ERROR: --port must be an integer"
-        );
-        assert_eq!(
-            error(&["--port=2147483648"], &[]),
-            "ERROR: --port must be an integer"
-        );
-        assert_eq!(
-            error(&["--wal=TRUE"], &[]),
-            "ERROR: --wal must be true or false"
-        );
-        assert_eq!(
-            error(&["-w", "1"], &[]),
-            "ERROR: --wal must be true or false"
-        );
-        assert_eq!(
-            error(&["--log=yes"], &[]),
-            "ERROR: --log must be true or false"
-        );
-        assert_eq!(
-            error(&["--max-connections=x"], &[]),
-            "ERROR: --max-connections must be an integer"
-        );
+        assert_eq!(error(&["--port=0x10"], &[]), "ERROR: --port must be an integer");
+        assert_eq!(error(&["--port=2147483648"], &[]), "ERROR: --port must be an integer");
+        assert_eq!(error(&["--wal=TRUE"], &[]), "ERROR: --wal must be true or false");
+        assert_eq!(error(&["-w", "1"], &[]), "ERROR: --wal must be true or false");
+        assert_eq!(error(&["--log=yes"], &[]), "ERROR: --log must be true or false");
+        assert_eq!(error(&["--max-connections=x"], &[]), "ERROR: --max-connections must be an integer");
     }
 
     #[test]
     fn env_errors_name_the_variable() {
-        assert_eq!(
-            error(&[], &[("KARMA_PORT", "80a")]),
-            "ERROR: Environment variable KARMA_PORT must be an integer"
-        );
-        assert_eq!(
-            error(&[], &[("KARMA_WAL", "yes")]),
-            "ERROR: Environment variable KARMA_WAL must be true or false"
-        );
+        assert_eq!(error(&[], &[("KARMA_PORT", "80a")]), "ERROR: Environment variable KARMA_PORT must be an integer");
+        assert_eq!(error(&[], &[("KARMA_WAL", "yes")]), "ERROR: Environment variable KARMA_WAL must be true or false");
         assert_eq!(
             error(&[], &[("KARMA_TCP_NODELAY", "")]),
             "ERROR: Environment variable KARMA_TCP_NODELAY must be true or false"
@@ -1298,27 +1102,12 @@ mod tests {
 
     #[test]
     fn flags_apply_left_to_right() {
-        assert_eq!(
-            error(&["--port=x", "--wal=y"], &[]),
-            "ERROR: --port must be an integer"
-        );
-        assert_eq!(
-            error(&["--wal=y", "--port=x"], &[]),
-            "ERROR: --wal must be true or false"
-        );
-        assert!(matches!(
-            run(&["--help", "--port=x"], &[]),
-            Ok(Cli::Help(_))
-        ));
-        assert_eq!(
-            error(&["--port=x", "--help"], &[]),
-            "ERROR: --port must be an integer"
-        );
+        assert_eq!(error(&["--port=x", "--wal=y"], &[]), "ERROR: --port must be an integer");
+        assert_eq!(error(&["--wal=y", "--port=x"], &[]), "ERROR: --wal must be true or false");
+        assert!(matches!(run(&["--help", "--port=x"], &[]), Ok(Cli::Help(_))));
+        assert_eq!(error(&["--port=x", "--help"], &[]), "ERROR: --port must be an integer");
         // Bad values are reported before unknown options.
-        assert_eq!(
-            error(&["--foo", "--port=x"], &[]),
-            "ERROR: --port must be an integer"
-        );
+        assert_eq!(error(&["--foo", "--port=x"], &[]), "ERROR: --port must be an integer");
     }
 
     #[test]
@@ -1331,16 +1120,10 @@ mod tests {
         let rendered = e.render();
         assert!(rendered.starts_with("ERROR: --foo is not a valid option.\n"));
         assert!(rendered.contains("--port"));
-        assert_eq!(
-            error(&["--foo=1"], &[]),
-            "ERROR: --foo is not a valid option."
-        );
+        assert_eq!(error(&["--foo=1"], &[]), "ERROR: --foo is not a valid option.");
         assert_eq!(error(&["-x"], &[]), "ERROR: -x is not a valid option.");
         // Unknown flags do not stop the known ones from being applied first.
-        assert_eq!(
-            error(&["--port=8081", "--bar", "--baz"], &[]),
-            "ERROR: --bar is not a valid option."
-        );
+        assert_eq!(error(&["--port=8081", "--bar", "--baz"], &[]), "ERROR: --bar is not a valid option.");
     }
 
     #[test]
@@ -1352,10 +1135,7 @@ mod tests {
     #[test]
     fn missing_value_is_an_error_line() {
         assert_eq!(error(&["--port"], &[]), "ERROR: Missing option: --port");
-        assert_eq!(
-            error(&["--wal=true", "-p"], &[]),
-            "ERROR: Missing option: -p"
-        );
+        assert_eq!(error(&["--wal=true", "-p"], &[]), "ERROR: Missing option: -p");
     }
 
     #[test]
@@ -1363,11 +1143,7 @@ mod tests {
         match run(&["--help"], &[]) {
             Ok(Cli::Help(text)) => {
                 for def in OPTIONS {
-                    assert!(
-                        text.contains(&format!("--{}", def.long)),
-                        "{} missing from help",
-                        def.long
-                    );
+                    assert!(text.contains(&format!("--{}", def.long)), "{} missing from help", def.long);
                     assert!(text.contains(def.env), "{} missing from help", def.env);
                 }
             }
@@ -1382,10 +1158,7 @@ mod tests {
 
     #[test]
     fn empty_tokens_mean_unset() {
-        let c = config(
-            &["--auth-token=", "--read-auth-token="],
-            &[("KARMA_REPLICATION_TOKEN", "")],
-        );
+        let c = config(&["--auth-token=", "--read-auth-token="], &[("KARMA_REPLICATION_TOKEN", "")]);
         assert_eq!(c.auth_token, None);
         assert_eq!(c.read_auth_token, None);
         assert_eq!(c.replication_token, None);
@@ -1413,107 +1186,40 @@ mod tests {
             (&["--port=65536"], "port must be between 1 and 65535"),
             (&["--directory="], "dump_dir must not be empty"),
             (&["--role=primary"], "role must be master or slave"),
+            (&["--wal-segment-bytes=-1"], "wal_segment_bytes must be greater than or equal to 0"),
+            (&["--wal-batch-size=0"], "wal_batch_size must be greater than 0"),
+            (&["--wal-batch-wait-us=-1"], "wal_batch_wait_microseconds must be greater than or equal to 0"),
+            (&["--max-request-bytes=0"], "max_request_bytes must be greater than 0"),
+            (&["--max-response-bytes=-1"], "max_response_bytes must be greater than or equal to 0"),
+            (&["--read-timeout=-1"], "read_timeout_seconds must be greater than or equal to 0"),
+            (&["--write-timeout=-1"], "write_timeout_seconds must be greater than or equal to 0"),
+            (&["--query-timeout-ms=-1"], "query_timeout_ms must be greater than or equal to 0"),
+            (&["--shutdown-timeout=-1"], "shutdown_timeout_seconds must be greater than or equal to 0"),
+            (&["--dump-retention-per-tree=-1"], "dump_retention_per_tree must be greater than or equal to 0"),
+            (&["--idempotency-max-records=0"], "idempotency_max_records must be greater than 0"),
+            (&["--idempotency-max-age-seconds=-1"], "idempotency_max_age_seconds must be greater than or equal to 0"),
+            (&["--max-connections=0"], "max_connections must be greater than 0"),
+            (&["--metrics-port=70000"], "metrics_port must be between 0 and 65535"),
+            (&["--replication-source-host="], "replication_source_host must not be empty"),
+            (&["--replication-source-host=m"], "replication source requires slave role"),
             (
-                &["--wal-segment-bytes=-1"],
-                "wal_segment_bytes must be greater than or equal to 0",
-            ),
-            (
-                &["--wal-batch-size=0"],
-                "wal_batch_size must be greater than 0",
-            ),
-            (
-                &["--wal-batch-wait-us=-1"],
-                "wal_batch_wait_microseconds must be greater than or equal to 0",
-            ),
-            (
-                &["--max-request-bytes=0"],
-                "max_request_bytes must be greater than 0",
-            ),
-            (
-                &["--max-response-bytes=-1"],
-                "max_response_bytes must be greater than or equal to 0",
-            ),
-            (
-                &["--read-timeout=-1"],
-                "read_timeout_seconds must be greater than or equal to 0",
-            ),
-            (
-                &["--write-timeout=-1"],
-                "write_timeout_seconds must be greater than or equal to 0",
-            ),
-            (
-                &["--query-timeout-ms=-1"],
-                "query_timeout_ms must be greater than or equal to 0",
-            ),
-            (
-                &["--shutdown-timeout=-1"],
-                "shutdown_timeout_seconds must be greater than or equal to 0",
-            ),
-            (
-                &["--dump-retention-per-tree=-1"],
-                "dump_retention_per_tree must be greater than or equal to 0",
-            ),
-            (
-                &["--idempotency-max-records=0"],
-                "idempotency_max_records must be greater than 0",
-            ),
-            (
-                &["--idempotency-max-age-seconds=-1"],
-                "idempotency_max_age_seconds must be greater than or equal to 0",
-            ),
-            (
-                &["--max-connections=0"],
-                "max_connections must be greater than 0",
-            ),
-            (
-                &["--metrics-port=70000"],
-                "metrics_port must be between 0 and 65535",
-            ),
-            (
-                &["--replication-source-host="],
-                "replication_source_host must not be empty",
-            ),
-            (
-                &["--replication-source-host=m"],
-                "replication source requires slave role",
-            ),
-            (
-                &[
-                    "--replication-source-host=m",
-                    "--role=slave",
-                    "--replication-source-port=0",
-                ],
+                &["--replication-source-host=m", "--role=slave", "--replication-source-port=0"],
                 "replication_source_port must be between 1 and 65535",
             ),
             (
-                &[
-                    "--replication-source-host=m",
-                    "--role=slave",
-                    "--replication-poll-interval-ms=0",
-                ],
+                &["--replication-source-host=m", "--role=slave", "--replication-poll-interval-ms=0"],
                 "replication_poll_interval_ms must be greater than 0",
             ),
             (
-                &[
-                    "--replication-source-host=m",
-                    "--role=slave",
-                    "--replication-batch-size=10001",
-                ],
+                &["--replication-source-host=m", "--role=slave", "--replication-batch-size=10001"],
                 "replication_batch_size must be between 1 and 10000",
             ),
         ];
         for (args, msg) in cases {
-            assert_eq!(
-                error(args, &[]),
-                format!("ERROR: Invalid configuration: {msg}"),
-                "{args:?}"
-            );
+            assert_eq!(error(args, &[]), format!("ERROR: Invalid configuration: {msg}"), "{args:?}");
         }
         // First failing rule wins.
-        assert_eq!(
-            error(&["--port=0", "--bind="], &[]),
-            "ERROR: Invalid configuration: host must not be empty"
-        );
+        assert_eq!(error(&["--port=0", "--bind="], &[]), "ERROR: Invalid configuration: host must not be empty");
         assert_eq!(
             error(&["--wal-batch-size=0", "--max-request-bytes=0"], &[]),
             "ERROR: Invalid configuration: wal_batch_size must be greater than 0"
@@ -1522,14 +1228,8 @@ mod tests {
         let c = config(&["--role=slave", "--replication-batch-size=0"], &[]);
         assert_eq!(c.role(), Role::Slave);
         // Empty env string values fail validation.
-        assert_eq!(
-            error(&[], &[("KARMA_HOST", "")]),
-            "ERROR: Invalid configuration: host must not be empty"
-        );
-        assert_eq!(
-            error(&[], &[("KARMA_ROLE", "")]),
-            "ERROR: Invalid configuration: role must be master or slave"
-        );
+        assert_eq!(error(&[], &[("KARMA_HOST", "")]), "ERROR: Invalid configuration: host must not be empty");
+        assert_eq!(error(&[], &[("KARMA_ROLE", "")]), "ERROR: Invalid configuration: role must be master or slave");
     }
 
     #[test]
@@ -1539,18 +1239,7 @@ mod tests {
         assert_eq!(parse_i32("+7"), Some(7));
         assert_eq!(parse_i32("2147483647"), Some(i32::MAX));
         assert_eq!(parse_i32("-2147483648"), Some(i32::MIN));
-        for bad in [
-            "",
-            " ",
-            "1_0",
-            "0x1",
-            "1.0",
-            "2147483648",
-            "+-1",
-            "--1",
-            "1e3",
-            "abc",
-        ] {
+        for bad in ["", " ", "1_0", "0x1", "1.0", "2147483648", "+-1", "--1", "1e3", "abc"] {
             assert_eq!(parse_i32(bad), None, "{bad:?}");
         }
     }

@@ -51,15 +51,11 @@ pub struct Batch {
 /// becomes an `internal_error` line for that request only.
 pub fn execute(engine: &Engine, line: &[u8], out: &mut Vec<u8>) -> Option<u64> {
     let start = out.len();
-    match catch_unwind(AssertUnwindSafe(|| {
-        engine.handle_line_into(line, &Session::client(), out)
-    })) {
+    match catch_unwind(AssertUnwindSafe(|| engine.handle_line_into(line, &Session::client(), out))) {
         Ok(lsn) => lsn,
         Err(_) => {
             out.truncate(start);
-            out.extend_from_slice(&Engine::error_line(&Error::internal(
-                "Internal error while handling the request",
-            )));
+            out.extend_from_slice(&Engine::error_line(&Error::internal("Internal error while handling the request")));
             None
         }
     }
@@ -110,25 +106,16 @@ pub async fn wait_durable(engine: &Engine, lsn: u64) -> Result<(), Error> {
     );
     match rx.await {
         Ok(result) => result,
-        Err(_) => Err(Error::internal(
-            "WAL writer stopped before the write was durable",
-        )),
+        Err(_) => Err(Error::internal("WAL writer stopped before the write was durable")),
     }
 }
 
 /// `request_too_large` for a limit of `max` bytes.
 pub fn too_large_line(max: usize) -> Vec<u8> {
-    Engine::error_line(&Error::new(
-        ErrorCode::RequestTooLarge,
-        format!("Request exceeds {max} bytes"),
-    ))
+    Engine::error_line(&Error::new(ErrorCode::RequestTooLarge, format!("Request exceeds {max} bytes")))
 }
 
-async fn write_all_timeout(
-    stream: &mut TcpStream,
-    mut data: &[u8],
-    timeout: Option<Duration>,
-) -> std::io::Result<()> {
+async fn write_all_timeout(stream: &mut TcpStream, mut data: &[u8], timeout: Option<Duration>) -> std::io::Result<()> {
     while !data.is_empty() {
         let n = match timeout {
             Some(t) => match tokio::time::timeout(t, stream.write(data)).await {
@@ -193,11 +180,7 @@ pub async fn serve(
             if batch.too_large {
                 out.extend_from_slice(&too_large_line(max));
             }
-            if !out.is_empty()
-                && write_all_timeout(&mut stream, &out, settings.write_timeout)
-                    .await
-                    .is_err()
-            {
+            if !out.is_empty() && write_all_timeout(&mut stream, &out, settings.write_timeout).await.is_err() {
                 return;
             }
             if batch.too_large {
@@ -246,13 +229,8 @@ pub async fn serve(
 /// line and closes it.
 pub async fn reject(stream: TcpStream, limit: usize) {
     let mut stream = stream;
-    let line = Engine::error_line(&Error::internal(format!(
-        "Too many connections (limit {limit})"
-    )));
-    if write_all_timeout(&mut stream, &line, Some(Duration::from_secs(1)))
-        .await
-        .is_ok()
-    {
+    let line = Engine::error_line(&Error::internal(format!("Too many connections (limit {limit})")));
+    if write_all_timeout(&mut stream, &line, Some(Duration::from_secs(1))).await.is_ok() {
         lingering_close(stream).await;
     }
 }

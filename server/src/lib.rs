@@ -35,17 +35,8 @@ pub async fn bind(host: &str, port: u16) -> io::Result<TcpListener> {
     let addr: SocketAddr = tokio::net::lookup_host((host, port))
         .await?
         .next()
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{host} did not resolve to any address"),
-            )
-        })?;
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{host} did not resolve to any address")))?;
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(u32::try_from(libc::SOMAXCONN).unwrap_or(1024))
@@ -55,12 +46,7 @@ pub async fn bind(host: &str, port: u16) -> io::Result<TcpListener> {
 /// accepting, tells every connection to finish its current batch and close,
 /// waits up to `--shutdown-timeout` for them, aborts the rest and returns.
 /// The caller then snapshots and closes the engine.
-pub async fn run(
-    listener: TcpListener,
-    engine: Engine,
-    config: Arc<Config>,
-    shutdown: impl Future,
-) -> io::Result<()> {
+pub async fn run(listener: TcpListener, engine: Engine, config: Arc<Config>, shutdown: impl Future) -> io::Result<()> {
     let (notify, watch_rx) = watch::channel(false);
     let limit = config.max_connections();
     let permits = Arc::new(Semaphore::new(limit));
@@ -120,17 +106,10 @@ pub async fn run(
     }
 
     drop(listener);
-    tracing::info!(
-        event = "server.stop_begin",
-        "active_clients={}",
-        tasks.len()
-    );
+    tracing::info!(event = "server.stop_begin", "active_clients={}", tasks.len());
     let _ = notify.send(true);
     let drain = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(config.shutdown_timeout(), drain)
-        .await
-        .is_ok()
-    {
+    if tokio::time::timeout(config.shutdown_timeout(), drain).await.is_ok() {
         tracing::info!(event = "server.drain_complete", "active_clients=0");
     } else {
         let active = tasks.len();
@@ -150,10 +129,5 @@ pub async fn run(
 
 /// Errors that concern only the one connection being accepted.
 fn is_transient_accept_error(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-    )
+    matches!(err.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted)
 }

@@ -21,9 +21,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// Installs the JSON-lines logger when `enabled`.
 pub fn init(enabled: bool) {
     if enabled {
-        let _ = tracing_subscriber::registry()
-            .with(JsonLines.with_filter(LevelFilter::INFO))
-            .try_init();
+        let _ = tracing_subscriber::registry().with(JsonLines.with_filter(LevelFilter::INFO)).try_init();
     }
 }
 
@@ -67,22 +65,14 @@ impl<S: Subscriber> Layer<S> for JsonLines {
         let mut message = fields.message;
         message.push_str(&fields.extra);
         let message = message.trim_start().to_string();
-        let line = format_line(
-            unix_now(),
-            *meta.level(),
-            fields.event.as_deref().unwrap_or(meta.target()),
-            &message,
-        );
+        let line = format_line(unix_now(), *meta.level(), fields.event.as_deref().unwrap_or(meta.target()), &message);
         let mut stderr = std::io::stderr().lock();
         let _ = stderr.write_all(line.as_bytes());
     }
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn json_string(s: &str) -> String {
@@ -131,12 +121,7 @@ pub fn rfc3339(unix: u64) -> String {
     let days = unix / 86_400;
     let secs = unix % 86_400;
     let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, (secs / 60) % 60, secs % 60)
 }
 
 /// Howard Hinnant's days-to-civil algorithm.

@@ -6,7 +6,6 @@
 //! `--shutdown-timeout`, take a full snapshot, close the engine and exit 0.
 //! SIGUSR1 takes a full snapshot and keeps running.
 
-use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -17,10 +16,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args_os()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
     let config = match config::parse_process_args(&args) {
         Ok(Cli::Run(config)) => config,
         Ok(Cli::Help(text)) => {
@@ -38,10 +34,7 @@ fn main() -> ExitCode {
     };
     raise_open_files_limit();
     logging::init(config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("ERROR: cannot start the runtime: {err}");
@@ -63,16 +56,13 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 async fn serve(config: Arc<Config>) -> ExitCode {
     // Handlers first, so a signal during a long restore is not fatal; it is
     // acted upon once the server runs.
-    let (mut sigint, mut sigterm, mut sigusr1) = match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::user_defined1()),
-    ) {
-        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-            return fail(format!("cannot install signal handlers: {e}"))
-        }
-    };
+    let (mut sigint, mut sigterm, mut sigusr1) =
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::user_defined1())) {
+            (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                return fail(format!("cannot install signal handlers: {e}"))
+            }
+        };
 
     let options = config.engine_options();
     let engine = match tokio::task::spawn_blocking(move || Engine::open(options)).await {
@@ -85,10 +75,7 @@ async fn serve(config: Arc<Config>) -> ExitCode {
         Ok(l) => l,
         Err(err) => {
             let _ = engine.close();
-            return fail(format!(
-                "cannot listen on {}:{}: {err}",
-                config.host, config.port
-            ));
+            return fail(format!("cannot listen on {}:{}: {err}", config.host, config.port));
         }
     };
     let metrics_listener = match config.metrics_port() {
@@ -96,19 +83,12 @@ async fn serve(config: Arc<Config>) -> ExitCode {
             Ok(l) => Some(l),
             Err(err) => {
                 let _ = engine.close();
-                return fail(format!(
-                    "cannot listen on {}:{port} (metrics): {err}",
-                    config.host
-                ));
+                return fail(format!("cannot listen on {}:{port} (metrics): {err}", config.host));
             }
         },
         None => None,
     };
-    tracing::info!(
-        event = "server.start",
-        "version={VERSION} port={}",
-        config.port
-    );
+    tracing::info!(event = "server.start", "version={VERSION} port={}", config.port);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -134,11 +114,7 @@ async fn serve(config: Arc<Config>) -> ExitCode {
         });
     }
     if let Some(listener) = metrics_listener {
-        tokio::spawn(metrics_http::serve(
-            listener,
-            engine.clone(),
-            stopped(stop_rx.clone()),
-        ));
+        tokio::spawn(metrics_http::serve(listener, engine.clone(), stopped(stop_rx.clone())));
     }
 
     if let Err(err) = run(listener, engine.clone(), config.clone(), stopped(stop_rx)).await {
@@ -176,10 +152,8 @@ async fn serve(config: Arc<Config>) -> ExitCode {
 }
 
 /// Completes once the stop flag is set (or its sender is gone).
-fn stopped(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> {
-    async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    }
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 /// Lets a busy server hold many sockets: raise the soft `RLIMIT_NOFILE` to
@@ -187,10 +161,7 @@ fn stopped(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> {
 fn raise_open_files_limit() {
     // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
     unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
             lim.rlim_cur = lim.rlim_max.min(1 << 20).max(lim.rlim_cur);
             let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);

@@ -49,28 +49,13 @@ pub fn respond(engine: &Engine, head: &[u8]) -> Vec<u8> {
     let path = target.split('?').next().unwrap_or("");
     let head_only = method == "HEAD";
     if method != "GET" && !head_only {
-        return response(
-            "405 Method Not Allowed",
-            "text/plain",
-            "method not allowed\n",
-            false,
-        );
+        return response("405 Method Not Allowed", "text/plain", "method not allowed\n", false);
     }
     match path {
-        "/metrics" => response(
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            &engine.metrics_text(),
-            head_only,
-        ),
+        "/metrics" => response("200 OK", "text/plain; version=0.0.4; charset=utf-8", &engine.metrics_text(), head_only),
         "/health" => match engine.unhealthy_reason() {
             None => response("200 OK", "text/plain", "ok\n", head_only),
-            Some(reason) => response(
-                "503 Service Unavailable",
-                "text/plain",
-                &format!("{reason}\n"),
-                head_only,
-            ),
+            Some(reason) => response("503 Service Unavailable", "text/plain", &format!("{reason}\n"), head_only),
         },
         _ => response("404 Not Found", "text/plain", "not found\n", head_only),
     }
@@ -95,14 +80,7 @@ async fn handle(mut stream: TcpStream, engine: Engine) {
             break;
         }
         if head.len() > MAX_HEAD {
-            let _ = stream
-                .write_all(&response(
-                    "431 Request Header Fields Too Large",
-                    "text/plain",
-                    "",
-                    false,
-                ))
-                .await;
+            let _ = stream.write_all(&response("431 Request Header Fields Too Large", "text/plain", "", false)).await;
             return;
         }
         let mut chunk = [0u8; 1024];
@@ -128,24 +106,16 @@ mod tests {
     #[test]
     fn routes() {
         let engine = Engine::in_memory();
-        let ok = String::from_utf8(respond(
-            &engine,
-            b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
-        ))
-        .unwrap_or_default();
+        let ok = String::from_utf8(respond(&engine, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")).unwrap_or_default();
         assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"));
         assert!(ok.contains("Content-Type: text/plain; version=0.0.4"));
-        let health = String::from_utf8(respond(&engine, b"GET /health HTTP/1.1\r\n\r\n"))
-            .unwrap_or_default();
+        let health = String::from_utf8(respond(&engine, b"GET /health HTTP/1.1\r\n\r\n")).unwrap_or_default();
         assert!(health.starts_with("HTTP/1.1 200 OK\r\n") && health.ends_with("ok\n"));
-        let missing =
-            String::from_utf8(respond(&engine, b"GET /nope HTTP/1.1\r\n\r\n")).unwrap_or_default();
+        let missing = String::from_utf8(respond(&engine, b"GET /nope HTTP/1.1\r\n\r\n")).unwrap_or_default();
         assert!(missing.starts_with("HTTP/1.1 404"));
-        let post = String::from_utf8(respond(&engine, b"POST /metrics HTTP/1.1\r\n\r\n"))
-            .unwrap_or_default();
+        let post = String::from_utf8(respond(&engine, b"POST /metrics HTTP/1.1\r\n\r\n")).unwrap_or_default();
         assert!(post.starts_with("HTTP/1.1 405"));
-        let head = String::from_utf8(respond(&engine, b"HEAD /metrics HTTP/1.1\r\n\r\n"))
-            .unwrap_or_default();
+        let head = String::from_utf8(respond(&engine, b"HEAD /metrics HTTP/1.1\r\n\r\n")).unwrap_or_default();
         assert!(head.ends_with("\r\n\r\n"));
     }
 }

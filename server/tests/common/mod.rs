@@ -1,0 +1,237 @@
+//! Starts the real `karma` binary on a free port with a temporary data
+//! directory, and talks NDJSON to it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_karma");
+/// Generous bound for anything that "eventually" happens; never a timing
+/// assertion, only a guard against hanging forever.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+pub const PONG: &str = r#"{"protocol_version":2,"success":true,"response":"pong","error_code":null}"#;
+pub const PING: &str = r#"{"v":2,"op":"system.ping"}"#;
+
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// A `karma` command with a clean environment (no stray `KARMA_*`).
+pub fn karma() -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear();
+    cmd
+}
+
+/// Runs `karma` with `args` to completion (for CLI errors, `--help`).
+pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = karma();
+    cmd.args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run karma")
+}
+
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    pub dir: TempDir,
+}
+
+impl Server {
+    /// Starts a server with `--bind=127.0.0.1 --port=<free> --directory=<tmp>
+    /// --log=false --wal-fsync=false` plus `extra`, and waits until it accepts.
+    pub fn start(extra: &[&str]) -> Server {
+        let mut last_err = String::new();
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let port = free_port();
+            match Server::try_start(dir, port, extra) {
+                Ok(server) => return server,
+                Err(e) => last_err = e,
+            }
+        }
+        panic!("karma did not start: {last_err}");
+    }
+
+    fn try_start(dir: TempDir, port: u16, extra: &[&str]) -> Result<Server, String> {
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
+        let stderr_path = dir.path().join("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
+        let mut cmd = karma();
+        cmd.arg("--bind=127.0.0.1")
+            .arg(format!("--port={port}"))
+            .arg(format!("--directory={}", data.display()))
+            .arg("--log=false")
+            .arg("--wal-fsync=false")
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        let child = cmd.spawn().map_err(|e| e.to_string())?;
+        let mut server = Server { child, port, dir };
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                let err = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                return Err(format!("exited with {status}: {err}"));
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(server);
+            }
+            if start.elapsed() > DEADLINE {
+                return Err("did not accept connections in time".into());
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.port)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.pid(), sig) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// Waits for the process to exit (bounded by [`DEADLINE`]).
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(start.elapsed() < DEADLINE, "karma did not exit");
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Client {
+    pub stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    pub fn connect(port: u16) -> Client {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_read_timeout(Some(DEADLINE)).expect("read timeout");
+        let reader = BufReader::new(stream.try_clone().expect("clone"));
+        Client { stream, reader }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// Next response line without its terminator; `None` at EOF/reset.
+    pub fn read_line(&mut self) -> Option<String> {
+        let mut line = Vec::new();
+        match self.reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => {
+                assert_eq!(line.last(), Some(&b'\n'), "unterminated response {line:?}");
+                while matches!(line.last(), Some(b'\n' | b'\r')) {
+                    line.pop();
+                }
+                Some(String::from_utf8(line).expect("utf-8 response"))
+            }
+        }
+    }
+
+    /// Sends one request line and reads its response.
+    pub fn request(&mut self, line: &str) -> String {
+        self.send(format!("{line}\n").as_bytes());
+        self.read_line().expect("a response line")
+    }
+
+    /// True once the server closed the connection (EOF or reset).
+    pub fn is_closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.reader.read(&mut byte), Ok(0) | Err(_))
+    }
+
+    pub fn shutdown_write(&self) {
+        self.stream.shutdown(Shutdown::Write).expect("shutdown");
+    }
+}
+
+pub fn error_code(line: &str) -> Option<String> {
+    let key = "\"error_code\":\"";
+    let start = line.find(key)? + key.len();
+    let end = line[start..].find('"')? + start;
+    Some(line[start..end].to_string())
+}
+
+pub fn error_line(code: &str, message: &str) -> String {
+    format!(r#"{{"protocol_version":2,"success":false,"response":"{message}","error_code":"{code}"}}"#)
+}
+
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}
+
+/// Raises this process's soft open-files limit to at least `want`.
+pub fn raise_nofile(want: u64) -> u64 {
+    // SAFETY: plain getrlimit/setrlimit on a local struct.
+    unsafe {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < want {
+            lim.rlim_cur = want.min(lim.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        }
+        lim.rlim_cur
+    }
+}
+
+/// SO_LINGER 0: closing the socket sends a reset instead of a FIN.
+pub fn reset_on_close(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: setsockopt on a socket we own, with a correctly sized struct.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}

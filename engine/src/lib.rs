@@ -12,10 +12,17 @@ pub mod clock;
 mod engine;
 pub mod error;
 pub mod files;
+pub mod idempotency;
+pub mod ingest;
+pub mod json;
+pub mod metrics;
 pub mod options;
+pub mod protocol;
 pub mod snapshot;
+pub mod store;
 pub mod wal;
 
-pub use engine::{Engine, Reply, Session};
+pub use engine::{Engine, KeysPage, Outcome, Reply, Response, Session, Summary, TreeInfo};
 pub use error::{Error, ErrorCode, Result};
 pub use options::{Options, Role};
+pub use protocol::{Item, Range};

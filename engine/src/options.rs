@@ -88,10 +88,7 @@ impl Default for Options {
 impl Options {
     /// The defaults of the `karma` server for a data directory.
     pub fn durable(directory: impl Into<PathBuf>) -> Options {
-        Options {
-            directory: Some(directory.into()),
-            ..Options::default()
-        }
+        Options { directory: Some(directory.into()), ..Options::default() }
     }
 
     /// Whether any token is configured (then every request is authenticated).

@@ -27,21 +27,11 @@ fn conformance_corpus() {
     let mut scenarios = load_scenarios(&dir).unwrap_or_else(|e| panic!("conformance corpus: {e}"));
 
     if let Ok(only) = std::env::var("KARMA_CONFORMANCE_ONLY") {
-        let wanted: BTreeSet<&str> = only
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect();
+        let wanted: BTreeSet<&str> = only.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
         let known: BTreeSet<&str> = scenarios.iter().map(|s| s.name.as_str()).collect();
         let unknown: Vec<&&str> = wanted.difference(&known).collect();
-        assert!(
-            unknown.is_empty(),
-            "KARMA_CONFORMANCE_ONLY names unknown scenarios: {unknown:?}"
-        );
-        assert!(
-            !wanted.is_empty(),
-            "KARMA_CONFORMANCE_ONLY is set but names no scenario"
-        );
+        assert!(unknown.is_empty(), "KARMA_CONFORMANCE_ONLY names unknown scenarios: {unknown:?}");
+        assert!(!wanted.is_empty(), "KARMA_CONFORMANCE_ONLY is set but names no scenario");
         scenarios.retain(|s| wanted.contains(s.name.as_str()));
     }
 
@@ -61,22 +51,13 @@ fn conformance_corpus() {
     }
     let summary = format!("{passed} passed, {failed} failed");
     println!("conformance corpus: {}\n{text}{summary}", dir.display());
-    assert!(
-        failed == 0,
-        "conformance: {summary} (report above); failing scenarios: {}",
-        failed_names.join(", ")
-    );
+    assert!(failed == 0, "conformance: {summary} (report above); failing scenarios: {}", failed_names.join(", "));
 }
 
 // ------------------------------------------------------------------ harness self-tests
 
 fn rule(line: usize, path: &str, reason: &str) -> Rule {
-    Rule {
-        line,
-        path: path.into(),
-        reason: reason.into(),
-        ..Rule::default()
-    }
+    Rule { line, path: path.into(), reason: reason.into(), ..Rule::default() }
 }
 
 fn standard_relaxed() -> BTreeSet<String> {
@@ -90,33 +71,14 @@ fn cmp(expected: &str, actual: &str, rules: &[Rule]) -> Vec<String> {
 
 #[test]
 fn parser_keeps_order_duplicates_and_number_text() {
-    let v = parse_exact(
-        r#" {"b":1,"a":1.0,"b":-0.5e+3,"s":"\u00e9\n\ud83d\ude00","n":[null,true,false,NaN]} "#,
-    )
-    .unwrap();
+    let v =
+        parse_exact(r#" {"b":1,"a":1.0,"b":-0.5e+3,"s":"\u00e9\n\ud83d\ude00","n":[null,true,false,NaN]} "#).unwrap();
     assert_eq!(
         render(&v),
         "{\"b\":1,\"a\":1.0,\"b\":-0.5e+3,\"s\":\"\u{e9}\\n\u{1F600}\",\"n\":[null,true,false,NaN]}"
     );
-    assert_eq!(
-        render(&parse_exact("18446744073709551615").unwrap()),
-        "18446744073709551615"
-    );
-    for bad in [
-        "",
-        "{",
-        "[1,]",
-        "{\"a\":1,}",
-        "01",
-        "1.",
-        "1e",
-        "-",
-        "\"a\nb\"",
-        "{\"a\" 1}",
-        "nul",
-        "1 2",
-        "'a'",
-    ] {
+    assert_eq!(render(&parse_exact("18446744073709551615").unwrap()), "18446744073709551615");
+    for bad in ["", "{", "[1,]", "{\"a\":1,}", "01", "1.", "1e", "-", "\"a\nb\"", "{\"a\" 1}", "nul", "1 2", "'a'"] {
         assert!(parse_exact(bad).is_err(), "{bad:?} should not parse");
     }
 }
@@ -143,49 +105,33 @@ fn path_tokens_cover_the_meta_dialect() {
 #[test]
 fn blanking_applies_to_every_match() {
     let mut v = parse_exact(r#"{"r":[{"t":1,"k":2},{"t":3,"k":4}],"t":5}"#).unwrap();
-    apply_at(
-        &mut v,
-        &path_tokens("$.r[*].t").unwrap(),
-        &|x: &mut Json| *x = Json::Mask,
-    );
-    assert_eq!(
-        render(&v),
-        r#"{"r":[{"t":<varies>,"k":2},{"t":<varies>,"k":4}],"t":5}"#
-    );
+    apply_at(&mut v, &path_tokens("$.r[*].t").unwrap(), &|x: &mut Json| *x = Json::Mask);
+    assert_eq!(render(&v), r#"{"r":[{"t":<varies>,"k":2},{"t":<varies>,"k":4}],"t":5}"#);
     // a path that matches nothing is ignored
-    apply_at(
-        &mut v,
-        &path_tokens("$.r[7].zz").unwrap(),
-        &|x: &mut Json| *x = Json::Mask,
-    );
-    assert_eq!(
-        render(&v),
-        r#"{"r":[{"t":<varies>,"k":2},{"t":<varies>,"k":4}],"t":5}"#
-    );
+    apply_at(&mut v, &path_tokens("$.r[7].zz").unwrap(), &|x: &mut Json| *x = Json::Mask);
+    assert_eq!(render(&v), r#"{"r":[{"t":<varies>,"k":2},{"t":<varies>,"k":4}],"t":5}"#);
 }
 
 #[test]
 fn time_path_may_differ_but_nothing_else() {
     let rules = [rule(1, "$.response.uptime_seconds", "time")];
-    let exp = r#"{"protocol_version":2,"success":true,"response":{"uptime_seconds":12,"command_count":3},"error_code":null}"#;
+    let exp =
+        r#"{"protocol_version":2,"success":true,"response":{"uptime_seconds":12,"command_count":3},"error_code":null}"#;
     let same_but_time = r#"{"protocol_version":2,"success":true,"response":{"uptime_seconds":999,"command_count":3},"error_code":null}"#;
     assert!(cmp(exp, same_but_time, &rules).is_empty());
 
     let other_differs = r#"{"protocol_version":2,"success":true,"response":{"uptime_seconds":999,"command_count":4},"error_code":null}"#;
     let problems = cmp(exp, other_differs, &rules);
-    assert_eq!(
-        problems,
-        vec!["$.response.command_count: expected 3, got 4".to_owned()]
-    );
+    assert_eq!(problems, vec!["$.response.command_count: expected 3, got 4".to_owned()]);
 
     // number text matters on compared paths, and key order matters
     let float = r#"{"protocol_version":2,"success":true,"response":{"uptime_seconds":1,"command_count":3.0},"error_code":null}"#;
     assert_eq!(cmp(exp, float, &rules).len(), 1);
-    let reordered = r#"{"protocol_version":2,"success":true,"response":{"command_count":3,"uptime_seconds":12},"error_code":null}"#;
+    let reordered =
+        r#"{"protocol_version":2,"success":true,"response":{"command_count":3,"uptime_seconds":12},"error_code":null}"#;
     assert!(cmp(exp, reordered, &rules)[0].contains("(keys)"));
     // a missing masked member is a key difference, not a pass
-    let missing =
-        r#"{"protocol_version":2,"success":true,"response":{"command_count":3},"error_code":null}"#;
+    let missing = r#"{"protocol_version":2,"success":true,"response":{"command_count":3},"error_code":null}"#;
     assert!(!cmp(exp, missing, &rules).is_empty());
 }
 
@@ -197,14 +143,8 @@ fn lines_without_active_rules_compare_bytes() {
         cmp(exp, r#"{"a": 1,"b":[1,2]}"#, &[]),
         vec!["formatting differs (same JSON value, different text)".to_owned()]
     );
-    assert_eq!(
-        cmp(exp, r#"{"a":1,"b":[1,2,3]}"#, &[]),
-        vec!["$.b (length): expected 2, got 3".to_owned()]
-    );
-    assert_eq!(
-        cmp(exp, "oops", &[]),
-        vec!["response is not valid JSON".to_owned()]
-    );
+    assert_eq!(cmp(exp, r#"{"a":1,"b":[1,2,3]}"#, &[]), vec!["$.b (length): expected 2, got 3".to_owned()]);
+    assert_eq!(cmp(exp, "oops", &[]), vec!["response is not valid JSON".to_owned()]);
     // snapshot-encoding is enforced: such a rule does not make the line lenient
     let rules = [rule(1, "$.response", "snapshot-encoding")];
     assert!(!cmp(r#"{"response":"QUJD"}"#, r#"{"response":"QUJE"}"#, &rules).is_empty());
@@ -214,7 +154,8 @@ fn lines_without_active_rules_compare_bytes() {
 #[test]
 fn parser_message_is_relaxed_and_enforced_without_relax() {
     let rules = [rule(1, "$.response", "parser-message")];
-    let exp = r#"{"protocol_version":2,"success":false,"response":"Unexpected char 'x' at 1:1","error_code":"invalid_json"}"#;
+    let exp =
+        r#"{"protocol_version":2,"success":false,"response":"Unexpected char 'x' at 1:1","error_code":"invalid_json"}"#;
     let act = r#"{"protocol_version":2,"success":false,"response":"expected value at line 1 column 1","error_code":"invalid_json"}"#;
     assert!(cmp(exp, act, &rules).is_empty());
     let wrong_code = act.replace("invalid_json", "validation_error");
@@ -238,10 +179,7 @@ fn prometheus_and_unordered_rules() {
     assert!(!cmp(exp, bad, std::slice::from_ref(&prom)).is_empty());
     assert!(!cmp(exp, renamed, std::slice::from_ref(&prom)).is_empty());
 
-    let unordered = Rule {
-        format: Some("unordered".into()),
-        ..rule(1, "$.response", "order")
-    };
+    let unordered = Rule { format: Some("unordered".into()), ..rule(1, "$.response", "order") };
     let masked_ts = rule(1, "$.response[*].ts", "time");
     let exp = r#"{"response":[{"k":"a","ts":1},{"k":"b","ts":2},{"k":"b","ts":3}]}"#;
     let shuffled = r#"{"response":[{"k":"b","ts":9},{"k":"a","ts":8},{"k":"b","ts":7}]}"#;
@@ -254,13 +192,7 @@ fn prometheus_and_unordered_rules() {
 fn scenario(lines: &[(&str, &str)], meta: Meta) -> Scenario {
     Scenario {
         name: "hand_made".into(),
-        lines: lines
-            .iter()
-            .map(|(q, r)| Entry {
-                request: (*q).into(),
-                response: Some((*r).into()),
-            })
-            .collect(),
+        lines: lines.iter().map(|(q, r)| Entry { request: (*q).into(), response: Some((*r).into()) }).collect(),
         meta,
     }
 }
@@ -275,10 +207,7 @@ fn captures_substitute_and_known_bugs_are_skipped() {
             recorded: "111_api.tree".into(),
         }],
         varying: vec![rule(1, "$.response.file", "time")],
-        known_bugs: vec![KnownBug {
-            line: 3,
-            id: "B3".into(),
-        }],
+        known_bugs: vec![KnownBug { line: 3, id: "B3".into() }],
         ..Meta::default()
     };
     let scn = scenario(
@@ -299,35 +228,21 @@ fn captures_substitute_and_known_bugs_are_skipped() {
             "buggy" => r#"{"response":"fixed"}"#,
             _ => r#"{"response":"y"}"#,
         };
-        Ok(Exchange {
-            body: Some(body.into()),
-            problems: Vec::new(),
-        })
+        Ok(Exchange { body: Some(body.into()), problems: Vec::new() })
     };
     let outcome = run_scenario(&scn, &ReplayOptions::standard(), &mut send);
     assert_eq!(seen, ["create", "load 222_api.tree", "buggy", "last"]);
     assert_eq!(outcome.skipped, 1);
     assert_eq!(outcome.failures.len(), 1, "{outcome:?}");
     assert_eq!(outcome.failures[0].line, 4);
-    assert!(report(&scn, &outcome)
-        .starts_with("FAIL hand_made (1 of 4 lines differ, 1 known-bug lines not compared)"));
+    assert!(report(&scn, &outcome).starts_with("FAIL hand_made (1 of 4 lines differ, 1 known-bug lines not compared)"));
 
     // without skipping, the known-bug line is compared
     let mut send_again = |req: &str| -> Result<Exchange, String> {
-        let body = if req == "buggy" {
-            r#"{"response":"fixed"}"#
-        } else {
-            r#"{"response":"x"}"#
-        };
-        Ok(Exchange {
-            body: Some(body.into()),
-            problems: Vec::new(),
-        })
+        let body = if req == "buggy" { r#"{"response":"fixed"}"# } else { r#"{"response":"x"}"# };
+        Ok(Exchange { body: Some(body.into()), problems: Vec::new() })
     };
-    let strict = ReplayOptions {
-        skip_known_bugs: None,
-        ..ReplayOptions::standard()
-    };
+    let strict = ReplayOptions { skip_known_bugs: None, ..ReplayOptions::standard() };
     let outcome = run_scenario(&scn, &strict, &mut send_again);
     assert!(outcome.failures.iter().any(|f| f.line == 3));
 }
@@ -341,10 +256,7 @@ fn transport_errors_end_the_scenario() {
         if calls == 2 {
             Err("engine panicked: boom".into())
         } else {
-            Ok(Exchange {
-                body: Some("1".into()),
-                problems: Vec::new(),
-            })
+            Ok(Exchange { body: Some("1".into()), problems: Vec::new() })
         }
     };
     let outcome = run_scenario(&scn, &ReplayOptions::standard(), &mut send);
@@ -383,20 +295,9 @@ fn server_flags_map_onto_options() {
     assert_eq!(opts.max_request_bytes, 64);
     assert_eq!(opts.max_response_bytes, 1500);
     assert!(!opts.wal_fsync);
-    assert_eq!(
-        opts.directory.as_deref(),
-        Some(std::path::Path::new("/tmp/x"))
-    );
-    for bad in [
-        "--unknown=1",
-        "--max-request-bytes=big",
-        "--role=boss",
-        "--auth-token",
-    ] {
-        assert!(
-            ServerFlags::parse(&[bad.to_string()]).is_err(),
-            "{bad} should be rejected"
-        );
+    assert_eq!(opts.directory.as_deref(), Some(std::path::Path::new("/tmp/x")));
+    for bad in ["--unknown=1", "--max-request-bytes=big", "--role=boss", "--auth-token"] {
+        assert!(ServerFlags::parse(&[bad.to_string()]).is_err(), "{bad} should be rejected");
     }
 }
 
@@ -405,9 +306,7 @@ fn missing_corpus_directory_is_an_error() {
     let err = load_scenarios(std::path::Path::new("/nonexistent/karma/conformance")).unwrap_err();
     assert!(err.contains("not readable"), "{err}");
     let empty = tempfile::tempdir().unwrap();
-    assert!(load_scenarios(empty.path())
-        .unwrap_err()
-        .contains("no *.jsonl"));
+    assert!(load_scenarios(empty.path()).unwrap_err().contains("no *.jsonl"));
 }
 
 #[test]
@@ -415,8 +314,7 @@ fn corpus_matches_its_own_recordings() {
     // Answering every request with its recorded line must pass every scenario:
     // checks that the corpus loads and that no rule, capture or known bug is
     // mishandled by the harness itself.
-    let scenarios =
-        load_scenarios(&corpus_dir()).unwrap_or_else(|e| panic!("conformance corpus: {e}"));
+    let scenarios = load_scenarios(&corpus_dir()).unwrap_or_else(|e| panic!("conformance corpus: {e}"));
     for scn in &scenarios {
         let mut next = scn.lines.iter();
         let mut send = |_: &str| -> Result<Exchange, String> {
@@ -433,10 +331,7 @@ fn corpus_matches_its_own_recordings() {
             let mut next = scn.lines.iter();
             move |_: &str| -> Result<Exchange, String> {
                 let entry = next.next().expect("one request per line");
-                Ok(Exchange {
-                    body: entry.response.clone(),
-                    problems: Vec::new(),
-                })
+                Ok(Exchange { body: entry.response.clone(), problems: Vec::new() })
             }
         });
         assert!(outcome.failures.is_empty(), "{}", report(scn, &outcome));

@@ -1,0 +1,312 @@
+//! `ingest.*` (spec/protocol.md §11). Runs under the admin lock; stream state
+//! checks come before the role check, as in Karma 1.0.
+
+use std::time::Instant;
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::ingest::{Mode, Stream};
+use crate::json::{write_str, write_u64};
+use crate::metrics;
+use crate::protocol::fingerprint::fingerprint;
+use crate::protocol::validate::MAX_ITEMS;
+use crate::protocol::{Command, Op, Request};
+use crate::store::SeriesData;
+
+use super::data::{apply_batch_add, apply_batch_set, check_batch_add, check_batch_set};
+use super::{Ctx, Engine, Outcome, Response};
+
+fn stream_not_found(id: &str) -> Error {
+    Error::not_found(format!("Ingest stream \"{id}\" not found"))
+}
+
+fn conflict(msg: &str) -> Error {
+    Error::new(ErrorCode::IdempotencyConflict, msg)
+}
+
+fn status_json(s: &Stream, status: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(b"{\"stream_id\":");
+    write_str(&mut out, &s.stream_id);
+    out.extend_from_slice(b",\"mode\":");
+    write_str(&mut out, s.mode.as_str());
+    out.extend_from_slice(b",\"series\":");
+    match &s.series {
+        Some(name) => write_str(&mut out, name),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"granularity\":");
+    match &s.granularity {
+        Some(g) => write_str(&mut out, g),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"status\":");
+    write_str(&mut out, status);
+    out.extend_from_slice(b",\"last_chunk_seq\":");
+    write_u64(&mut out, s.last_chunk_seq);
+    out.push(b'}');
+    out
+}
+
+fn short_status(id: &str, status: &str, last: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(96);
+    out.extend_from_slice(b"{\"stream_id\":");
+    write_str(&mut out, id);
+    out.extend_from_slice(b",\"status\":");
+    write_str(&mut out, status);
+    out.extend_from_slice(b",\"last_chunk_seq\":");
+    write_u64(&mut out, last);
+    out.push(b'}');
+    out
+}
+
+fn chunk_json(id: &str, seq: u64, skipped: Option<bool>, applied: usize, total: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(b"{\"stream_id\":");
+    write_str(&mut out, id);
+    out.extend_from_slice(b",\"chunk_seq\":");
+    write_u64(&mut out, seq);
+    match skipped {
+        Some(committed) => {
+            out.extend_from_slice(b",\"skipped\":true,\"committed\":");
+            out.extend_from_slice(if committed { b"true" } else { b"false" });
+        }
+        None => out.extend_from_slice(b",\"skipped\":false"),
+    }
+    out.extend_from_slice(b",\"applied\":");
+    write_u64(&mut out, applied as u64);
+    out.extend_from_slice(b",\"total\":");
+    write_u64(&mut out, total);
+    out.push(b'}');
+    out
+}
+
+impl Engine {
+    pub(crate) fn ingest(&self, req: &Request<'_>, ctx: Ctx<'_>) -> Result<Outcome> {
+        let started = Instant::now();
+        let result = match (&req.op, &req.command) {
+            (Op::IngestBegin, Command::IngestBegin { stream_id, mode, granularity }) => {
+                self.ingest_begin(req, ctx, stream_id, mode, granularity.as_deref())
+            }
+            (Op::IngestChunk, Command::IngestChunk { .. }) => {
+                let r = self.ingest_chunk(req, ctx);
+                let m = &self.inner.metrics;
+                match &r {
+                    Ok((_, true)) => metrics::bump(&m.ingest_chunks_skipped),
+                    Ok((_, false)) => metrics::bump(&m.ingest_chunks_applied),
+                    Err(_) => {}
+                }
+                self.inner.metrics.ingest_latency.record(started.elapsed().as_secs_f64() * 1000.0);
+                r.map(|(o, _)| o)
+            }
+            (Op::IngestCommit, Command::Stream { stream_id }) => self.ingest_commit(req, ctx, stream_id),
+            (Op::IngestAbort, Command::Stream { stream_id }) => self.ingest_abort(req, ctx, stream_id),
+            _ => Err(Error::internal("not an ingest op")),
+        };
+        result
+    }
+
+    fn ingest_begin(
+        &self,
+        req: &Request<'_>,
+        ctx: Ctx<'_>,
+        id: &str,
+        mode: &str,
+        granularity: Option<&str>,
+    ) -> Result<Outcome> {
+        let mode = Mode::parse(mode).ok_or_else(|| Error::validation(format!("Unsupported ingest mode {mode}")))?;
+        let mut ingest = self.inner.ingest.lock();
+        let same = |s: &Stream| s.mode == mode && s.granularity.as_deref() == granularity;
+        let response = if let Some(s) = ingest.committed.get(id) {
+            if !same(s) {
+                return Err(conflict("Ingest stream was already committed with different parameters"));
+            }
+            status_json(s, "already_committed")
+        } else if let Some(s) = ingest.active.get(id) {
+            if !same(s) {
+                return Err(conflict("Ingest stream already exists with different parameters"));
+            }
+            status_json(s, "active")
+        } else {
+            let s = Stream::new(id, mode, granularity.map(str::to_owned), fingerprint(req.op, &req.command, None));
+            let json = status_json(&s, "active");
+            self.check_role(req.op, ctx)?;
+            let lsn = self.append(self.entry_for(req, ctx, None).as_deref())?;
+            ingest.active.insert(id.to_owned(), s);
+            return Ok(Outcome { response: Response::Json(json), lsn, idempotent: None });
+        };
+        self.check_role(req.op, ctx)?;
+        let lsn = self.append(self.entry_for(req, ctx, None).as_deref())?;
+        Ok(Outcome { response: Response::Json(response), lsn, idempotent: None })
+    }
+
+    /// Returns the outcome and whether the chunk was skipped as a duplicate.
+    fn ingest_chunk(&self, req: &Request<'_>, ctx: Ctx<'_>) -> Result<(Outcome, bool)> {
+        let Command::IngestChunk { stream_id, series, chunk_seq, items } = &req.command else {
+            return Err(Error::internal("not a chunk"));
+        };
+        let (id, seq) = (stream_id.as_ref(), *chunk_seq);
+        let mut ingest = self.inner.ingest.lock();
+        let fp = fingerprint(req.op, &req.command, None);
+        if let Some(s) = ingest.committed.get(id) {
+            if seq == 0 {
+                return Err(Error::validation("Field chunk_seq must be greater than 0"));
+            }
+            let compatible = seq <= s.last_chunk_seq
+                && s.series.as_deref().is_none_or(|b| b == series.as_ref())
+                && s.chunk_fingerprints.get(&seq) == Some(&fp);
+            if !compatible {
+                return Err(conflict("Ingest stream was already committed with different chunks"));
+            }
+            if items.len() > MAX_ITEMS {
+                return Err(Error::validation("Field items exceeds max size"));
+            }
+            self.check_role(req.op, ctx)?;
+            let lsn = self.append(self.entry_for(req, ctx, None).as_deref())?;
+            return Ok((
+                Outcome { response: Response::Json(chunk_json(id, seq, Some(true), 0, 0)), lsn, idempotent: None },
+                true,
+            ));
+        }
+        let rejected = |e: Error| {
+            metrics::bump(&self.inner.metrics.ingest_chunks_rejected);
+            e
+        };
+        let s = ingest.active.get_mut(id).ok_or_else(|| rejected(stream_not_found(id)))?;
+        if seq == 0 {
+            return Err(rejected(Error::validation("Field chunk_seq must be greater than 0")));
+        }
+        if seq <= s.last_chunk_seq {
+            if s.chunk_fingerprints.get(&seq) != Some(&fp) {
+                return Err(rejected(conflict("Ingest chunk was already used with different payload")));
+            }
+            self.check_role(req.op, ctx)?;
+            let lsn = self.append(self.entry_for(req, ctx, None).as_deref())?;
+            return Ok((
+                Outcome { response: Response::Json(chunk_json(id, seq, Some(false), 0, 0)), lsn, idempotent: None },
+                true,
+            ));
+        }
+        if seq > s.last_chunk_seq + 1 {
+            return Err(rejected(Error::validation("Field chunk_seq must be the next chunk")));
+        }
+        if let Some(bound) = &s.series {
+            if bound != series.as_ref() {
+                return Err(rejected(Error::validation(format!("Ingest stream is already bound to series {bound}"))));
+            }
+        }
+        if items.len() > MAX_ITEMS {
+            return Err(Error::validation("Field items exceeds max size"));
+        }
+        if s.mode == Mode::Add && items.iter().any(|i| i[2] == 0) {
+            return Err(Error::validation("Batch item value must be greater than 0"));
+        }
+        self.check_role(req.op, ctx)?;
+        let entry = self.entry_for(req, ctx, None);
+        let total = items.iter().fold(0u64, |a, i| a.saturating_add(i[2]));
+        let m = &self.inner.metrics;
+        let lsn = match s.mode {
+            Mode::ReplaceSeries => {
+                let staged = s.staged.get_or_insert_with(Default::default);
+                let mut data = SeriesData { counters: std::mem::take(staged), dropped: false };
+                let checked = check_batch_set(&data, items);
+                let lsn = checked.and_then(|()| self.append(entry.as_deref()));
+                if lsn.is_ok() {
+                    apply_batch_set(&mut data, items);
+                }
+                *staged = data.counters;
+                lsn?
+            }
+            mode => {
+                metrics::bump(&m.batch_writes);
+                metrics::add(&m.batch_write_items, items.len() as u64);
+                if ctx.applies_to(series) {
+                    self.with_series(series, true, |data| {
+                        if mode == Mode::Add {
+                            check_batch_add(data, items)?;
+                        } else {
+                            check_batch_set(data, items)?;
+                        }
+                        let lsn = self.append(entry.as_deref())?;
+                        if mode == Mode::Add {
+                            apply_batch_add(data, items);
+                        } else {
+                            apply_batch_set(data, items);
+                        }
+                        Ok(lsn)
+                    })?
+                    .flatten()
+                } else {
+                    None
+                }
+            }
+        };
+        // Bound only once a chunk was applied (fix of B16).
+        s.series.get_or_insert_with(|| series.to_string());
+        s.last_chunk_seq = seq;
+        s.chunk_fingerprints.insert(seq, fp);
+        metrics::add(&m.ingest_items_applied, items.len() as u64);
+        Ok((
+            Outcome { response: Response::Json(chunk_json(id, seq, None, items.len(), total)), lsn, idempotent: None },
+            false,
+        ))
+    }
+
+    fn ingest_commit(&self, req: &Request<'_>, ctx: Ctx<'_>, id: &str) -> Result<Outcome> {
+        let mut ingest = self.inner.ingest.lock();
+        if let Some(s) = ingest.committed.get(id) {
+            let json = status_json(s, "already_committed");
+            self.check_role(req.op, ctx)?;
+            let lsn = self.append(self.entry_for(req, ctx, None).as_deref())?;
+            return Ok(Outcome { response: Response::Json(json), lsn, idempotent: None });
+        }
+        let s = ingest.active.get(id).ok_or_else(|| stream_not_found(id))?;
+        if s.mode == Mode::ReplaceSeries && s.series.is_none() {
+            return Err(Error::validation("Cannot commit empty replace_series stream"));
+        }
+        self.check_role(req.op, ctx)?;
+        let entry = self.entry_for(req, ctx, None);
+        let Some(mut s) = ingest.active.remove(id) else { return Err(stream_not_found(id)) };
+        let lsn = match (s.mode, s.series.clone()) {
+            (Mode::ReplaceSeries, Some(series)) => {
+                let staged = s.staged.take().unwrap_or_default();
+                let mut staged = Some(staged);
+                let applies = ctx.applies_to(&series);
+                let r = self.with_series(&series, true, |data| {
+                    let lsn = self.append(entry.as_deref())?;
+                    if applies {
+                        data.counters = staged.take().unwrap_or_default();
+                    }
+                    Ok(lsn)
+                });
+                match r {
+                    Ok(lsn) => lsn.flatten(),
+                    Err(e) => {
+                        s.staged = staged;
+                        ingest.active.insert(id.to_owned(), s);
+                        return Err(e);
+                    }
+                }
+            }
+            _ => match self.append(entry.as_deref()) {
+                Ok(lsn) => lsn,
+                Err(e) => {
+                    ingest.active.insert(id.to_owned(), s);
+                    return Err(e);
+                }
+            },
+        };
+        let last = s.last_chunk_seq;
+        s.committed_at_unix = self.now();
+        ingest.committed.insert(id.to_owned(), s);
+        Ok(Outcome { response: Response::Json(short_status(id, "committed", last)), lsn, idempotent: None })
+    }
+
+    fn ingest_abort(&self, req: &Request<'_>, ctx: Ctx<'_>, id: &str) -> Result<Outcome> {
+        let mut ingest = self.inner.ingest.lock();
+        let last = ingest.active.get(id).ok_or_else(|| stream_not_found(id))?.last_chunk_seq;
+        self.check_role(req.op, ctx)?;
+        let lsn = self.append(self.entry_for(req, ctx, None).as_deref())?;
+        ingest.active.remove(id);
+        Ok(Outcome { response: Response::Json(short_status(id, "aborted", last)), lsn, idempotent: None })
+    }
+}

@@ -1,0 +1,281 @@
+//! The facade tying store, protocol, WAL, snapshots, idempotency and ingest
+//! together. Submodules split the ops by concern; none reaches into another
+//! module's internals.
+
+mod admin;
+mod data;
+mod exec;
+mod ingest_ops;
+mod reads;
+pub mod response;
+mod restore;
+mod typed;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::files::{Checkpoint, DirLock};
+use crate::idempotency::Registry;
+use crate::ingest::Ingest;
+use crate::metrics::{self, Metrics, ReplicationStats};
+use crate::options::Options;
+use crate::protocol::request::{parse_document, parse_request};
+use crate::protocol::response::{
+    write_error, EOL, IDEMPOTENT_FALSE_TAIL, IDEMPOTENT_TRUE_TAIL, SUCCESS_HEAD, SUCCESS_TAIL,
+};
+use crate::snapshot::SnapshotDir;
+use crate::store::Store;
+use crate::wal::Wal;
+
+pub use response::{KeysPage, Response, Summary, TreeInfo};
+
+/// Who is asking: a client (authenticated, role-checked, size-limited) or the
+/// engine itself replaying its WAL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Session {
+    internal: bool,
+}
+
+impl Session {
+    /// A network or binding client.
+    pub const fn client() -> Session {
+        Session { internal: false }
+    }
+
+    /// WAL replay: no auth, no role check, no size limit, nothing logged.
+    pub const fn internal() -> Session {
+        Session { internal: true }
+    }
+
+    pub fn is_internal(&self) -> bool {
+        self.internal
+    }
+}
+
+/// One response line and, for a logged mutation, the LSN that must be durable
+/// before the line may be sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// The response envelope followed by `\r\n`.
+    pub bytes: Vec<u8>,
+    pub lsn: Option<u64>,
+}
+
+/// What executing one request produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub response: Response,
+    /// WAL LSN to wait for before acknowledging.
+    pub lsn: Option<u64>,
+    /// `Some` when the request went through the idempotency layer.
+    pub idempotent: Option<bool>,
+}
+
+/// A Karma database. Cheap to clone; clones share state.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+/// The files of a durable engine.
+struct Disk {
+    dir: PathBuf,
+    snapshots: SnapshotDir,
+    wal: Option<Wal>,
+    _lock: DirLock,
+}
+
+struct Inner {
+    options: Options,
+    store: Store,
+    disk: Option<Disk>,
+    /// Serialises everything that is not a single-series write or a read:
+    /// idempotent writes, ingest, multi-series ops, snapshots.
+    admin: Mutex<()>,
+    /// Every write holds this shared while it logs and applies;
+    /// `snapshot.create_all` takes it exclusively for a cut no write can
+    /// slip past. Lock order: admin, gate, series map, series.
+    gate: parking_lot::RwLock<()>,
+    idempotency: Mutex<Registry>,
+    ingest: Mutex<Ingest>,
+    recovery: Mutex<Vec<Checkpoint>>,
+    metrics: Metrics,
+    replication: ReplicationStats,
+    started: Instant,
+}
+
+/// How a request is being executed.
+#[derive(Clone, Copy)]
+pub(crate) struct Ctx<'a> {
+    pub internal: bool,
+    /// During replay: the LSN of the entry and the snapshot LSN per series,
+    /// so entries already inside a series' snapshot do not touch it again.
+    pub replay: Option<(u64, &'a HashMap<String, u64>)>,
+}
+
+impl Ctx<'_> {
+    pub const CLIENT: Ctx<'static> = Ctx { internal: false, replay: None };
+
+    /// Whether this execution may change the live data of `series`.
+    pub fn applies_to(&self, series: &str) -> bool {
+        match self.replay {
+            Some((lsn, covered)) => covered.get(series).is_none_or(|s| lsn > *s),
+            None => true,
+        }
+    }
+
+    pub fn logs(&self) -> bool {
+        self.replay.is_none()
+    }
+}
+
+impl Engine {
+    /// Opens (and with `options.restore`, recovers) an engine. Without a
+    /// directory the engine lives in memory only.
+    pub fn open(options: Options) -> Result<Engine> {
+        restore::open(options)
+    }
+
+    /// An in-memory engine with default options.
+    pub fn in_memory() -> Engine {
+        Engine::from_parts(Options::default(), None)
+    }
+
+    fn from_parts(options: Options, disk: Option<Disk>) -> Engine {
+        let idempotency = Registry::new(options.idempotency_max_records, options.idempotency_max_age_seconds);
+        Engine {
+            inner: Arc::new(Inner {
+                store: Store::new(),
+                disk,
+                admin: Mutex::new(()),
+                gate: parking_lot::RwLock::new(()),
+                idempotency: Mutex::new(idempotency),
+                ingest: Mutex::new(Ingest::default()),
+                recovery: Mutex::new(Vec::new()),
+                metrics: Metrics::default(),
+                replication: ReplicationStats::default(),
+                started: Instant::now(),
+                options,
+            }),
+        }
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.inner.options
+    }
+
+    fn wal(&self) -> Option<&Wal> {
+        self.inner.disk.as_ref().and_then(|d| d.wal.as_ref())
+    }
+
+    fn now(&self) -> u64 {
+        self.inner.options.clock.unix_seconds()
+    }
+
+    /// Handles one request line (without its `\n`).
+    pub fn handle_line(&self, line: &[u8], session: &Session) -> Reply {
+        let mut bytes = Vec::with_capacity(96);
+        let lsn = self.handle_line_into(line, session, &mut bytes);
+        Reply { bytes, lsn }
+    }
+
+    /// Like [`Engine::handle_line`], appending the response to `out`; returns
+    /// the LSN to wait for before sending, if any.
+    pub fn handle_line_into(&self, line: &[u8], session: &Session, out: &mut Vec<u8>) -> Option<u64> {
+        let started = Instant::now();
+        let ctx = Ctx { internal: session.internal, replay: None };
+        let start = out.len();
+        let result = self.handle_parsed(line, ctx, out);
+        let m = &self.inner.metrics;
+        let lsn = match result {
+            Ok(lsn) => lsn,
+            Err(err) => {
+                out.truncate(start);
+                write_error(out, &err);
+                metrics::bump(&m.errors);
+                if err.code() == ErrorCode::QueryTimeout {
+                    metrics::bump(&m.query_timeouts);
+                }
+                None
+            }
+        };
+        metrics::bump(&m.commands);
+        m.command_latency.record(started.elapsed().as_secs_f64() * 1000.0);
+        lsn
+    }
+
+    fn handle_parsed(&self, line: &[u8], ctx: Ctx<'_>, out: &mut Vec<u8>) -> Result<Option<u64>> {
+        let max_request = self.inner.options.max_request_bytes;
+        if !ctx.internal && line.len() > max_request {
+            return Err(Error::new(ErrorCode::RequestTooLarge, format!("Request exceeds {max_request} bytes")));
+        }
+        let doc = parse_document(line)?;
+        let req = parse_request(&doc)?;
+        if !ctx.internal {
+            self.authorize(&req)?;
+        }
+        let outcome = self.execute_ctx(&req, ctx)?;
+        let start = out.len();
+        out.extend_from_slice(SUCCESS_HEAD);
+        outcome.response.write_json(out);
+        out.extend_from_slice(match outcome.idempotent {
+            None => SUCCESS_TAIL,
+            Some(false) => IDEMPOTENT_FALSE_TAIL,
+            Some(true) => IDEMPOTENT_TRUE_TAIL,
+        });
+        let max_response = self.inner.options.max_response_bytes;
+        if !ctx.internal && max_response > 0 && out.len() - start > max_response {
+            return Err(Error::new(ErrorCode::ResponseTooLarge, format!("Response exceeds {max_response} bytes")));
+        }
+        out.extend_from_slice(EOL);
+        Ok(outcome.lsn)
+    }
+
+    /// Blocks until every WAL entry up to `lsn` is durable.
+    pub fn wait_durable(&self, lsn: u64) -> Result<()> {
+        match self.wal() {
+            Some(wal) => wal.wait_durable(lsn),
+            None => Ok(()),
+        }
+    }
+
+    /// Calls `done` once every WAL entry up to `lsn` is durable (or the WAL
+    /// failed). It may run on the WAL writer thread: keep it short.
+    pub fn on_durable(&self, lsn: u64, done: Box<dyn FnOnce(Result<()>) + Send>) {
+        match self.wal() {
+            Some(wal) => wal.on_durable(lsn, done),
+            None => done(Ok(())),
+        }
+    }
+
+    /// The error envelope line for `err` (e.g. `request_too_large`).
+    pub fn error_line(err: &Error) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128);
+        write_error(&mut out, err);
+        out
+    }
+
+    /// The Prometheus text of `system.metrics`.
+    pub fn metrics_text(&self) -> String {
+        self.stats_view().prometheus()
+    }
+
+    /// `None` when healthy; otherwise why writes are refused (e.g. the WAL
+    /// failed).
+    pub fn unhealthy_reason(&self) -> Option<String> {
+        self.wal().and_then(Wal::failure)
+    }
+
+    /// Flushes the WAL and stops its writer.
+    pub fn close(&self) -> Result<()> {
+        match self.wal() {
+            Some(wal) => wal.close(),
+            None => Ok(()),
+        }
+    }
+}

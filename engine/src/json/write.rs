@@ -1,0 +1,68 @@
+/// Appends JSON text to a byte buffer; the response writer's toolbox.
+pub trait JsonOut {
+    fn raw(&mut self, s: &str);
+}
+
+impl JsonOut for Vec<u8> {
+    #[inline]
+    fn raw(&mut self, s: &str) {
+        self.extend_from_slice(s.as_bytes());
+    }
+}
+
+#[inline]
+pub fn write_u64(out: &mut Vec<u8>, n: u64) {
+    let mut buf = itoa::Buffer::new();
+    out.extend_from_slice(buf.format(n).as_bytes());
+}
+
+#[inline]
+pub fn write_u128(out: &mut Vec<u8>, n: u128) {
+    let mut buf = itoa::Buffer::new();
+    out.extend_from_slice(buf.format(n).as_bytes());
+}
+
+/// A JSON string literal: `"` and `\` escaped, control characters escaped,
+/// non-ASCII written raw, `/` not escaped (as Karma 1.0 writes it).
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &c) in bytes.iter().enumerate() {
+        let escape: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(c >> 4)]);
+            out.push(HEX[usize::from(c & 0xf)]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_like_karma_one() {
+        let mut out = Vec::new();
+        write_str(&mut out, "quote\"d\\ \n/é\u{1}");
+        assert_eq!(String::from_utf8(out).unwrap(), r#""quote\"d\\ \n/é\u0001""#);
+    }
+}

@@ -1,0 +1,13 @@
+//! Protocol v2: the op table, request parsing and validation, fingerprints,
+//! WAL entry encoding and the response envelope.
+
+pub mod fields;
+pub mod fingerprint;
+pub mod ops;
+pub mod request;
+pub mod response;
+pub mod validate;
+pub mod wal_entry;
+
+pub use ops::{Class, Op};
+pub use request::{Command, Idempotency, Item, MultiSumItem, PruneBefore, Range, Request};

@@ -1,0 +1,154 @@
+//! The op table: every v2 op name and alias, its internal command name, and
+//! the flags that decide auth, roles, WAL logging and idempotency
+//! (spec/protocol.md §8.1). Server, engine and bindings all read this one table.
+
+/// What an op may do, which decides the read token and slave rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// Allowed with the read token and on a slave.
+    Read,
+    /// Changes data; logged in the WAL (except `recovery.checkpoint`).
+    Mutating,
+    /// Snapshot and reconciliation administration: not logged, write token only.
+    Admin,
+}
+
+macro_rules! ops {
+    ($( $variant:ident => $canonical:literal $(| $alias:literal)*, $internal:literal, $class:ident, $idem:literal; )*) => {
+        /// One v2 operation (aliases resolved).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Op { $( $variant, )* }
+
+        impl Op {
+            /// Every op, in table order.
+            pub const ALL: &'static [Op] = &[ $( Op::$variant, )* ];
+
+            /// Resolves an op string or alias.
+            pub fn from_name(name: &str) -> Option<Op> {
+                match name {
+                    $( $canonical $(| $alias)* => Some(Op::$variant), )*
+                    _ => None,
+                }
+            }
+
+            /// The canonical op string (what the WAL records).
+            pub const fn name(self) -> &'static str {
+                match self { $( Op::$variant => $canonical, )* }
+            }
+
+            /// Karma 1.0's internal command name, used in `forbidden`
+            /// messages, fingerprints and idempotency records.
+            pub const fn internal_name(self) -> &'static str {
+                match self { $( Op::$variant => $internal, )* }
+            }
+
+            pub const fn class(self) -> Class {
+                match self { $( Op::$variant => Class::$class, )* }
+            }
+
+            /// Honours `idempotency_key` (spec/protocol.md §12.1).
+            pub const fn idempotency_eligible(self) -> bool {
+                match self { $( Op::$variant => $idem, )* }
+            }
+        }
+    };
+}
+
+ops! {
+    Ping => "system.ping", "ping", Read, false;
+    Health => "system.health", "health", Read, false;
+    Stats => "system.stats", "stats", Read, false;
+    Metrics => "system.metrics", "metrics", Read, false;
+    TreeList => "tree.list", "trees", Read, false;
+    TreeInfo => "tree.info", "tree_info", Read, false;
+    TreeKeys => "tree.keys", "tree_keys", Read, false;
+    TreeSummary => "tree.summary", "tree_summary", Read, false;
+    TreeTop => "tree.top", "tree_top", Read, false;
+    TreeSeries => "tree.series", "find", Read, false;
+    Sum => "counter.sum" | "series.sum", "sum", Read, false;
+    BatchSum => "counter.batch_sum" | "series.batch_sum", "batch_sum", Read, false;
+    MultiSum => "counter.multi_sum", "multi_sum", Read, false;
+    CounterSeries => "counter.series" | "series.points", "find", Read, false;
+    SnapshotList => "snapshot.list", "dumps", Read, false;
+    SnapshotInfo => "snapshot.info", "snapshot_info", Read, false;
+    SnapshotFetch => "snapshot.fetch", "snapshot_fetch", Read, false;
+    SnapshotFetchChunk => "snapshot.fetch_chunk", "snapshot_fetch_chunk", Read, false;
+    SnapshotVerify => "snapshot.verify", "verify", Read, false;
+    RecoveryStatus => "recovery.status", "recovery_status", Read, false;
+    ReplicationStatus => "replication.status", "replication_status", Read, false;
+    ReplicationEntries => "replication.entries", "replication_entries", Read, false;
+    IdempotencySnapshotFetchChunk => "idempotency.snapshot_fetch_chunk", "idempotency_snapshot_fetch_chunk", Read, false;
+    TreeCreate => "tree.create", "create", Mutating, false;
+    TreeDrop => "tree.drop", "drop", Mutating, false;
+    TreeReset => "tree.reset", "reset", Mutating, true;
+    TreeDeleteRange => "tree.delete_range", "delete", Mutating, true;
+    SystemCompact => "system.compact", "compact", Mutating, false;
+    SeriesCompact => "series.compact" | "tree.compact", "compact", Mutating, false;
+    Increment => "counter.increment" | "series.increment", "increment", Mutating, true;
+    Decrement => "counter.decrement", "decrement", Mutating, true;
+    BatchAdd => "series.batch_add" | "counter.batch_increment", "batch_add", Mutating, true;
+    BatchSet => "series.batch_set", "batch_set", Mutating, true;
+    CounterReset => "counter.reset", "reset", Mutating, true;
+    BatchReset => "counter.batch_reset", "batch_reset", Mutating, true;
+    CounterDeleteRange => "counter.delete_range", "delete", Mutating, true;
+    BatchDeleteRange => "counter.batch_delete_range", "batch_delete_range", Mutating, true;
+    DeleteBefore => "series.delete_before" | "tree.delete_before", "delete_before", Mutating, false;
+    IngestBegin => "ingest.begin", "ingest_begin", Mutating, false;
+    IngestChunk => "ingest.chunk", "ingest_chunk", Mutating, false;
+    IngestCommit => "ingest.commit", "ingest_commit", Mutating, false;
+    IngestAbort => "ingest.abort", "ingest_abort", Mutating, false;
+    IdempotencyPrune => "idempotency.prune", "idempotency_prune", Mutating, false;
+    RecoveryCheckpoint => "recovery.checkpoint", "recovery_checkpoint", Mutating, false;
+    SnapshotCreate => "snapshot.create", "dump", Admin, false;
+    SnapshotCreateAll => "snapshot.create_all", "dump_all", Admin, false;
+    SnapshotLoad => "snapshot.load", "load", Admin, false;
+    ReconciliationReport => "reconciliation.report", "reconciliation_report", Admin, false;
+}
+
+impl Op {
+    /// Allowed with the read-only token and on a slave.
+    pub const fn is_read_only(self) -> bool {
+        matches!(self.class(), Class::Read)
+    }
+
+    /// Appended to the WAL when it succeeds.
+    pub const fn is_logged(self) -> bool {
+        matches!(self.class(), Class::Mutating) && !matches!(self, Op::RecoveryCheckpoint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fifty_five_names_map_onto_the_table() {
+        let aliases = [
+            "series.sum",
+            "series.batch_sum",
+            "series.points",
+            "tree.compact",
+            "series.increment",
+            "counter.batch_increment",
+            "tree.delete_before",
+        ];
+        assert_eq!(Op::ALL.len() + aliases.len(), 55);
+        for op in Op::ALL {
+            assert_eq!(Op::from_name(op.name()), Some(*op));
+        }
+        for a in aliases {
+            assert!(Op::from_name(a).is_some(), "{a}");
+        }
+        assert_eq!(Op::from_name("system.verify"), None);
+    }
+
+    #[test]
+    fn read_only_set_matches_the_spec() {
+        let read: Vec<&str> = Op::ALL.iter().filter(|o| o.is_read_only()).map(|o| o.internal_name()).collect();
+        assert_eq!(read.len(), 23);
+        assert!(!Op::SnapshotCreate.is_read_only());
+        assert!(!Op::ReconciliationReport.is_logged());
+        assert!(!Op::RecoveryCheckpoint.is_logged());
+        assert!(Op::IngestChunk.is_logged());
+    }
+}

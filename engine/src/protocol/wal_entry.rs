@@ -1,0 +1,149 @@
+//! The canonical command object a logged mutation writes to the WAL
+//! (spec/persistence.md §3.3-3.5): canonical op, `series` never `tree`,
+//! defaults materialised, never the token. Byte-compatible with Karma 1.0 so
+//! its slaves can replicate from us.
+
+use crate::json::{write_str, write_u64};
+
+use super::ops::Op;
+use super::request::{Command, Idempotency, Item, PruneBefore, Range};
+
+fn field(out: &mut Vec<u8>, name: &str) {
+    out.push(b',');
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+fn str_field(out: &mut Vec<u8>, name: &str, v: &str) {
+    field(out, name);
+    write_str(out, v);
+}
+
+fn u64_field(out: &mut Vec<u8>, name: &str, v: u64) {
+    field(out, name);
+    write_u64(out, v);
+}
+
+fn items_field(out: &mut Vec<u8>, items: &[Item]) {
+    field(out, "items");
+    out.push(b'[');
+    for (i, [k, b, v]) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'[');
+        write_u64(out, *k);
+        out.push(b',');
+        write_u64(out, *b);
+        out.push(b',');
+        write_u64(out, *v);
+        out.push(b']');
+    }
+    out.push(b']');
+}
+
+fn keys_field(out: &mut Vec<u8>, keys: &[u64]) {
+    field(out, "keys");
+    out.push(b'[');
+    for (i, k) in keys.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_u64(out, *k);
+    }
+    out.push(b']');
+}
+
+fn range_field(out: &mut Vec<u8>, r: &Range) {
+    field(out, "range");
+    out.extend_from_slice(b"{\"from\":");
+    write_u64(out, r.from);
+    out.extend_from_slice(b",\"to\":");
+    write_u64(out, r.to);
+    out.push(b'}');
+}
+
+/// Writes the WAL entry of a logged op. `bucket`/`value` are the resolved
+/// increment/decrement defaults.
+pub fn write_entry(
+    out: &mut Vec<u8>,
+    op: Op,
+    command: &Command<'_>,
+    bucket: Option<u64>,
+    idempotency: Option<&Idempotency<'_>>,
+) {
+    out.extend_from_slice(b"{\"v\":2,\"op\":");
+    write_str(out, op.name());
+    match command {
+        Command::Series { series } => str_field(out, "series", series),
+        Command::Write { series, key, bucket: sent, value } => {
+            str_field(out, "series", series);
+            u64_field(out, "key", *key);
+            u64_field(out, "bucket", bucket.or(*sent).unwrap_or(0));
+            u64_field(out, "value", value.unwrap_or(1));
+        }
+        Command::Items { series, items } => {
+            str_field(out, "series", series);
+            str_field(out, "granularity", "day");
+            items_field(out, items);
+        }
+        Command::Keys { series, keys, range } => {
+            str_field(out, "series", series);
+            keys_field(out, keys);
+            if let Some(r) = range {
+                range_field(out, r);
+            }
+        }
+        Command::Key { series, key, range } => {
+            str_field(out, "series", series);
+            u64_field(out, "key", *key);
+            if let Some(r) = range {
+                range_field(out, r);
+            }
+        }
+        Command::SeriesRange { series, range } => {
+            str_field(out, "series", series);
+            if let Some(r) = range {
+                range_field(out, r);
+            }
+        }
+        Command::DeleteBefore { series, before } => {
+            str_field(out, "series", series);
+            u64_field(out, "before", *before);
+        }
+        Command::IngestBegin { stream_id, mode, granularity } => {
+            str_field(out, "stream_id", stream_id);
+            str_field(out, "mode", mode);
+            if let Some(g) = granularity {
+                str_field(out, "granularity", g);
+            }
+        }
+        Command::IngestChunk { stream_id, series, chunk_seq, items } => {
+            str_field(out, "stream_id", stream_id);
+            str_field(out, "series", series);
+            u64_field(out, "chunk_seq", *chunk_seq);
+            items_field(out, items);
+        }
+        Command::Stream { stream_id } => str_field(out, "stream_id", stream_id),
+        Command::Prune { before, limit } => {
+            let (PruneBefore::Unix(b) | PruneBefore::Rfc3339(b)) = before;
+            u64_field(out, "before", *b);
+            if let Some(l) = limit {
+                field(out, "limit");
+                out.extend_from_slice(itoa::Buffer::new().format(*l).as_bytes());
+            }
+        }
+        _ => {}
+    }
+    if let Some(idem) = idempotency {
+        str_field(out, "idempotency_key", &idem.key);
+        if let Some(fp) = &idem.fingerprint {
+            str_field(out, "fingerprint", fp);
+        }
+        if let Some(t) = idem.created_at_unix {
+            u64_field(out, "idempotency_created_at_unix", t);
+        }
+    }
+    out.push(b'}');
+}

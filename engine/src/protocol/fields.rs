@@ -228,7 +228,8 @@ mod tests {
         assert_eq!(parse_bucket_string("2026-5-5").unwrap(), 202655);
         assert_eq!(parse_bucket_string("-1").unwrap_err().message(), "Field bucket must be greater than or equal to 0");
         assert_eq!(parse_bucket_string("x").unwrap_err().message(), "Field bucket must be a bucket date");
-        assert_eq!(parse_bucket_string("--").unwrap_err().message(), "Field bucket must be a bucket date");
+        assert_eq!(parse_bucket_string("").unwrap_err().message(), "Field bucket must be a bucket date");
+        assert_eq!(parse_bucket_string("--").unwrap_err().message(), "Field bucket must be greater than or equal to 0");
         assert!(parse_bucket_string("99999999999999999999").is_err());
     }
 }

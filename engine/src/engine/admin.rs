@@ -291,8 +291,14 @@ impl Engine {
         }
         let (records, streams) = self.idempotency_images();
         snapshot::write_idempotency(&disk.dir, &records, &streams, now, lsn)?;
+        {
+            let ingest = self.inner.ingest.lock();
+            let active: Vec<_> = ingest.active.values().collect();
+            super::persist::write_active_streams(&disk.dir, &active)?;
+        }
         if let Some(wal) = &disk.wal {
             wal.truncate()?;
+            disk.times.reset()?;
         }
         drop(gate);
         let removed = disk.snapshots.prune(self.inner.options.dump_retention_per_tree)?;

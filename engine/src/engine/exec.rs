@@ -127,9 +127,14 @@ impl Engine {
         let mut outcome = self.dispatch(req, ctx, bucket)?;
         let started = Instant::now();
         let created_at = match ctx.replay {
-            Some(_) => idem.created_at_unix.unwrap_or_else(|| self.now()),
+            Some((lsn, _)) => {
+                self.inner.replay_times.lock().get(&lsn).copied().or(idem.created_at_unix).unwrap_or_else(|| self.now())
+            }
             None => self.now(),
         };
+        if let (Some(lsn), Some(disk)) = (outcome.lsn, &self.inner.disk) {
+            disk.times.record(lsn, created_at);
+        }
         let record = Record {
             key: idem.key.to_string(),
             operation: req.op.internal_name().to_owned(),

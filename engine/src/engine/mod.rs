@@ -6,6 +6,7 @@ mod admin;
 mod data;
 mod exec;
 mod ingest_ops;
+mod persist;
 mod reads;
 pub mod response;
 mod restore;
@@ -87,6 +88,7 @@ struct Disk {
     dir: PathBuf,
     snapshots: SnapshotDir,
     wal: Option<Wal>,
+    times: persist::TimesLog,
     _lock: DirLock,
 }
 
@@ -106,6 +108,8 @@ struct Inner {
     recovery: Mutex<Vec<Checkpoint>>,
     metrics: Metrics,
     replication: ReplicationStats,
+    /// Record times of idempotent WAL entries, used while replaying them.
+    replay_times: Mutex<HashMap<u64, u64>>,
     started: Instant,
 }
 
@@ -159,6 +163,7 @@ impl Engine {
                 recovery: Mutex::new(Vec::new()),
                 metrics: Metrics::default(),
                 replication: ReplicationStats::default(),
+                replay_times: Mutex::new(HashMap::new()),
                 started: Instant::now(),
                 options,
             }),

@@ -36,10 +36,12 @@ pub(super) fn open(options: crate::Options) -> Result<Engine> {
     } else {
         None
     };
-    let disk = Disk { snapshots: SnapshotDir::new(&dir), dir: dir.clone(), wal, _lock: lock };
+    let (times, replay_times) = super::persist::TimesLog::open(&dir)?;
+    let disk = Disk { snapshots: SnapshotDir::new(&dir), dir: dir.clone(), wal, times, _lock: lock };
     let restore = options.restore;
     let engine = Engine::from_parts(options, Some(disk));
     *engine.inner.recovery.lock() = recovery;
+    *engine.inner.replay_times.lock() = replay_times;
     if restore {
         engine.restore(&dir)?;
     }
@@ -80,6 +82,12 @@ impl Engine {
         if let Some((records, streams)) = snapshot::read_idempotency(dir)? {
             self.load_idempotency(records, streams);
         }
+        {
+            let mut ingest = self.inner.ingest.lock();
+            for s in super::persist::read_active_streams(dir)? {
+                ingest.active.insert(s.stream_id.clone(), s);
+            }
+        }
         if let Some(wal) = &disk.wal {
             let mut replayed = 0u64;
             let stats = wal::read_all(dir, |lsn, entry| {
@@ -101,6 +109,7 @@ impl Engine {
                 Ok(())
             })?;
             tracing::info!(entries = stats.entries, replayed, "wal.replay");
+            self.inner.replay_times.lock().clear();
             wal.ensure_lsn_at_least(max_lsn);
         }
         Ok(())

@@ -8,6 +8,7 @@
 //!
 //! The engine knows nothing of sockets, async runtimes or host languages.
 
+pub mod client;
 pub mod clock;
 mod engine;
 pub mod error;

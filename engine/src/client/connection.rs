@@ -1,0 +1,170 @@
+//! One TCP connection speaking protocol v2: write request lines, read
+//! response lines (spec/protocol.md §1.2, §1.4).
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use super::config::ClientConfig;
+use super::ClientError;
+
+/// Why an exchange failed, as far as retrying is concerned.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The socket was dead before the server answered anything: the write
+    /// failed, or EOF/reset came before the first response byte. Safe to
+    /// retry on a fresh connection if the request may be sent twice.
+    Dead(String),
+    /// Anything else: a timeout, a connection lost mid-response, garbage.
+    Fatal(ClientError),
+}
+
+/// Is this I/O error a socket timeout? (`WouldBlock` on Unix, `TimedOut` on Windows.)
+fn is_timeout(err: &io::Error) -> bool {
+    matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+}
+
+fn opt(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
+}
+
+#[derive(Debug)]
+pub(crate) struct Connection {
+    reader: BufReader<TcpStream>,
+    /// `host:port`, for messages.
+    address: String,
+}
+
+impl Connection {
+    pub(crate) fn open(config: &ClientConfig) -> Result<Connection, ClientError> {
+        let address = config.address();
+        let addrs: Vec<SocketAddr> = (config.host.as_str(), config.port)
+            .to_socket_addrs()
+            .map_err(|e| ClientError::Connection(format!("cannot resolve {address}: {e}")))?
+            .collect();
+        let mut last: Option<io::Error> = None;
+        let mut stream = None;
+        for addr in &addrs {
+            let attempt = match opt(config.connect_timeout) {
+                Some(t) => TcpStream::connect_timeout(addr, t),
+                None => TcpStream::connect(addr),
+            };
+            match attempt {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let stream = match (stream, last) {
+            (Some(s), _) => s,
+            (None, Some(e)) if is_timeout(&e) => {
+                return Err(ClientError::Timeout(format!(
+                    "connecting to {address} timed out after {:?}",
+                    config.connect_timeout
+                )))
+            }
+            (None, Some(e)) => return Err(ClientError::Connection(format!("cannot connect to {address}: {e}"))),
+            (None, None) => return Err(ClientError::Connection(format!("{address} resolved to no address"))),
+        };
+        let setup = |s: &TcpStream| -> io::Result<()> {
+            s.set_nodelay(true)?;
+            s.set_read_timeout(opt(config.read_timeout))?;
+            s.set_write_timeout(opt(config.write_timeout))
+        };
+        setup(&stream).map_err(|e| ClientError::Connection(format!("cannot configure socket to {address}: {e}")))?;
+        Ok(Connection { reader: BufReader::with_capacity(16 * 1024, stream), address })
+    }
+
+    /// Whether an idle connection still looks usable: the peer has not
+    /// closed it (the server's idle read timeout does that) and no stray
+    /// bytes are waiting. Never blocks, never writes.
+    pub(crate) fn is_reusable(&self) -> bool {
+        if !self.reader.buffer().is_empty() {
+            return false;
+        }
+        peek_idle(self.reader.get_ref())
+    }
+
+    /// Sends `payload` (one or more complete request lines) in one write
+    /// and reads `count` response lines.
+    pub(crate) fn exchange(&mut self, payload: &[u8], count: usize) -> Result<Vec<Vec<u8>>, Failure> {
+        let address = &self.address;
+        if let Err(e) = self.reader.get_mut().write_all(payload) {
+            return Err(if is_timeout(&e) {
+                Failure::Fatal(ClientError::Timeout(format!("writing to {address} timed out")))
+            } else {
+                Failure::Dead(format!("writing to {address} failed: {e}"))
+            });
+        }
+        let mut lines = Vec::with_capacity(count);
+        for _ in 0..count {
+            let mut line = Vec::with_capacity(64);
+            let got = self.reader.read_until(b'\n', &mut line);
+            let nothing_yet = lines.is_empty() && line.is_empty();
+            match got {
+                Ok(0) if nothing_yet => {
+                    return Err(Failure::Dead(format!("{address} closed the connection before answering")))
+                }
+                Ok(_) if line.last() == Some(&b'\n') => {
+                    line.pop();
+                    if line.last() == Some(&b'\r') {
+                        line.pop();
+                    }
+                    lines.push(line);
+                }
+                Ok(_) => {
+                    return Err(Failure::Fatal(ClientError::Connection(format!(
+                        "{address} closed the connection in the middle of a response ({} of {count} received)",
+                        lines.len()
+                    ))))
+                }
+                Err(e) if is_timeout(&e) => {
+                    return Err(Failure::Fatal(ClientError::Timeout(format!(
+                        "no response from {address} within the read timeout ({} of {count} received)",
+                        lines.len()
+                    ))))
+                }
+                Err(e) if nothing_yet && is_reset(&e) => {
+                    return Err(Failure::Dead(format!("reading from {address} failed: {e}")))
+                }
+                Err(e) => {
+                    return Err(Failure::Fatal(ClientError::Connection(format!(
+                        "reading from {address} failed: {e} ({} of {count} received)",
+                        lines.len()
+                    ))))
+                }
+            }
+        }
+        Ok(lines)
+    }
+}
+
+fn is_reset(err: &io::Error) -> bool {
+    matches!(err.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe)
+}
+
+/// `true` if nothing is readable yet (the expected state of an idle
+/// connection); `false` on EOF, a pending error or unexpected bytes.
+#[cfg(unix)]
+fn peek_idle(stream: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut byte = 0u8;
+    // SAFETY: a one-byte buffer we own; MSG_PEEK|MSG_DONTWAIT neither
+    // consumes data nor blocks.
+    let n = unsafe {
+        libc::recv(stream.as_raw_fd(), (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+    };
+    n < 0 && is_timeout(&io::Error::last_os_error())
+}
+
+#[cfg(not(unix))]
+fn peek_idle(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let mut byte = [0u8; 1];
+    let idle = matches!(stream.peek(&mut byte), Err(e) if is_timeout(&e));
+    stream.set_nonblocking(false).is_ok() && idle
+}

@@ -23,7 +23,7 @@ pub mod snapshot;
 pub mod store;
 pub mod wal;
 
-pub use engine::{Engine, KeysPage, Outcome, Reply, Response, Session, Summary, TreeInfo};
+pub use engine::{Engine, KeysPage, Outcome, Reply, Response, Session, Summary, TreeInfo, REPLICATION_LSN_FILE};
 pub use error::{Error, ErrorCode, Result};
 pub use options::{Options, Role};
 pub use protocol::{Item, Range};

@@ -639,6 +639,23 @@ impl Config {
     }
 
     /// The engine's options for this configuration.
+    /// The master to replicate from, when this node is a slave with a source.
+    pub fn replication_source(&self) -> Option<crate::replication::Source> {
+        let host = self.replication_source_host.clone()?;
+        if self.role() != Role::Slave {
+            return None;
+        }
+        let secs = if self.read_timeout_seconds > 0 { self.read_timeout_seconds as u64 } else { 30 };
+        Some(crate::replication::Source {
+            host,
+            port: u16::try_from(self.replication_source_port).unwrap_or(8080),
+            token: self.replication_token.clone(),
+            poll_interval: std::time::Duration::from_millis(self.replication_poll_interval_ms.max(1) as u64),
+            batch_size: usize::try_from(self.replication_batch_size).unwrap_or(1000).clamp(1, 10_000),
+            timeout: std::time::Duration::from_secs(secs),
+        })
+    }
+
     pub fn engine_options(&self) -> Options {
         Options {
             directory: Some(PathBuf::from(&self.directory)),

@@ -8,6 +8,7 @@ pub mod config;
 pub mod connection;
 pub mod logging;
 pub mod metrics_http;
+pub mod replication;
 
 use std::future::Future;
 use std::io;

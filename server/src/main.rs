@@ -6,12 +6,13 @@
 //! `--shutdown-timeout`, take a full snapshot, close the engine and exit 0.
 //! SIGUSR1 takes a full snapshot and keeps running.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use karma_engine::Engine;
 use karma_server::config::{self, Cli, Config, VERSION};
-use karma_server::{bind, logging, metrics_http, run};
+use karma_server::{bind, logging, metrics_http, replication, run};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
@@ -64,6 +65,26 @@ async fn serve(config: Arc<Config>) -> ExitCode {
             }
         };
 
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = sigint.recv() => {}
+            _ = sigterm.recv() => {}
+        }
+        let _ = stop_tx.send(true);
+    });
+
+    // An empty slave first installs the master's newest snapshots.
+    let source = config.replication_source();
+    let mut bootstrap = replication::BootstrapReport::default();
+    if let (Some(source), true) = (&source, config.restore) {
+        bootstrap =
+            replication::bootstrap_if_empty(PathBuf::from(&config.directory), source.clone(), stop_rx.clone()).await;
+        if *stop_rx.borrow() {
+            return ExitCode::SUCCESS;
+        }
+    }
+
     let options = config.engine_options();
     let engine = match tokio::task::spawn_blocking(move || Engine::open(options)).await {
         Ok(Ok(engine)) => engine,
@@ -89,15 +110,16 @@ async fn serve(config: Arc<Config>) -> ExitCode {
         None => None,
     };
     tracing::info!(event = "server.start", "version={VERSION} port={}", config.port);
+    if let Some(source) = source {
+        replication::record_startup_bootstrap(&engine, bootstrap);
+        tokio::spawn(replication::run_poller(
+            engine.clone(),
+            PathBuf::from(&config.directory),
+            source,
+            stop_rx.clone(),
+        ));
+    }
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = sigint.recv() => {}
-            _ = sigterm.recv() => {}
-        }
-        let _ = stop_tx.send(true);
-    });
     {
         let engine = engine.clone();
         tokio::spawn(async move {

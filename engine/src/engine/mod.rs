@@ -8,6 +8,7 @@ mod exec;
 mod ingest_ops;
 mod persist;
 mod reads;
+mod replica;
 pub mod response;
 mod restore;
 mod typed;
@@ -33,6 +34,7 @@ use crate::snapshot::SnapshotDir;
 use crate::store::Store;
 use crate::wal::Wal;
 
+pub use replica::REPLICATION_LSN_FILE;
 pub use response::{KeysPage, Response, Summary, TreeInfo};
 
 /// Who is asking: a client (authenticated, role-checked, size-limited) or the

@@ -45,11 +45,14 @@ pub(super) fn open(options: crate::Options) -> Result<Engine> {
     if restore {
         engine.restore(&dir)?;
     }
+    if engine.inner.options.role == crate::options::Role::Slave {
+        engine.init_replica_position()?;
+    }
     Ok(engine)
 }
 
 impl Engine {
-    fn restore(&self, dir: &Path) -> Result<()> {
+    pub(super) fn restore(&self, dir: &Path) -> Result<()> {
         let Some(disk) = &self.inner.disk else { return Ok(()) };
         // Newest decodable snapshot per series; an unreadable one is skipped
         // for the previous generation, loudly.

@@ -1,0 +1,423 @@
+//! The slave side of replication (spec/server.md §10, with its failure modes
+//! fixed): bootstrap from the master's newest snapshots when the data
+//! directory is empty, then poll `replication.entries` and apply each page
+//! through the engine. A full page is followed by another poll at once, so
+//! catch-up is not capped at `batch_size / poll_interval`; a
+//! `replication_gap` re-bootstraps by itself.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use karma_engine::snapshot::{self, SnapshotDir, IDEMPOTENCY_FILE, IDEMPOTENCY_META_FILE};
+use karma_engine::{files, Engine};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+/// Where and how to replicate from.
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub host: String,
+    pub port: u16,
+    pub token: Option<String>,
+    pub poll_interval: Duration,
+    pub batch_size: usize,
+    /// Per-request I/O timeout (the node's `--read-timeout`, 5 s if 0).
+    pub timeout: Duration,
+}
+
+const CHUNK: u64 = 262_144;
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// A line-protocol connection to the master, reopened after any failure.
+struct Master {
+    source: Source,
+    conn: Option<BufReader<TcpStream>>,
+}
+
+/// Why a request failed.
+#[derive(Debug)]
+enum Failure {
+    /// The master answered with an error envelope.
+    Rejected {
+        code: String,
+        message: String,
+    },
+    Io(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Rejected { code, message } => write!(f, "Master rejected request: {code}: {message}"),
+            Failure::Io(m) => f.write_str(m),
+        }
+    }
+}
+
+impl Master {
+    fn new(source: Source) -> Master {
+        Master { source, conn: None }
+    }
+
+    async fn connect(&mut self) -> Result<&mut BufReader<TcpStream>, Failure> {
+        if self.conn.is_none() {
+            let addr = format!("{}:{}", self.source.host, self.source.port);
+            let stream = tokio::time::timeout(self.source.timeout, TcpStream::connect(&addr))
+                .await
+                .map_err(|_| Failure::Io(format!("Timed out connecting to master {addr}")))?
+                .map_err(|e| Failure::Io(format!("Cannot connect to master {addr}: {e}")))?;
+            let _ = stream.set_nodelay(true);
+            self.conn = Some(BufReader::new(stream));
+        }
+        self.conn.as_mut().ok_or_else(|| Failure::Io("no connection".into()))
+    }
+
+    /// Sends one request and returns the raw response line.
+    async fn call_raw(&mut self, mut request: serde_json::Map<String, Value>) -> Result<String, Failure> {
+        if let Some(token) = &self.source.token {
+            request.insert("token".into(), Value::String(token.clone()));
+        }
+        let mut line = Value::Object(request).to_string();
+        line.push('\n');
+        let timeout = self.source.timeout;
+        let result = async {
+            let conn = self.connect().await?;
+            conn.get_mut()
+                .write_all(line.as_bytes())
+                .await
+                .map_err(|e| Failure::Io(format!("Write to master failed: {e}")))?;
+            let mut reply = String::new();
+            let n = tokio::time::timeout(timeout, conn.read_line(&mut reply))
+                .await
+                .map_err(|_| Failure::Io("Timed out waiting for the master".into()))?
+                .map_err(|e| Failure::Io(format!("Read from master failed: {e}")))?;
+            if n == 0 {
+                return Err(Failure::Io("Master closed connection without response".into()));
+            }
+            Ok(reply)
+        }
+        .await;
+        if result.is_err() {
+            self.conn = None;
+        }
+        result
+    }
+
+    /// Sends one request and returns its `response` value as raw JSON text.
+    async fn call(&mut self, request: serde_json::Map<String, Value>) -> Result<Box<RawValue>, Failure> {
+        #[derive(Deserialize)]
+        struct Envelope {
+            success: bool,
+            response: Box<RawValue>,
+            error_code: Option<String>,
+        }
+        let reply = self.call_raw(request).await?;
+        let env: Envelope = serde_json::from_str(reply.trim_end())
+            .map_err(|e| Failure::Io(format!("Unreadable reply from master: {e}")))?;
+        if !env.success {
+            let message =
+                serde_json::from_str::<String>(env.response.get()).unwrap_or_else(|_| env.response.get().into());
+            return Err(Failure::Rejected { code: env.error_code.unwrap_or_default(), message });
+        }
+        Ok(env.response)
+    }
+}
+
+fn req(op: &str) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("v".into(), Value::from(2));
+    m.insert("op".into(), Value::from(op));
+    m
+}
+
+#[derive(Deserialize)]
+struct ChunkReply {
+    metadata: Value,
+    next_offset: u64,
+    done: bool,
+    data_base64: String,
+}
+
+/// Downloads a whole file with `op` (snapshot or idempotency chunks),
+/// checking the metadata does not change between chunks.
+async fn fetch_file(master: &mut Master, op: &str, file: Option<&str>) -> Result<(Value, Vec<u8>), String> {
+    let mut data = Vec::new();
+    let mut offset = 0u64;
+    let mut reference: Option<Value> = None;
+    loop {
+        let mut r = req(op);
+        if let Some(f) = file {
+            r.insert("file".into(), Value::from(f));
+        }
+        r.insert("offset".into(), Value::from(offset));
+        r.insert("limit".into(), Value::from(CHUNK));
+        let raw = master.call(r).await.map_err(|e| e.to_string())?;
+        let chunk: ChunkReply = serde_json::from_str(raw.get()).map_err(|e| format!("Unreadable chunk: {e}"))?;
+        let stable = |m: &Value| (m.get("file").cloned(), m.get("last_lsn").cloned(), m.get("bytes").cloned());
+        match &reference {
+            Some(r) if stable(r) != stable(&chunk.metadata) => return Err("Snapshot changed during fetch".into()),
+            Some(_) => {}
+            None => reference = Some(chunk.metadata.clone()),
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(chunk.data_base64.as_bytes())
+            .map_err(|e| format!("Invalid chunk data: {e}"))?;
+        data.extend_from_slice(&bytes);
+        if chunk.done {
+            break;
+        }
+        if chunk.next_offset <= offset {
+            return Err("Master chunk did not advance".into());
+        }
+        offset = chunk.next_offset;
+    }
+    Ok((reference.unwrap_or(Value::Null), data))
+}
+
+/// Whether `dir` holds any data of its own (snapshots or WAL entries).
+pub fn has_local_data(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
+    entries.flatten().any(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        (name.ends_with(".tree") && !name.starts_with('.'))
+            || (name.starts_with("karma.wal") && e.metadata().map(|m| m.len() > 0).unwrap_or(false))
+            || name == IDEMPOTENCY_FILE
+    })
+}
+
+/// Removes every snapshot-like file (before installing a fresh bootstrap).
+fn remove_snapshot_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".tree")
+            || name.ends_with(".tree.meta.json")
+            || name == IDEMPOTENCY_FILE
+            || name == IDEMPOTENCY_META_FILE
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Installs the master's newest snapshots into `dir`. On failure every file
+/// installed so far is removed again, so a retry starts clean.
+async fn install_snapshots(master: &mut Master, dir: &Path) -> Result<u64, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("Cannot create {}: {e}", dir.display()))?;
+    remove_snapshot_files(dir);
+    let result = install_snapshots_inner(master, dir).await;
+    if result.is_err() {
+        remove_snapshot_files(dir);
+    }
+    result
+}
+
+async fn install_snapshots_inner(master: &mut Master, dir: &Path) -> Result<u64, String> {
+    let info_raw = master.call(req("snapshot.info")).await.map_err(|e| e.to_string())?;
+    let info: Value = serde_json::from_str(info_raw.get()).map_err(|e| e.to_string())?;
+    let snapshots = SnapshotDir::new(dir);
+    let latest = info.get("latest_by_tree").and_then(Value::as_array).cloned().unwrap_or_default();
+    for meta in &latest {
+        let file = meta.get("file").and_then(Value::as_str).ok_or("snapshot.info without file")?;
+        let (series, timestamp) = match snapshot::parse_file_name(file) {
+            Some((ts, series)) => (series, ts),
+            None => return Err(format!("Invalid snapshot file name {file}")),
+        };
+        let (reference, bytes) = fetch_file(master, "snapshot.fetch_chunk", Some(file)).await?;
+        let last_lsn = reference.get("last_lsn").and_then(Value::as_u64).unwrap_or(0);
+        snapshots.write(&series, timestamp, last_lsn, &bytes).map_err(|e| e.message().to_owned())?;
+    }
+    if info.get("idempotency_snapshot").is_some_and(|v| !v.is_null()) {
+        let (reference, bytes) = fetch_file(master, "idempotency.snapshot_fetch_chunk", None).await?;
+        files::atomic_write(dir, IDEMPOTENCY_FILE, &bytes).map_err(|e| e.message().to_owned())?;
+        let meta = serde_json::json!({
+            "file": IDEMPOTENCY_FILE,
+            "timestamp": reference.get("timestamp").and_then(Value::as_u64).unwrap_or(0),
+            "last_lsn": reference.get("last_lsn").and_then(Value::as_u64).unwrap_or(0),
+            "bytes": bytes.len(),
+            "record_count": reference.get("record_count").and_then(Value::as_u64).unwrap_or(0),
+            "committed_stream_count": reference.get("committed_stream_count").and_then(Value::as_u64).unwrap_or(0),
+        });
+        let mut line = meta.to_string().into_bytes();
+        line.push(b'\n');
+        files::atomic_write(dir, IDEMPOTENCY_META_FILE, &line).map_err(|e| e.message().to_owned())?;
+    }
+    snapshots.restore_lsn().map_err(|e| e.message().to_owned())
+}
+
+/// Counters of bootstraps that happen before the engine exists.
+#[derive(Default, Debug, Clone, Copy)]
+pub struct BootstrapReport {
+    pub attempts: u64,
+    pub successes: u64,
+    pub errors: u64,
+}
+
+/// Bootstraps an empty slave directory from the master, retrying (with
+/// backoff) until it succeeds or `stop` is set. Returns what happened.
+pub async fn bootstrap_if_empty(dir: PathBuf, source: Source, mut stop: watch::Receiver<bool>) -> BootstrapReport {
+    let mut report = BootstrapReport::default();
+    if has_local_data(&dir) {
+        return report;
+    }
+    let mut master = Master::new(source);
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        report.attempts += 1;
+        match install_snapshots(&mut master, &dir).await {
+            Ok(lsn) => {
+                report.successes += 1;
+                tracing::info!(event = "replication.snapshot_bootstrap", "lsn={lsn}");
+                return report;
+            }
+            Err(err) => {
+                report.errors += 1;
+                tracing::warn!(event = "replication.bootstrap_failed", "{err}");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|s| *s) => return report,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[derive(Deserialize)]
+struct Page {
+    source_lsn: u64,
+    count: usize,
+    truncated_by_bytes: bool,
+    entries: Vec<PageEntry>,
+}
+
+#[derive(Deserialize)]
+struct PageEntry {
+    lsn: u64,
+    entry: Box<RawValue>,
+}
+
+/// Polls the master until `stop`, applying pages to `engine`.
+pub async fn run_poller(engine: Engine, dir: PathBuf, source: Source, mut stop: watch::Receiver<bool>) {
+    let mut master = Master::new(source.clone());
+    let stats = || engine.replication_stats();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let now = unix_now();
+        stats().poll_attempts.fetch_add(1, Ordering::Relaxed);
+        stats().last_poll_attempt_unix.store(now, Ordering::Relaxed);
+        let outcome = poll_once(&engine, &mut master, source.batch_size).await;
+        let again_now = match outcome {
+            Ok(full) => {
+                stats().poll_successes.fetch_add(1, Ordering::Relaxed);
+                stats().last_poll_success_unix.store(unix_now(), Ordering::Relaxed);
+                *stats().last_poll_error.lock() = None;
+                full
+            }
+            Err(Failure::Rejected { code, message }) if code == "replication_gap" => {
+                tracing::warn!(event = "replication.gap", "{message}; re-bootstrapping from the master's snapshots");
+                poll_failed(&engine, &message);
+                rebootstrap(&engine, &mut master, &dir).await;
+                true
+            }
+            Err(err) => {
+                let message = err.to_string();
+                tracing::warn!(event = "replication.poll_failed", "{message}");
+                poll_failed(&engine, &message);
+                false
+            }
+        };
+        if !again_now {
+            tokio::select! {
+                _ = tokio::time::sleep(source.poll_interval) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+}
+
+fn poll_failed(engine: &Engine, message: &str) {
+    let stats = engine.replication_stats();
+    stats.poll_errors.fetch_add(1, Ordering::Relaxed);
+    stats.last_poll_error_unix.store(unix_now(), Ordering::Relaxed);
+    *stats.last_poll_error.lock() = Some(message.to_owned());
+}
+
+/// One poll; `Ok(true)` when the page was full (poll again at once).
+async fn poll_once(engine: &Engine, master: &mut Master, batch: usize) -> Result<bool, Failure> {
+    let mut r = req("replication.entries");
+    r.insert("after_lsn".into(), Value::from(engine.replicated_lsn()));
+    r.insert("limit".into(), Value::from(batch));
+    let raw = master.call(r).await?;
+    let page: Page = serde_json::from_str(raw.get()).map_err(|e| Failure::Io(format!("Unreadable page: {e}")))?;
+    engine.note_source_lsn(page.source_lsn);
+    let full = page.count >= batch || page.truncated_by_bytes;
+    if page.entries.is_empty() {
+        return Ok(false);
+    }
+    let entries: Vec<(u64, String)> = page.entries.into_iter().map(|e| (e.lsn, e.entry.get().to_owned())).collect();
+    let apply_engine = engine.clone();
+    let applied = tokio::task::spawn_blocking(move || apply_engine.apply_replication_page(&entries))
+        .await
+        .map_err(|e| Failure::Io(format!("apply task failed: {e}")))?;
+    match applied {
+        Ok(_) => Ok(full),
+        Err(err) if err.code() == karma_engine::ErrorCode::ReplicationGap => {
+            Err(Failure::Rejected { code: "replication_gap".into(), message: err.message().to_owned() })
+        }
+        Err(err) => Err(Failure::Io(err.message().to_owned())),
+    }
+}
+
+async fn rebootstrap(engine: &Engine, master: &mut Master, dir: &Path) {
+    let stats = engine.replication_stats();
+    stats.bootstrap_attempts.fetch_add(1, Ordering::Relaxed);
+    stats.last_bootstrap_attempt_unix.store(unix_now(), Ordering::Relaxed);
+    let result = match install_snapshots(master, dir).await {
+        Ok(_) => {
+            let e = engine.clone();
+            match tokio::task::spawn_blocking(move || e.reload_from_snapshots()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(err)) => Err(err.message().to_owned()),
+                Err(err) => Err(err.to_string()),
+            }
+        }
+        Err(err) => Err(err),
+    };
+    match result {
+        Ok(()) => {
+            stats.bootstrap_successes.fetch_add(1, Ordering::Relaxed);
+            stats.last_bootstrap_success_unix.store(unix_now(), Ordering::Relaxed);
+            *stats.last_bootstrap_error.lock() = None;
+            tracing::info!(event = "replication.snapshot_bootstrap", "lsn={}", engine.replicated_lsn());
+        }
+        Err(err) => {
+            stats.bootstrap_errors.fetch_add(1, Ordering::Relaxed);
+            stats.last_bootstrap_error_unix.store(unix_now(), Ordering::Relaxed);
+            *stats.last_bootstrap_error.lock() = Some(err.clone());
+            tracing::warn!(event = "replication.bootstrap_failed", "{err}");
+        }
+    }
+}
+
+/// Records the startup bootstrap in the engine's counters.
+pub fn record_startup_bootstrap(engine: &Engine, report: BootstrapReport) {
+    let stats = engine.replication_stats();
+    stats.bootstrap_attempts.fetch_add(report.attempts, Ordering::Relaxed);
+    stats.bootstrap_successes.fetch_add(report.successes, Ordering::Relaxed);
+    stats.bootstrap_errors.fetch_add(report.errors, Ordering::Relaxed);
+    if report.successes > 0 {
+        stats.last_bootstrap_success_unix.store(unix_now(), Ordering::Relaxed);
+    }
+}

@@ -25,6 +25,7 @@ const LINE_TIMEOUT: Duration = Duration::from_secs(30);
 fn conformance_corpus() {
     let dir = corpus_dir();
     let mut scenarios = load_scenarios(&dir).unwrap_or_else(|e| panic!("conformance corpus: {e}"));
+    apply_overrides(&mut scenarios, &overrides_path()).unwrap_or_else(|e| panic!("conformance overrides: {e}"));
 
     if let Ok(only) = std::env::var("KARMA_CONFORMANCE_ONLY") {
         let wanted: BTreeSet<&str> = only.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();

@@ -768,6 +768,32 @@ pub fn load_scenarios(dir: &Path) -> Result<Vec<Scenario>, String> {
     Ok(scenarios)
 }
 
+/// `tests/conformance_overrides.json`: recorded answers Karma deliberately
+/// changes although the corpus does not tag them (see docs/compatibility.md).
+pub fn overrides_path() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/conformance_overrides.json"))
+}
+
+/// Replaces the expected response of every overridden line; an override
+/// naming a scenario or line that does not exist is an error.
+pub fn apply_overrides(scenarios: &mut [Scenario], path: &Path) -> Result<(), String> {
+    let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let list = doc.get("overrides").and_then(|v| v.as_array()).ok_or("overrides must be an array")?;
+    for o in list {
+        let scenario = o.get("scenario").and_then(|v| v.as_str()).ok_or("override without scenario")?;
+        let line = o.get("line").and_then(|v| v.as_u64()).ok_or("override without line")? as usize;
+        let response = o.get("response").and_then(|v| v.as_str()).ok_or("override without response")?;
+        let Some(s) = scenarios.iter_mut().find(|s| s.name == scenario) else {
+            // The scenario may have been filtered out (KARMA_CONFORMANCE_ONLY).
+            continue;
+        };
+        let entry = s.lines.get_mut(line.wrapping_sub(1)).ok_or_else(|| format!("{scenario} has no line {line}"))?;
+        entry.response = Some(response.to_owned());
+    }
+    Ok(())
+}
+
 // ------------------------------------------------------------------ comparison
 
 /// What replay.py's command-line options decide about comparing.

@@ -367,7 +367,7 @@ impl Client {
     /// One page of keys above `cursor`, ascending (`limit` defaults to 100).
     pub fn keys(&self, series: &str, cursor: Option<u64>, limit: Option<usize>) -> Result<KeysPage> {
         let p: wire::WireKeysPage = self.read("tree.keys", |l| {
-            l.str("series", series).opt_u64("cursor", cursor).opt_u64("limit", limit.map(|n| n as u64));
+            l.str("series", series).opt_u64("cursor", cursor).opt_u64("limit", limit.map(wire_limit));
         })?;
         Ok(KeysPage {
             tree: p.tree,
@@ -381,7 +381,7 @@ impl Client {
     /// The largest counters, `(key, value)` (`limit` defaults to 50).
     pub fn top(&self, series: &str, limit: Option<usize>, range: Option<Range>) -> Result<Vec<(u64, u64)>> {
         let t: wire::WireTop = self.read("tree.top", |l| {
-            l.str("series", series).opt_u64("limit", limit.map(|n| n as u64)).range(range);
+            l.str("series", series).opt_u64("limit", limit.map(wire_limit)).range(range);
         })?;
         Ok(t.items.into_iter().map(|kv| (kv.key, kv.value)).collect())
     }
@@ -433,6 +433,12 @@ impl Client {
     pub fn metrics(&self) -> Result<String> {
         self.read("system.metrics", |_| {})
     }
+}
+
+/// `limit` as the engine reads it: saturated at `i64::MAX`, the largest
+/// integer the wire accepts.
+fn wire_limit(limit: usize) -> u64 {
+    u64::try_from(limit).unwrap_or(u64::MAX).min(i64::MAX as u64)
 }
 
 /// A connection held out of the pool ([`Client::checkout`]); returned when dropped.

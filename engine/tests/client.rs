@@ -280,7 +280,6 @@ fn script<K: Karma>(k: &K) -> Vec<String> {
 /// parser's `from <= to` check (spec/protocol.md §7.6 step 3), so a
 /// reversed range sums to 0 in-process but is a validation_error over TCP.
 #[test]
-#[ignore = "engine typed API does not reject reversed ranges yet"]
 fn a_reversed_range_is_refused_in_process_as_over_tcp() {
     let server = Server::start(&[]);
     let client = server.client();

@@ -48,6 +48,19 @@ impl Engine {
         mut f: impl FnMut(&mut SeriesData) -> Result<R>,
     ) -> Result<Option<R>> {
         let _gate = self.inner.gate.read();
+        // Common case first: the series exists. Lock it through the map
+        // guard instead of cloning its Arc (this is the hot path).
+        let existing = self.inner.store.with(name, |s| {
+            let mut data = s.data.write();
+            if data.dropped {
+                None
+            } else {
+                Some(f(&mut data))
+            }
+        });
+        if let Some(Some(result)) = existing {
+            return result.map(Some);
+        }
         loop {
             let series = if create { Some(self.inner.store.get_or_create(name)) } else { self.inner.store.get(name) };
             let Some(series) = series else { return Ok(None) };
@@ -57,6 +70,43 @@ impl Engine {
             }
             return f(&mut data).map(Some);
         }
+    }
+
+    /// The typed API's `increment`: the same checks as the protocol path
+    /// without building a [`Request`] (the bindings' hottest call).
+    pub(crate) fn increment_direct(&self, command: &Command<'_>) -> Result<Option<u64>> {
+        let Command::Write { series, key, bucket, value } = command else {
+            return Err(Error::internal("increment_direct needs a write"));
+        };
+        crate::protocol::validate::validate_series_name(series)?;
+        if *value == Some(0) {
+            return Err(Error::validation("Field value must be greater than 0"));
+        }
+        self.check_role(Op::Increment, Ctx::CLIENT)?;
+        let (key, value) = (*key, value.unwrap_or(1));
+        let bucket = bucket.unwrap_or_else(|| self.today());
+        let entry = match self.wal() {
+            Some(_) => {
+                let req = Request::new(Op::Increment, command.clone());
+                self.entry_for(&req, Ctx::CLIENT, Some(bucket))
+            }
+            None => None,
+        };
+        self.with_series(series, true, |data| {
+            let Some(entry) = entry.as_deref() else {
+                // Nothing to log: `add` itself refuses an overflow unchanged.
+                let counter = data.counters.entry(key).or_default();
+                return counter.add(bucket, value).map(|()| None).map_err(|_| overflow(key, bucket));
+            };
+            if let Some(c) = data.counters.get(&key) {
+                c.check_add(bucket, value).map_err(|_| overflow(key, bucket))?;
+            }
+            let lsn = self.append(Some(entry))?;
+            let counter = data.counters.entry(key).or_default();
+            counter.add(bucket, value).map_err(|_| overflow(key, bucket))?;
+            Ok(lsn)
+        })?
+        .ok_or_else(|| Error::tree_not_found(series))
     }
 
     pub(crate) fn write(&self, req: &Request<'_>, ctx: Ctx<'_>, bucket: Option<u64>) -> Result<Outcome> {

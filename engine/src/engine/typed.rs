@@ -37,7 +37,12 @@ impl Engine {
 
     /// Adds `value` to one day bucket (today, UTC, when `bucket` is `None`).
     pub fn increment(&self, series: &str, key: u64, bucket: Option<u64>, value: u64) -> Result<u64> {
-        self.run_u64(Op::Increment, Command::Write { series: Cow::Borrowed(series), key, bucket, value: Some(value) })
+        let command = Command::Write { series: Cow::Borrowed(series), key, bucket, value: Some(value) };
+        let lsn = self.increment_direct(&command)?;
+        if let Some(lsn) = lsn {
+            self.wait_durable(lsn)?;
+        }
+        Ok(value)
     }
 
     /// Subtracts up to `value` from one bucket (never below zero).

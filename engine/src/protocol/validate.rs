@@ -36,6 +36,10 @@ pub fn validate_series_name(name: &str) -> Result<()> {
 
 /// `Invalid bucket date` / `Range exceeds max days` (§7.6 steps 4-5).
 pub fn validate_range(range: &Range) -> Result<()> {
+    // The parser already refuses this; typed callers build ranges directly.
+    if range.from > range.to {
+        return Err(Error::validation("Bucket range start must be less than or equal to range end"));
+    }
     let from = bucket_day_number(range.from).ok_or_else(|| Error::validation("Invalid bucket date"))?;
     let to = bucket_day_number(range.to).ok_or_else(|| Error::validation("Invalid bucket date"))?;
     if to - from > MAX_RANGE_DAYS {

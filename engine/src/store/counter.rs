@@ -10,10 +10,19 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Overflow;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counter {
     total: u64,
     points: Points,
+    /// Buckets were created in ascending order (the normal case: days go
+    /// forward), so lookups can binary-search instead of scanning.
+    ascending: bool,
+}
+
+impl Default for Counter {
+    fn default() -> Counter {
+        Counter { total: 0, points: Points::default(), ascending: true }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +54,7 @@ impl Counter {
     /// Rebuilds a counter from stored points (a snapshot); the total is taken
     /// as stored, as Karma 1.0 does.
     pub fn from_parts(total: u64, points: impl IntoIterator<Item = (u64, u64)>) -> Counter {
-        let mut c = Counter { total, points: Points::default() };
+        let mut c = Counter { total, ..Counter::default() };
         for (b, v) in points {
             if v != 0 {
                 c.push_new(b, v);
@@ -208,6 +217,7 @@ impl Counter {
     pub fn clear(&mut self) {
         self.points = Points::default();
         self.total = 0;
+        self.ascending = true;
     }
 
     /// Drops zero buckets and recomputes the total (saturating) from the rest.
@@ -239,9 +249,19 @@ impl Counter {
         match &self.points {
             Points::Narrow(p) => {
                 let b = u32::try_from(bucket).ok()?;
-                p.iter().rposition(|(pb, _)| *pb == b)
+                if self.ascending {
+                    p.binary_search_by_key(&b, |(pb, _)| *pb).ok()
+                } else {
+                    p.iter().rposition(|(pb, _)| *pb == b)
+                }
             }
-            Points::Wide(p) => p.iter().rposition(|(pb, _)| *pb == bucket),
+            Points::Wide(p) => {
+                if self.ascending {
+                    p.binary_search_by_key(&bucket, |(pb, _)| *pb).ok()
+                } else {
+                    p.iter().rposition(|(pb, _)| *pb == bucket)
+                }
+            }
         }
     }
 
@@ -280,6 +300,15 @@ impl Counter {
 
     #[inline]
     fn push_new(&mut self, bucket: u64, value: u64) {
+        if self.ascending {
+            let last = match &self.points {
+                Points::Narrow(p) => p.last().map(|(b, _)| u64::from(*b)),
+                Points::Wide(p) => p.last().map(|(b, _)| *b),
+            };
+            if last.is_some_and(|l| l >= bucket) {
+                self.ascending = false;
+            }
+        }
         if let Points::Narrow(p) = &mut self.points {
             if let (Ok(b), Ok(v)) = (u32::try_from(bucket), u32::try_from(value)) {
                 reserve_one(p);
@@ -343,6 +372,23 @@ mod tests {
     }
 
     #[test]
+    fn lookups_work_in_and_out_of_order() {
+        let mut c = Counter::new();
+        for b in [20260101, 20260102, 20260105] {
+            c.add(b, 1).unwrap();
+        }
+        assert_eq!(c.get(20260102), 1);
+        c.add(20260103, 5).unwrap();
+        c.add(20260102, 1).unwrap();
+        assert_eq!(c.get(20260102), 2);
+        assert_eq!(c.get(20260103), 5);
+        assert_eq!(c.iter().map(|(b, _)| b).collect::<Vec<_>>(), vec![20260101, 20260102, 20260105, 20260103]);
+        c.subtract(20260105, 1);
+        assert_eq!(c.get(20260103), 5);
+        assert_eq!(c.total(), 8);
+    }
+
+    #[test]
     fn ranges() {
         let mut c = Counter::new();
         for (b, v) in [(20260301, 1), (20260305, 2), (20260310, 3)] {
@@ -353,5 +399,45 @@ mod tests {
         assert_eq!(c.total(), 3);
         assert_eq!(c.remove_before(20260311), 1);
         assert_eq!(c.total(), 0);
+    }
+
+    proptest::proptest! {
+        /// The packed, maybe-ascending representation behaves like a plain map.
+        #[test]
+        fn behaves_like_a_map(ops in proptest::collection::vec((0u8..4, 0u64..12, 1u64..5_000_000_000), 0..200)) {
+            let mut c = Counter::new();
+            let mut model = std::collections::BTreeMap::<u64, u64>::new();
+            for (op, b, v) in ops {
+                let bucket = 20260100 + b;
+                match op {
+                    0 => {
+                        c.add(bucket, v).unwrap();
+                        *model.entry(bucket).or_default() += v;
+                    }
+                    1 => {
+                        c.subtract(bucket, v / 2);
+                        if let Some(x) = model.get_mut(&bucket) {
+                            if *x > v / 2 { *x -= v / 2 } else { model.remove(&bucket); }
+                        }
+                    }
+                    2 => {
+                        c.set(bucket, v % 3);
+                        if v % 3 == 0 { model.remove(&bucket); } else { model.insert(bucket, v % 3); }
+                    }
+                    _ => {
+                        c.remove_range(bucket, bucket + 2);
+                        model.retain(|k, _| !(bucket..=bucket + 2).contains(k));
+                    }
+                }
+                let mut got: Vec<(u64, u64)> = c.iter().collect();
+                got.sort();
+                let want: Vec<(u64, u64)> = model.iter().map(|(k, v)| (*k, *v)).collect();
+                proptest::prop_assert_eq!(&got, &want);
+                proptest::prop_assert_eq!(c.total(), model.values().sum::<u64>());
+                for b in 0..12 {
+                    proptest::prop_assert_eq!(c.get(20260100 + b), model.get(&(20260100 + b)).copied().unwrap_or(0));
+                }
+            }
+        }
     }
 }

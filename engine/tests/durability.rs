@@ -1014,3 +1014,51 @@ fn snapshots_decode_with_a_plain_messagepack_reader() {
     assert_eq!(bytes.len(), 56);
     assert_eq!(bytes, want);
 }
+
+// ------------------------------------------------------------------ a kill inside a snapshot
+
+/// A kill between a `.tree` rename and its `.meta.json` rename, when the
+/// new snapshot has the same name as an older one (two snapshots in the
+/// same second): the new `.tree` sits next to the old sidecar, whose
+/// smaller `last_lsn` makes restore re-apply WAL entries the snapshot
+/// already holds. Reproduced by putting the old sidecar back.
+#[test]
+#[ignore = "BUG: .tree newer than its .meta.json (kill between the two renames) → WAL entries applied twice"]
+fn kill_between_tree_and_stale_sidecar_does_not_double_count() {
+    let db = Db::new();
+    let engine = db.open();
+    inc(&engine, "a", 1, 20260101, 1);
+    ok(&engine, json!({"v":2,"op":"snapshot.create","series":"a"}));
+    let sidecar = db.dir.join(format!("{T0}_a.tree.meta.json"));
+    let old_sidecar = std::fs::read(&sidecar).unwrap();
+    inc(&engine, "a", 1, 20260101, 10);
+    // Same second: the same file name, replaced atomically.
+    ok(&engine, json!({"v":2,"op":"snapshot.create","series":"a"}));
+    close(engine);
+    std::fs::write(&sidecar, old_sidecar).unwrap();
+
+    let engine = db.open();
+    assert_eq!(sum(&engine, "a", 1), 11, "the increment of 10 is in the .tree and in the WAL: applied twice");
+    close(engine);
+}
+
+/// A kill between a `.tree` rename and its sidecar's, for a fresh file
+/// name: no sidecar at all, so the snapshot counts as `last_lsn` 0 and the
+/// whole WAL is replayed on top of it. Same during `snapshot.create_all`
+/// (the WAL is truncated only after every series and the idempotency file).
+#[test]
+#[ignore = "BUG: .tree without its .meta.json (kill between the two renames) → whole WAL applied on top of it"]
+fn kill_between_tree_and_missing_sidecar_does_not_double_count() {
+    let db = Db::new();
+    let engine = db.open();
+    inc(&engine, "a", 1, 20260101, 1);
+    ok(&engine, json!({"v":2,"op":"series.batch_add","series":"a","items":[[2,20260101,2]],"idempotency_key":"b-1"}));
+    ok(&engine, json!({"v":2,"op":"snapshot.create","series":"a"}));
+    close(engine);
+    std::fs::remove_file(db.dir.join(format!("{T0}_a.tree.meta.json"))).unwrap();
+
+    let engine = db.open();
+    assert_eq!(sum(&engine, "a", 1), 1, "counted twice");
+    assert_eq!(sum(&engine, "a", 2), 2, "idempotent write counted twice");
+    close(engine);
+}

@@ -61,6 +61,25 @@ pub fn execute(engine: &Engine, line: &[u8], out: &mut Vec<u8>) -> Option<u64> {
     }
 }
 
+/// Ops whose cost grows with the data (full-series scans, batches, snapshot
+/// and replication work, whole-engine stats). Matching the op names in the
+/// raw bytes is enough: a false positive only costs a thread hop.
+const HEAVY_MARKERS: [&[u8]; 8] = [
+    b"\"tree.",
+    b"batch",
+    b"multi_sum",
+    b"\"snapshot.",
+    b"\"replication.",
+    b"\"system.",
+    b"\"idempotency.",
+    b"\"ingest.",
+];
+
+/// Whether `input` holds a request that should not run on the async workers.
+pub fn is_heavy(input: &[u8]) -> bool {
+    HEAVY_MARKERS.iter().any(|m| input.windows(m.len()).any(|w| w == *m))
+}
+
 /// Executes every complete line of `input` (and, at `eof`, a final line
 /// without `\n`), appending the responses to `out`. Stops at the first line
 /// whose body (including a `\r` before the `\n`) exceeds `max`; also flags a
@@ -165,7 +184,20 @@ pub async fn serve(
     loop {
         if !buf.is_empty() || eof {
             out.clear();
-            let batch = run_batch(&engine, &buf, max, eof, &mut out);
+            let batch = if is_heavy(&buf) {
+                // Scans, big batches and snapshot work may take a while: run
+                // them on the blocking pool so other connections keep going.
+                let (e, input, mut o) = (engine.clone(), buf.clone(), std::mem::take(&mut out));
+                match tokio::task::spawn_blocking(move || (run_batch(&e, &input, max, eof, &mut o), o)).await {
+                    Ok((batch, o)) => {
+                        out = o;
+                        batch
+                    }
+                    Err(_) => return,
+                }
+            } else {
+                run_batch(&engine, &buf, max, eof, &mut out)
+            };
             if let Some(lsn) = batch.lsn {
                 if let Err(err) = wait_durable(&engine, lsn).await {
                     // Nothing of this batch may be acknowledged: a read after
@@ -252,6 +284,15 @@ mod tests {
         assert_eq!(b.consumed, 10);
         assert!(!b.too_large);
         assert_eq!(lines(&out), 2);
+    }
+
+    #[test]
+    fn heavy_requests_are_recognised() {
+        assert!(is_heavy(br#"{"v":2,"op":"tree.summary","series":"a"}"#));
+        assert!(is_heavy(br#"{"v":2,"op":"series.batch_add","series":"a","items":[]}"#));
+        assert!(is_heavy(br#"{"v":2,"op":"snapshot.create_all"}"#));
+        assert!(!is_heavy(br#"{"v":2,"op":"counter.increment","series":"a","key":1}"#));
+        assert!(!is_heavy(br#"{"v":2,"op":"counter.sum","series":"a","key":1}"#));
     }
 
     #[test]

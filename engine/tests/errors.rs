@@ -664,7 +664,7 @@ fn idempotency_messages() {
     send(&e, &inc(r#","idempotency_key":"b""#));
     err(
         &e,
-        &format!(r#"{{"v":2,"op":"counter.increment","series":"s","key":2,"bucket":1,"idempotency_key":"b"}}"#),
+        r#"{"v":2,"op":"counter.increment","series":"s","key":2,"bucket":1,"idempotency_key":"b"}"#,
         "idempotency_conflict",
         "Idempotency key was already used with a different request",
     );

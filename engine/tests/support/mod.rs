@@ -173,18 +173,19 @@ pub fn object_keys(text: &str) -> Vec<String> {
     de.deserialize_map(Keys).unwrap_or_else(|err| panic!("not an object ({err}): {text}"))
 }
 
-/// `tree.series`/`tree.info`-style observation of a whole series, for
-/// "nothing changed" comparisons. `None` when the series does not exist.
-pub fn observe(e: &Engine, series: &str) -> Option<(String, String)> {
-    let info = send(e, &format!(r#"{{"v":2,"op":"tree.info","series":"{series}"}}"#));
+/// A whole-series observation for "nothing changed" comparisons: `tree.info`,
+/// `tree.keys` (totals of every counter, whatever its buckets) and
+/// `tree.series` over 2025-07-01..2026-07-01. `None` when the series does not exist.
+pub fn observe(e: &Engine, series: &str) -> Option<(String, String, String)> {
+    let name = serde_json::to_string(series).unwrap();
+    let info = send(e, &format!(r#"{{"v":2,"op":"tree.info","series":{name}}}"#));
     if info.contains("\"not_found\"") {
         return None;
     }
-    let all = send(
-        e,
-        &format!(r#"{{"v":2,"op":"tree.series","series":"{series}","range":{{"from":20250101,"to":20260102}}}}"#),
-    );
-    Some((info, all))
+    let keys = send(e, &format!(r#"{{"v":2,"op":"tree.keys","series":{name},"limit":10000}}"#));
+    let all =
+        send(e, &format!(r#"{{"v":2,"op":"tree.series","series":{name},"range":{{"from":20250701,"to":20260701}}}}"#));
+    Some((info, keys, all))
 }
 
 /// A `[[k,b,v],...]` items array.

@@ -680,3 +680,40 @@ fn slave_role_is_enforced_for_typed_writes() {
     let e = engine_with(|o| o.role = Role::Slave);
     assert_eq!(e.create_series("s").unwrap_err().message(), "Slave role cannot execute command create");
 }
+
+/// Karma 1.0 did not truncate the WAL on `snapshot.create` and replayed all of
+/// it on top of the snapshot at restart: every earlier write counted twice.
+#[test]
+fn b2_snapshot_create_then_restart_does_not_double_count() {
+    let (e, dir) = durable();
+    send(&e, r#"{"v":2,"op":"counter.increment","series":"s","key":1,"bucket":1,"value":3}"#);
+    expect_ok(&e, r#"{"v":2,"op":"snapshot.create","series":"s"}"#, r#""Tree \"s\" saved""#);
+    send(&e, r#"{"v":2,"op":"counter.increment","series":"s","key":1,"bucket":1,"value":4}"#);
+    e.close().unwrap();
+    drop(e);
+    let clock = karma_engine::clock::ManualClock::new(T0);
+    let e =
+        Engine::open(karma_engine::Options { wal_fsync: false, clock, ..karma_engine::Options::durable(dir.path()) })
+            .unwrap();
+    expect_ok(&e, r#"{"v":2,"op":"counter.sum","series":"s","key":1}"#, "7");
+    assert_eq!(response(&e, r#"{"v":2,"op":"snapshot.verify"}"#)["status"], "ok");
+}
+
+/// Karma 1.0: after `tree.drop` → `snapshot.create_all` → restart, the dropped
+/// series came back from its old snapshot file.
+#[test]
+fn b15_drop_survives_a_snapshot_cycle_and_restart() {
+    let (e, dir) = durable();
+    send(&e, r#"{"v":2,"op":"counter.increment","series":"gone","key":1,"bucket":1}"#);
+    send(&e, r#"{"v":2,"op":"counter.increment","series":"kept","key":1,"bucket":1}"#);
+    send(&e, r#"{"v":2,"op":"snapshot.create_all"}"#);
+    expect_ok(&e, r#"{"v":2,"op":"tree.drop","series":"gone"}"#, r#""OK""#);
+    send(&e, r#"{"v":2,"op":"snapshot.create_all"}"#);
+    e.close().unwrap();
+    drop(e);
+    let clock = karma_engine::clock::ManualClock::new(T0);
+    let e =
+        Engine::open(karma_engine::Options { wal_fsync: false, clock, ..karma_engine::Options::durable(dir.path()) })
+            .unwrap();
+    expect_ok(&e, r#"{"v":2,"op":"tree.list"}"#, r#"["kept"]"#);
+}

@@ -50,6 +50,9 @@ fn non_object_body_is_a_validation_error() {
         let (code, _) = error_of(&e, bad);
         assert_eq!(code, "validation_error", "{bad}");
     }
+    // The texts are not contractual; docs/compatibility.md quotes these.
+    v(&e, "[1,2]", "Request must be a JSON object, got array");
+    v(&e, r#"{"v":2,"op":"counter.sum","series":"s","key":"42"}"#, "Field key must be an integer");
 }
 
 #[test]

@@ -373,7 +373,6 @@ fn sigkill_never_loses_or_doubles_an_acknowledged_write() {
 /// Kills also land inside `snapshot_all`: between a `.tree` and its
 /// `.meta.json`, before the idempotency snapshot, before the WAL truncation.
 #[test]
-#[ignore = "BUG: a crash between a .tree and its .meta.json makes restore re-apply WAL entries the snapshot holds"]
 fn sigkill_around_snapshot_all_never_loses_or_doubles_an_acknowledged_write() {
     crash_loop(0x2545_f491_4f6c_dd1d, RUNS, true);
 }

@@ -361,7 +361,6 @@ fn sigkill_never_loses_or_doubles_an_acknowledged_increment() {
 /// The same while another client runs `snapshot.create_all` in a loop, so
 /// kills land inside snapshots too.
 #[test]
-#[ignore = "BUG: a kill between a .tree and its .meta.json makes restore re-apply WAL entries the snapshot holds"]
 fn sigkill_during_snapshots_never_loses_or_doubles_an_acknowledged_increment() {
     crash_loop(0x6a09_e667_f3bc_c909, true);
 }

@@ -157,6 +157,10 @@ impl Engine {
                 })?
             }
             (Op::BatchAdd, Command::Items { items, .. }) => {
+                if !self.inner.store.contains(series) {
+                    // A rejected batch must not leave its series behind.
+                    check_batch_add(&SeriesData::default(), items)?;
+                }
                 metrics::bump(&m.batch_writes);
                 metrics::add(&m.batch_write_items, items.len() as u64);
                 self.with_series(series, true, |data| {
@@ -171,6 +175,9 @@ impl Engine {
                 metrics::add(&m.batch_write_items, items.len() as u64);
                 if items.is_empty() {
                     return Ok(Outcome { response: Response::Applied { applied: 0 }, lsn: None, idempotent: None });
+                }
+                if !self.inner.store.contains(series) {
+                    check_batch_set(&SeriesData::default(), items)?;
                 }
                 self.with_series(series, true, |data| {
                     check_batch_set(data, items)?;

@@ -220,6 +220,14 @@ impl Engine {
                 metrics::bump(&m.batch_writes);
                 metrics::add(&m.batch_write_items, items.len() as u64);
                 if ctx.applies_to(series) {
+                    if !self.inner.store.contains(series) {
+                        // A rejected chunk must not leave its series behind.
+                        let empty = SeriesData::default();
+                        match mode {
+                            Mode::Add => check_batch_add(&empty, items).map(|_| ())?,
+                            _ => check_batch_set(&empty, items)?,
+                        }
+                    }
                     self.with_series(series, true, |data| {
                         if mode == Mode::Add {
                             check_batch_add(data, items)?;

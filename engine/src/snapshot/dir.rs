@@ -94,14 +94,32 @@ impl SnapshotDir {
         self.dir.join(file)
     }
 
-    /// Writes `<unix>_<series>.tree` atomically, then its `.meta.json`.
+    /// Writes a snapshot of `series` taken at `unix` (or later) and returns
+    /// its metadata.
+    ///
+    /// Crash safety: a `.tree` and its sidecar cannot be renamed into place
+    /// together, so a snapshot never reuses a file name (a second snapshot in
+    /// the same second, or after the clock went back, takes the next free
+    /// second) and the sidecar is written first. A crash between the two
+    /// leaves only an orphan sidecar, which nothing reads; a `.tree` is never
+    /// paired with a sidecar describing other contents (that paired a new
+    /// snapshot with an old `last_lsn` and made restore replay entries the
+    /// snapshot already held).
     pub fn write(&self, series: &str, unix: i64, last_lsn: u64, bytes: &[u8]) -> Result<SnapshotMeta> {
         check_series_name(series)?;
+        let newest = self.list()?.into_iter().filter(|m| m.tree == series).map(|m| m.timestamp).max();
+        let unix = match newest {
+            Some(t) if t >= unix => t + 1,
+            _ => unix,
+        };
         let file = file_name(series, unix);
-        atomic_write(&self.dir, &file, bytes)?;
         let meta =
             SnapshotMeta { tree: series.to_string(), file, timestamp: unix, last_lsn, bytes: bytes.len() as u64 };
         atomic_write(&self.dir, &meta.metadata_file(), meta.to_json_line().as_bytes())?;
+        if let Err(err) = atomic_write(&self.dir, &meta.file, bytes) {
+            let _ = fs::remove_file(self.dir.join(meta.metadata_file()));
+            return Err(err);
+        }
         Ok(meta)
     }
 

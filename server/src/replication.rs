@@ -81,13 +81,24 @@ impl Master {
         self.conn.as_mut().ok_or_else(|| Failure::Io("no connection".into()))
     }
 
-    /// Sends one request and returns the raw response line.
+    /// Sends one request and returns the raw response line. Every request
+    /// the poller sends is a read, so one that fails on a connection reused
+    /// from an earlier call (the master closes idle connections after its
+    /// read timeout) is sent again on a fresh one.
     async fn call_raw(&mut self, mut request: serde_json::Map<String, Value>) -> Result<String, Failure> {
         if let Some(token) = &self.source.token {
             request.insert("token".into(), Value::String(token.clone()));
         }
         let mut line = Value::Object(request).to_string();
         line.push('\n');
+        let reused = self.conn.is_some();
+        match self.send_line(&line).await {
+            Err(Failure::Io(_)) if reused => self.send_line(&line).await,
+            other => other,
+        }
+    }
+
+    async fn send_line(&mut self, line: &str) -> Result<String, Failure> {
         let timeout = self.source.timeout;
         let result = async {
             let conn = self.connect().await?;
@@ -255,11 +266,15 @@ async fn install_snapshots_inner(master: &mut Master, dir: &Path) -> Result<u64,
 }
 
 /// Counters of bootstraps that happen before the engine exists.
-#[derive(Default, Debug, Clone, Copy)]
+#[derive(Default, Debug, Clone)]
 pub struct BootstrapReport {
     pub attempts: u64,
     pub successes: u64,
     pub errors: u64,
+    pub last_attempt_unix: u64,
+    pub last_success_unix: u64,
+    pub last_error_unix: u64,
+    pub last_error: Option<String>,
 }
 
 /// Bootstraps an empty slave directory from the master, retrying (with
@@ -273,15 +288,20 @@ pub async fn bootstrap_if_empty(dir: PathBuf, source: Source, mut stop: watch::R
     let mut backoff = Duration::from_millis(200);
     loop {
         report.attempts += 1;
+        report.last_attempt_unix = unix_now();
         match install_snapshots(&mut master, &dir).await {
             Ok(lsn) => {
                 report.successes += 1;
+                report.last_success_unix = unix_now();
+                report.last_error = None;
                 tracing::info!(event = "replication.snapshot_bootstrap", "lsn={lsn}");
                 return report;
             }
             Err(err) => {
                 report.errors += 1;
+                report.last_error_unix = unix_now();
                 tracing::warn!(event = "replication.bootstrap_failed", "{err}");
+                report.last_error = Some(err);
             }
         }
         tokio::select! {
@@ -417,7 +437,15 @@ pub fn record_startup_bootstrap(engine: &Engine, report: BootstrapReport) {
     stats.bootstrap_attempts.fetch_add(report.attempts, Ordering::Relaxed);
     stats.bootstrap_successes.fetch_add(report.successes, Ordering::Relaxed);
     stats.bootstrap_errors.fetch_add(report.errors, Ordering::Relaxed);
-    if report.successes > 0 {
-        stats.last_bootstrap_success_unix.store(unix_now(), Ordering::Relaxed);
+    let stamp = |count: u64, at: u64, slot: &std::sync::atomic::AtomicU64| {
+        if count > 0 {
+            slot.store(at, Ordering::Relaxed);
+        }
+    };
+    stamp(report.attempts, report.last_attempt_unix, &stats.last_bootstrap_attempt_unix);
+    stamp(report.successes, report.last_success_unix, &stats.last_bootstrap_success_unix);
+    stamp(report.errors, report.last_error_unix, &stats.last_bootstrap_error_unix);
+    if let Some(err) = report.last_error {
+        *stats.last_bootstrap_error.lock() = Some(err);
     }
 }

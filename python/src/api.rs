@@ -1,0 +1,564 @@
+//! `karma._karma._Api`: the methods `karma.Engine` and `karma.Client` share,
+//! written once over [`karma_engine::client::Karma`], which both the engine
+//! and the network client implement.
+//!
+//! Every call converts its Python arguments while holding the GIL, then
+//! releases the GIL (`py.detach`) for the engine or network work, so other
+//! Python threads run meanwhile, and converts the result back.
+
+use karma_engine::client::{Client, Karma};
+use karma_engine::{Engine, Error, ErrorCode, Session};
+use parking_lot::RwLock;
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedStr;
+use pyo3::types::{PyDict, PyTuple};
+use serde_json::{Map, Value};
+
+use crate::conv;
+use crate::errors::Failure;
+use crate::ingest::Ingest;
+
+/// What an `_Api` object talks to.
+pub enum Backend {
+    Engine(Engine),
+    Client(Client),
+}
+
+/// Runs `$body` with `$k` bound to the engine or the client (both `Karma`),
+/// without the GIL; errors of either become a [`Failure`].
+macro_rules! both {
+    ($self:ident, $py:ident, |$k:ident| $body:expr) => {
+        $self.run($py, |backend| match backend {
+            Backend::Engine($k) => $body.map_err(Failure::from),
+            Backend::Client($k) => $body.map_err(Failure::from),
+        })
+    };
+}
+
+#[pyclass(name = "_Api", module = "karma", subclass, frozen)]
+pub struct Api {
+    /// `None` once closed.
+    backend: RwLock<Option<Backend>>,
+    /// For an engine, the fork generation it was opened in (see `lib.rs`);
+    /// a client handles forks itself.
+    engine_generation: Option<u64>,
+    label: &'static str,
+}
+
+impl Api {
+    pub fn new(backend: Backend) -> Api {
+        let (engine_generation, label) = match backend {
+            Backend::Engine(_) => (Some(crate::fork_generation()), "Engine"),
+            Backend::Client(_) => (None, "Client"),
+        };
+        Api { backend: RwLock::new(Some(backend)), engine_generation, label }
+    }
+
+    fn forked(&self) -> bool {
+        self.engine_generation.is_some_and(|g| g != crate::fork_generation())
+    }
+
+    /// Runs `f` on the backend with the GIL released.
+    pub fn run<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&Backend) -> Result<R, Failure> + Send) -> PyResult<R> {
+        if self.forked() {
+            self.abandon_after_fork();
+            return Err(Failure::Forked.into_pyerr(py));
+        }
+        let result = py.detach(|| match self.backend.read().as_ref() {
+            Some(backend) => f(backend),
+            None => Err(Failure::Closed(self.label)),
+        });
+        result.map_err(|f| f.into_pyerr(py))
+    }
+
+    /// In a forked child the engine's WAL writer thread does not exist:
+    /// closing or dropping it would wait for that thread forever, so the
+    /// inherited engine is leaked instead.
+    fn abandon_after_fork(&self) {
+        if let Some(backend) = self.backend.write().take() {
+            std::mem::forget(backend);
+        }
+    }
+
+    /// One v2 request (`{"v":2,"op":op, ...fields}`); the `response` value,
+    /// or the error envelope as an exception.
+    pub fn request_value(&self, py: Python<'_>, op: &str, fields: Map<String, Value>) -> PyResult<Value> {
+        self.run(py, move |backend| match backend {
+            Backend::Engine(e) => engine_request(e, op, fields).map_err(Failure::from),
+            Backend::Client(c) => c.request_value(op, fields).map_err(Failure::from),
+        })
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        if self.forked() {
+            self.abandon_after_fork();
+        }
+    }
+}
+
+/// `{"v":2,"op":..}` plus `fields`, through `Engine::handle_line` exactly as
+/// the server runs it (authentication, size limits and all).
+fn engine_request(engine: &Engine, op: &str, fields: Map<String, Value>) -> Result<Value, Error> {
+    let mut map = Map::with_capacity(fields.len() + 2);
+    map.insert("v".into(), Value::from(2));
+    map.insert("op".into(), Value::from(op));
+    for (k, v) in fields {
+        if k != "v" && k != "op" {
+            map.insert(k, v);
+        }
+    }
+    let line = serde_json::to_vec(&Value::Object(map))
+        .map_err(|e| Error::validation(format!("cannot encode request: {e}")))?;
+    engine_line(engine, &line)
+}
+
+/// One raw request line through the engine; the `response` value or the error.
+fn engine_line(engine: &Engine, line: &[u8]) -> Result<Value, Error> {
+    let reply = engine.handle_line(line, &Session::client());
+    if let Some(lsn) = reply.lsn {
+        engine.wait_durable(lsn)?;
+    }
+    let envelope: Value = serde_json::from_slice(&reply.bytes)
+        .map_err(|e| Error::internal(format!("engine sent an unparsable response: {e}")))?;
+    open_envelope(envelope)
+}
+
+/// A v2 envelope's `response`, or its error.
+pub fn open_envelope(mut envelope: Value) -> Result<Value, Error> {
+    let response = envelope.get_mut("response").map(Value::take).unwrap_or(Value::Null);
+    if envelope.get("success") == Some(&Value::Bool(true)) {
+        return Ok(response);
+    }
+    let code = envelope.get("error_code").and_then(Value::as_str).and_then(ErrorCode::from_wire);
+    let message = match response {
+        Value::String(s) => s,
+        other => other.to_string(),
+    };
+    Err(Error::new(code.unwrap_or(ErrorCode::InternalError), message))
+}
+
+fn pairs<'py>(py: Python<'py>, items: Vec<(u64, u64)>) -> PyResult<Bound<'py, PyAny>> {
+    items.into_pyobject(py).map(Bound::into_any)
+}
+
+fn dict<'py>(py: Python<'py>, entries: &[(&str, Bound<'py, PyAny>)]) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for (k, v) in entries {
+        d.set_item(*k, v)?;
+    }
+    Ok(d)
+}
+
+fn int(py: Python<'_>, v: u64) -> Bound<'_, PyAny> {
+    v.into_pyobject(py).expect("an int").into_any()
+}
+
+fn opt_int(py: Python<'_>, v: Option<u64>) -> Bound<'_, PyAny> {
+    match v {
+        Some(v) => int(py, v),
+        None => py.None().into_bound(py),
+    }
+}
+
+#[pymethods]
+impl Api {
+    /// Adds `value` (default 1) to one day bucket (today, UTC, by default);
+    /// returns the value added.
+    #[pyo3(signature = (series, key, value=None, bucket=None))]
+    fn increment(
+        &self,
+        py: Python<'_>,
+        series: PyBackedStr,
+        key: &Bound<'_, PyAny>,
+        value: Option<&Bound<'_, PyAny>>,
+        bucket: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<u64> {
+        let key = conv::u64_arg(key, "key")?;
+        let value = conv::opt_u64(value, "value")?.unwrap_or(1);
+        let bucket = conv::opt_bucket(bucket, "bucket")?;
+        both!(self, py, |k| Karma::increment(k, &series, key, bucket, value))
+    }
+
+    /// Subtracts up to `value` (default 1) from one bucket, never below zero;
+    /// returns the requested `value` (as the protocol does), not the amount removed.
+    #[pyo3(signature = (series, key, value=None, bucket=None))]
+    fn decrement(
+        &self,
+        py: Python<'_>,
+        series: PyBackedStr,
+        key: &Bound<'_, PyAny>,
+        value: Option<&Bound<'_, PyAny>>,
+        bucket: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<u64> {
+        let key = conv::u64_arg(key, "key")?;
+        let value = conv::opt_u64(value, "value")?.unwrap_or(1);
+        let bucket = conv::opt_bucket(bucket, "bucket")?;
+        both!(self, py, |k| Karma::decrement(k, &series, key, bucket, value))
+    }
+
+    /// The counter's total, or the sum of its buckets in `range`.
+    #[pyo3(signature = (series, key, range=None))]
+    fn sum(
+        &self,
+        py: Python<'_>,
+        series: PyBackedStr,
+        key: &Bound<'_, PyAny>,
+        range: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<u64> {
+        let key = conv::u64_arg(key, "key")?;
+        let range = conv::opt_range(range, "range")?;
+        both!(self, py, |k| Karma::sum(k, &series, key, range))
+    }
+
+    /// One sum per key, in order.
+    #[pyo3(signature = (series, keys, range=None))]
+    fn batch_sum(
+        &self,
+        py: Python<'_>,
+        series: PyBackedStr,
+        keys: &Bound<'_, PyAny>,
+        range: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Vec<u64>> {
+        let keys = conv::keys(keys, "keys")?;
+        let range = conv::opt_range(range, "range")?;
+        both!(self, py, |k| Karma::batch_sum(k, &series, &keys, range))
+    }
+
+    /// One sum per `(series, key)`, in order.
+    #[pyo3(signature = (items, range=None))]
+    fn multi_sum(
+        &self,
+        py: Python<'_>,
+        items: &Bound<'_, PyAny>,
+        range: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Vec<u64>> {
+        let owned = conv::series_keys(items, "items")?;
+        let range = conv::opt_range(range, "range")?;
+        both!(self, py, |k| {
+            let items: Vec<(&str, u64)> = owned.iter().map(|(s, key)| (s.as_str(), *key)).collect();
+            Karma::multi_sum(k, &items, range)
+        })
+    }
+
+    /// The `(bucket, value)` points of one counter inside `range`.
+    fn points<'py>(
+        &self,
+        py: Python<'py>,
+        series: PyBackedStr,
+        key: &Bound<'py, PyAny>,
+        range: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let key = conv::u64_arg(key, "key")?;
+        let range = conv::range(range, "range")?;
+        let points = both!(self, py, |k| Karma::points(k, &series, key, range))?;
+        pairs(py, points)
+    }
+
+    /// Same as `points` (the v2 op is `counter.series`).
+    fn series<'py>(
+        &self,
+        py: Python<'py>,
+        series: PyBackedStr,
+        key: &Bound<'py, PyAny>,
+        range: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.points(py, series, key, range)
+    }
+
+    /// Adds `[(key, bucket, value), ...]` atomically; returns their total.
+    fn batch_add(&self, py: Python<'_>, series: PyBackedStr, items: &Bound<'_, PyAny>) -> PyResult<u64> {
+        let items = conv::items(items, "items")?;
+        both!(self, py, |k| Karma::batch_add(k, &series, &items))
+    }
+
+    /// Sets exact bucket values (0 deletes the bucket); returns the item count.
+    fn batch_set(&self, py: Python<'_>, series: PyBackedStr, items: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let items = conv::items(items, "items")?;
+        both!(self, py, |k| Karma::batch_set(k, &series, &items))
+    }
+
+    /// Clears one counter, or every counter of the series when `key` is None.
+    #[pyo3(signature = (series, key=None))]
+    fn reset(&self, py: Python<'_>, series: PyBackedStr, key: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let key = conv::opt_u64(key, "key")?;
+        both!(self, py, |k| Karma::reset(k, &series, key))
+    }
+
+    /// Clears many counters: `{"reset": n, "missing": m}`.
+    fn batch_reset<'py>(
+        &self,
+        py: Python<'py>,
+        series: PyBackedStr,
+        keys: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let keys = conv::keys(keys, "keys")?;
+        let (reset, missing) = both!(self, py, |k| Karma::batch_reset(k, &series, &keys))?;
+        dict(py, &[("reset", int(py, reset as u64)), ("missing", int(py, missing as u64))])
+    }
+
+    /// Deletes the buckets in `range` of one counter (or of every counter).
+    #[pyo3(signature = (series, range, key=None))]
+    fn delete_range(
+        &self,
+        py: Python<'_>,
+        series: PyBackedStr,
+        range: &Bound<'_, PyAny>,
+        key: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let range = conv::range(range, "range")?;
+        let key = conv::opt_u64(key, "key")?;
+        both!(self, py, |k| Karma::delete_range(k, &series, key, range))
+    }
+
+    /// Deletes `range` from many counters: `{"deleted": n, "missing": m}`.
+    fn batch_delete_range<'py>(
+        &self,
+        py: Python<'py>,
+        series: PyBackedStr,
+        keys: &Bound<'py, PyAny>,
+        range: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let keys = conv::keys(keys, "keys")?;
+        let range = conv::range(range, "range")?;
+        let (deleted, missing) = both!(self, py, |k| Karma::batch_delete_range(k, &series, &keys, range))?;
+        dict(py, &[("deleted", int(py, deleted as u64)), ("missing", int(py, missing as u64))])
+    }
+
+    fn create_series(&self, py: Python<'_>, series: PyBackedStr) -> PyResult<()> {
+        both!(self, py, |k| Karma::create_series(k, &series))
+    }
+
+    fn drop_series(&self, py: Python<'_>, series: PyBackedStr) -> PyResult<()> {
+        both!(self, py, |k| Karma::drop_series(k, &series))
+    }
+
+    fn list_series(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        both!(self, py, |k| Karma::list_series(k))
+    }
+
+    /// `{"tree", "key_count", "bucket_count", "total"}`.
+    fn info<'py>(&self, py: Python<'py>, series: PyBackedStr) -> PyResult<Bound<'py, PyDict>> {
+        let t = both!(self, py, |k| Karma::info(k, &series))?;
+        dict(
+            py,
+            &[
+                ("tree", t.tree.into_pyobject(py)?.into_any()),
+                ("key_count", int(py, t.key_count as u64)),
+                ("bucket_count", int(py, t.bucket_count as u64)),
+                ("total", int(py, t.total)),
+            ],
+        )
+    }
+
+    /// One page of keys above `cursor`, ascending: `{"tree", "limit",
+    /// "cursor", "next_cursor", "keys": [(key, total), ...]}`.
+    #[pyo3(signature = (series, cursor=None, limit=None))]
+    fn keys<'py>(
+        &self,
+        py: Python<'py>,
+        series: PyBackedStr,
+        cursor: Option<&Bound<'py, PyAny>>,
+        limit: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let cursor = conv::opt_u64(cursor, "cursor")?;
+        let limit = conv::opt_limit(limit, "limit")?;
+        let p = both!(self, py, |k| Karma::keys(k, &series, cursor, limit))?;
+        dict(
+            py,
+            &[
+                ("tree", p.tree.into_pyobject(py)?.into_any()),
+                ("limit", int(py, p.limit as u64)),
+                ("cursor", opt_int(py, p.cursor)),
+                ("next_cursor", opt_int(py, p.next_cursor)),
+                ("keys", pairs(py, p.keys)?),
+            ],
+        )
+    }
+
+    /// The largest counters, `[(key, value), ...]`.
+    #[pyo3(signature = (series, limit=None, range=None))]
+    fn top<'py>(
+        &self,
+        py: Python<'py>,
+        series: PyBackedStr,
+        limit: Option<&Bound<'py, PyAny>>,
+        range: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let limit = conv::opt_limit(limit, "limit")?;
+        let range = conv::opt_range(range, "range")?;
+        let items = both!(self, py, |k| Karma::top(k, &series, limit, range))?;
+        pairs(py, items)
+    }
+
+    /// `{"tree", "range": (from, to) | None, "total", "active_keys", "bucket_count"}`.
+    #[pyo3(signature = (series, range=None))]
+    fn summary<'py>(
+        &self,
+        py: Python<'py>,
+        series: PyBackedStr,
+        range: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let range = conv::opt_range(range, "range")?;
+        let s = both!(self, py, |k| Karma::summary(k, &series, range))?;
+        let range = match s.range {
+            Some(r) => r.into_pyobject(py)?.into_any(),
+            None => py.None().into_bound(py),
+        };
+        dict(
+            py,
+            &[
+                ("tree", s.tree.into_pyobject(py)?.into_any()),
+                ("range", range),
+                ("total", int(py, s.total)),
+                ("active_keys", int(py, s.active_keys as u64)),
+                ("bucket_count", int(py, s.bucket_count as u64)),
+            ],
+        )
+    }
+
+    /// Retention: drops the buckets before `before` (a bucket), then compacts.
+    fn delete_before(&self, py: Python<'_>, series: PyBackedStr, before: &Bound<'_, PyAny>) -> PyResult<()> {
+        let before = conv::bucket(before, "before")?;
+        both!(self, py, |k| Karma::delete_before(k, &series, before))
+    }
+
+    /// Removes empty counters of one series (or of all).
+    #[pyo3(signature = (series=None))]
+    fn compact(&self, py: Python<'_>, series: Option<PyBackedStr>) -> PyResult<()> {
+        both!(self, py, |k| Karma::compact(k, series.as_deref()))
+    }
+
+    /// Snapshots every series and truncates the WAL (`snapshot.create_all`).
+    fn snapshot_all(&self, py: Python<'_>) -> PyResult<()> {
+        self.run(py, |backend| match backend {
+            Backend::Engine(e) => e.snapshot_all().map_err(Failure::from),
+            Backend::Client(c) => c.request_value("snapshot.create_all", Map::new()).map(drop).map_err(Failure::from),
+        })
+    }
+
+    /// `"pong"`.
+    fn ping(&self, py: Python<'_>) -> PyResult<String> {
+        both!(self, py, |k| Karma::ping(k))
+    }
+
+    /// The `system.health` object.
+    fn health<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let v = both!(self, py, |k| Karma::health(k))?;
+        conv::from_json(py, &v)
+    }
+
+    /// The `system.stats` object.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let v = both!(self, py, |k| Karma::stats(k))?;
+        conv::from_json(py, &v)
+    }
+
+    /// The Prometheus text of `system.metrics`.
+    fn metrics(&self, py: Python<'_>) -> PyResult<String> {
+        both!(self, py, |k| Karma::metrics(k))
+    }
+
+    /// Deletes idempotency records created before `before` (int unix
+    /// seconds, datetime (naive = UTC), date, or RFC 3339 str), at most
+    /// `limit` of them; returns how many were deleted.
+    #[pyo3(signature = (before, limit=None))]
+    fn idempotency_prune<'py>(
+        &self,
+        py: Python<'py>,
+        before: &Bound<'py, PyAny>,
+        limit: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let mut fields = Map::new();
+        fields.insert("before".into(), conv::before_time(before)?);
+        if let Some(limit) = conv::opt_u64(limit, "limit")? {
+            fields.insert("limit".into(), Value::from(limit));
+        }
+        let v = self.request_value(py, "idempotency.prune", fields)?;
+        conv::from_json(py, v.get("deleted").unwrap_or(&v))
+    }
+
+    /// A streaming ingest (`with api.ingest("id", "add") as s: s.chunk(series, items)`):
+    /// begins on enter, numbers the chunks, commits on a clean exit and
+    /// aborts when the block raises.
+    #[pyo3(signature = (stream_id, mode, granularity=None))]
+    fn ingest(slf: &Bound<'_, Self>, stream_id: String, mode: String, granularity: Option<String>) -> PyResult<Ingest> {
+        Ok(Ingest::new(slf.clone().unbind(), stream_id, mode, granularity))
+    }
+
+    /// Any v2 op: sends `{"v": 2, "op": op, **fields}` and returns the
+    /// `response` value; an error envelope raises its exception class.
+    /// Ints go out as exact u64 (negative ones as i64), dates as YYYYMMDD.
+    #[pyo3(signature = (op, **fields))]
+    fn request<'py>(
+        &self,
+        py: Python<'py>,
+        op: PyBackedStr,
+        fields: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let fields = match fields {
+            Some(f) => conv::dict_to_json(f, "fields")?,
+            None => Map::new(),
+        };
+        let v = self.request_value(py, &op, fields)?;
+        conv::from_json(py, &v)
+    }
+
+    /// Sends one raw request line (no trailing newline needed) and returns
+    /// its `response` value; an error envelope raises its exception class.
+    fn request_line<'py>(&self, py: Python<'py>, line: PyBackedStr) -> PyResult<Bound<'py, PyAny>> {
+        let v = self.run(py, |backend| match backend {
+            Backend::Engine(e) => engine_line(e, line.trim_end_matches(['\r', '\n']).as_bytes()).map_err(Failure::from),
+            Backend::Client(c) => {
+                let envelope = c.request(line.trim_end_matches(['\r', '\n'])).map_err(Failure::from)?;
+                open_envelope(envelope).map_err(|e| Failure::Client(karma_engine::client::ClientError::Server(e)))
+            }
+        })?;
+        conv::from_json(py, &v)
+    }
+
+    /// Flushes and closes (engine: WAL flushed, directory lock released;
+    /// client: pooled connections closed). Idempotent.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        if self.forked() {
+            self.abandon_after_fork();
+            return Ok(());
+        }
+        let result = py.detach(|| match self.backend.write().take() {
+            Some(Backend::Engine(e)) => e.close().map_err(Failure::from),
+            Some(Backend::Client(c)) => {
+                c.close_idle();
+                Ok(())
+            }
+            None => Ok(()),
+        });
+        result.map_err(|f| f.into_pyerr(py))
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.backend.read().is_none()
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        match self.backend.read().as_ref() {
+            Some(Backend::Engine(e)) => match &e.options().directory {
+                Some(d) => format!("<karma.Engine path={:?}>", d.display().to_string()),
+                None => "<karma.Engine in memory>".to_string(),
+            },
+            Some(Backend::Client(c)) => format!("<karma.Client {}>", c.config().address()),
+            None => format!("<karma.{} (closed)>", self.label),
+        }
+    }
+}

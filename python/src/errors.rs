@@ -1,0 +1,130 @@
+//! Rust failures to Python exceptions.
+//!
+//! The classes live in `karma/_errors.py` (plain Python, so that
+//! `ValidationError` can also be a `ValueError` and `karma.TimeoutError` a
+//! builtin `TimeoutError`); each v2 `error_code` has its own class. Every
+//! exception carries `.code` (the wire `error_code`, `None` for transport
+//! failures), `.kind` (where it came from: `engine`, `server`, `invalid`,
+//! `argument`, `connection`, `timeout`, `pool_timeout`, `protocol`, `closed`,
+//! `fork`) and `.message` (the engine's message, also `str(exc)`).
+
+use karma_engine::client::ClientError;
+use karma_engine::{Error, ErrorCode};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyModule;
+
+const ERRORS_MODULE: &str = "karma._errors";
+
+static ERRORS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+
+/// Why a call failed. Built without the GIL (inside `py.detach`) and turned
+/// into an exception once the GIL is held again.
+#[derive(Debug)]
+pub enum Failure {
+    /// The in-process engine refused or failed.
+    Engine(Error),
+    /// The network client failed (server error envelope, bad argument, transport).
+    Client(ClientError),
+    /// `close()` was called; the label names the class.
+    Closed(&'static str),
+    /// An `Engine` used in a process forked after it was opened.
+    Forked,
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure::Engine(e)
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Failure {
+        Failure::Client(e)
+    }
+}
+
+/// The Python class name of an error code.
+pub fn class_name(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::InvalidJson => "InvalidJsonError",
+        ErrorCode::UnsupportedProtocol => "UnsupportedProtocolError",
+        ErrorCode::UnknownCommand => "UnknownCommandError",
+        ErrorCode::ValidationError => "ValidationError",
+        ErrorCode::NotFound => "NotFoundError",
+        ErrorCode::Unauthorized => "UnauthorizedError",
+        ErrorCode::Forbidden => "ForbiddenError",
+        ErrorCode::RequestTooLarge => "RequestTooLargeError",
+        ErrorCode::ResponseTooLarge => "ResponseTooLargeError",
+        ErrorCode::QueryTimeout => "QueryTimeoutError",
+        ErrorCode::IdempotencyConflict => "IdempotencyConflictError",
+        ErrorCode::ReplicationGap => "ReplicationGapError",
+        ErrorCode::ReplicationError => "ReplicationError",
+        ErrorCode::InternalError => "InternalError",
+    }
+}
+
+/// Instantiates `karma._errors.<class>(message)` and sets its attributes.
+/// If that fails (the package is broken), the failure itself is returned.
+pub fn build(py: Python<'_>, class: &str, message: &str, code: Option<&str>, kind: &str) -> PyErr {
+    let made = (|| -> PyResult<PyErr> {
+        let module = ERRORS.get_or_try_init(py, || py.import(ERRORS_MODULE).map(Bound::unbind))?.bind(py);
+        let exc = module.getattr(class)?.call1((message,))?;
+        exc.setattr("code", code)?;
+        exc.setattr("kind", kind)?;
+        exc.setattr("message", message)?;
+        Ok(PyErr::from_value(exc))
+    })();
+    made.unwrap_or_else(|e| e)
+}
+
+/// A `karma.ValidationError` raised by the binding's own argument checks.
+pub fn argument(py: Python<'_>, message: impl AsRef<str>) -> PyErr {
+    build(py, "ValidationError", message.as_ref(), Some(ErrorCode::ValidationError.as_str()), "argument")
+}
+
+fn from_error(py: Python<'_>, e: &Error, kind: &str) -> PyErr {
+    build(py, class_name(e.code()), e.message(), Some(e.code().as_str()), kind)
+}
+
+impl Failure {
+    pub fn into_pyerr(self, py: Python<'_>) -> PyErr {
+        match self {
+            Failure::Engine(e) => from_error(py, &e, "engine"),
+            Failure::Client(ClientError::Server(e)) => from_error(py, &e, "server"),
+            Failure::Client(ClientError::Invalid(e)) => from_error(py, &e, "invalid"),
+            Failure::Client(e @ ClientError::Connection(_)) => {
+                build(py, "ConnectionError", &e.to_string(), None, "connection")
+            }
+            Failure::Client(e @ ClientError::Timeout(_)) => build(py, "TimeoutError", &e.to_string(), None, "timeout"),
+            Failure::Client(e @ ClientError::PoolTimeout(_)) => {
+                build(py, "TimeoutError", &e.to_string(), None, "pool_timeout")
+            }
+            Failure::Client(e @ ClientError::Protocol(_)) => {
+                build(py, "ProtocolError", &e.to_string(), None, "protocol")
+            }
+            Failure::Closed(label) => build(py, "KarmaError", &format!("this karma.{label} is closed"), None, "closed"),
+            Failure::Forked => build(
+                py,
+                "KarmaError",
+                "this karma.Engine was opened before os.fork(); its WAL writer thread does not exist in this \
+                 process: open a new Engine in the child (a karma.Client, by contrast, reconnects by itself)",
+                None,
+                "fork",
+            ),
+        }
+    }
+}
+
+/// `karma._karma._error_for_code(code, message)`: the exception a server
+/// error with this code becomes (for tests of codes no request can produce,
+/// and for code that rebuilds errors from stored envelopes).
+#[pyfunction]
+#[pyo3(name = "_error_for_code")]
+pub fn error_for_code(py: Python<'_>, code: &str, message: &str) -> Py<PyAny> {
+    let err = match ErrorCode::from_wire(code) {
+        Some(c) => build(py, class_name(c), message, Some(c.as_str()), "server"),
+        None => build(py, "KarmaError", message, Some(code), "server"),
+    };
+    err.into_value(py).into_any()
+}

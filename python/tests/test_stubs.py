@@ -1,0 +1,44 @@
+"""The .pyi stubs describe exactly what the extension exports."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import karma
+
+STUB = pathlib.Path(karma.__file__).with_name("__init__.pyi")
+
+
+def stub_classes():
+    tree = ast.parse(STUB.read_text())
+    return {
+        node.name: {n.name for n in node.body if isinstance(n, ast.FunctionDef)}
+        | {n.target.id for n in node.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+        for node in tree.body
+        if isinstance(node, ast.ClassDef)
+    }
+
+
+def public(cls):
+    return {n for n in vars(cls) if not n.startswith("_") or n in ("__enter__", "__exit__", "__init__")}
+
+
+def test_stub_methods_match_the_runtime():
+    stubs = stub_classes()
+    api = stubs["_Api"]
+    dunder = ("__enter__", "__exit__")
+    assert public(karma._karma._Api) - {"__init__"} == {n for n in api if not n.startswith("_") or n in dunder}
+    for cls in (karma.Engine, karma.Client):
+        for name in api:
+            assert hasattr(cls, name), (cls, name)
+    ingest = {n for n in stubs["Ingest"] if not n.startswith("_")}
+    assert ingest == {n for n in public(karma.Ingest) if not n.startswith("_")}
+
+
+def test_stub_exports_match_the_runtime():
+    tree = ast.parse(STUB.read_text())
+    names = {n.name for n in tree.body if isinstance(n, ast.ClassDef) and not n.name.startswith("_")}
+    assert names <= set(karma.__all__)
+    assert set(karma.__all__) - {"ERROR_CLASSES"} <= names
+    assert (pathlib.Path(karma.__file__).with_name("py.typed")).exists()

@@ -1,0 +1,364 @@
+//! `karma_engine_*`: an in-process engine behind an opaque handle.
+
+use std::ffi::{c_char, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use karma_engine::clock::bucket_of_unix;
+use karma_engine::{Engine, Options, Role, Session};
+use serde::Deserialize;
+
+use crate::args::{self, KarmaItem, KarmaRange, Out};
+use crate::last_error::{guard, guard_void, Failure};
+use crate::ops::{self, Direction, Handle};
+use crate::status::{KarmaStatus, ToStatus};
+
+/// An open Karma engine (opaque). Create with karma_engine_open, destroy
+/// with karma_engine_free.
+pub struct KarmaEngine {
+    engine: Engine,
+}
+
+impl Handle for KarmaEngine {
+    type Db = Engine;
+    const NAME: &'static str = "engine";
+
+    fn db(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn today(&self) -> u64 {
+        bucket_of_unix(self.engine.options().clock.unix_seconds())
+    }
+
+    fn execute_line(&self, line: &[u8]) -> Result<Vec<u8>, Failure> {
+        let reply = self.engine.handle_line(line, &Session::client());
+        let mut bytes = reply.bytes;
+        if let Some(lsn) = reply.lsn {
+            // Acknowledged only once durable, as the server does.
+            if let Err(err) = self.engine.wait_durable(lsn) {
+                bytes = Engine::error_line(&err);
+            }
+        }
+        let body = bytes.strip_suffix(b"\r\n").map_or(bytes.len(), <[u8]>::len);
+        bytes.truncate(body);
+        Ok(bytes)
+    }
+}
+
+/// The options document of `karma_engine_open`, named like the server's
+/// flags (`--wal-fsync` is `wal_fsync`). Unknown fields are refused.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct OptionsJson {
+    restore: Option<bool>,
+    wal: Option<bool>,
+    wal_fsync: Option<bool>,
+    wal_segment_bytes: Option<u64>,
+    wal_batch_size: Option<usize>,
+    wal_batch_wait_us: Option<u64>,
+    max_request_bytes: Option<usize>,
+    max_response_bytes: Option<usize>,
+    /// 0 disables the timeout.
+    query_timeout_ms: Option<u64>,
+    auth_token: Option<String>,
+    read_auth_token: Option<String>,
+    role: Option<RoleJson>,
+    dump_retention_per_tree: Option<usize>,
+    idempotency_max_records: Option<usize>,
+    idempotency_max_age_seconds: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RoleJson {
+    Master,
+    Slave,
+}
+
+fn options(dir: Option<&[u8]>, json: Option<&[u8]>) -> Result<Options, Failure> {
+    let mut o = Options { directory: dir.map(|d| PathBuf::from(OsStr::from_bytes(d))), ..Options::default() };
+    let json = match json {
+        Some(j) if !j.iter().all(u8::is_ascii_whitespace) => j,
+        _ => return Ok(o),
+    };
+    let j: OptionsJson =
+        serde_json::from_slice(json).map_err(|e| Failure::invalid(format!("options_json is refused: {e}")))?;
+    macro_rules! set {
+        ($($field:ident),*) => { $( if let Some(v) = j.$field { o.$field = v; } )* };
+    }
+    set!(
+        restore,
+        wal,
+        wal_fsync,
+        wal_segment_bytes,
+        max_request_bytes,
+        max_response_bytes,
+        dump_retention_per_tree,
+        idempotency_max_records,
+        idempotency_max_age_seconds
+    );
+    if let Some(n) = j.wal_batch_size {
+        o.wal_batch_size = n.max(1);
+    }
+    if let Some(us) = j.wal_batch_wait_us {
+        o.wal_batch_wait = Duration::from_micros(us);
+    }
+    if let Some(ms) = j.query_timeout_ms {
+        o.query_timeout = (ms > 0).then(|| Duration::from_millis(ms));
+    }
+    o.auth_token = j.auth_token.filter(|t| !t.is_empty()).or(o.auth_token);
+    o.read_auth_token = j.read_auth_token.filter(|t| !t.is_empty()).or(o.read_auth_token);
+    if let Some(role) = j.role {
+        o.role = match role {
+            RoleJson::Master => Role::Master,
+            RoleJson::Slave => Role::Slave,
+        };
+    }
+    Ok(o)
+}
+
+/// Opens an engine and stores its handle in `*out` (on KARMA_OK only).
+///
+/// `dir_or_null`: the data directory (created if missing; it may hold a
+/// Karma 1.0 directory), or NULL for an engine that lives in memory only.
+/// With a directory, the snapshots and the write-ahead log are restored and
+/// every acknowledged write is durable. The directory is locked: a second
+/// engine on it (in this process or another) fails, with
+/// KARMA_VALIDATION_ERROR and a message saying so.
+///
+/// `options_json_or_null`: NULL, "" or a JSON object with any of
+/// `restore`, `wal`, `wal_fsync` (bool, default true),
+/// `wal_segment_bytes`, `wal_batch_size`, `wal_batch_wait_us`,
+/// `max_request_bytes`, `max_response_bytes`, `query_timeout_ms` (0: none),
+/// `dump_retention_per_tree`, `idempotency_max_records`,
+/// `idempotency_max_age_seconds` (non-negative integers), `auth_token`,
+/// `read_auth_token` (strings; checked by karma_engine_execute only) and
+/// `role` ("master" or "slave"), with the `karma` server's defaults. A
+/// malformed document or an unknown field is KARMA_INVALID_ARGUMENT.
+///
+/// # Safety
+///
+/// `dir_or_null` and `options_json_or_null` must be NULL or NUL-terminated
+/// strings; `out` must be NULL or point to writable storage for a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn karma_engine_open(
+    dir_or_null: *const c_char,
+    options_json_or_null: *const c_char,
+    out: *mut *mut KarmaEngine,
+) -> KarmaStatus {
+    guard(|| {
+        // SAFETY: as the helpers require (this function's contract).
+        let (dir, json, out) =
+            unsafe { (args::opt_bytes(dir_or_null), args::opt_bytes(options_json_or_null), Out::one(out, "out")?) };
+        let engine = Engine::open(options(dir, json)?).map_err(|e| Failure::of(&e))?;
+        out.set(Box::into_raw(Box::new(KarmaEngine { engine })));
+        Ok(())
+    })
+}
+
+/// Closes the engine (flushing its write-ahead log) and frees the handle.
+/// NULL is ignored. The handle must not be used afterwards.
+///
+/// # Safety
+///
+/// `engine` must be NULL or a handle from karma_engine_open, not yet freed,
+/// that no other thread is using.
+#[no_mangle]
+pub unsafe extern "C" fn karma_engine_free(engine: *mut KarmaEngine) {
+    if engine.is_null() {
+        return;
+    }
+    // SAFETY: per the contract, `engine` came from `Box::into_raw` in
+    // karma_engine_open and nobody else holds it: we own it now.
+    let engine = unsafe { Box::from_raw(engine) };
+    guard_void(move || {
+        // A close error cannot be reported: every acknowledged write was
+        // already durable, and the WAL writer stops either way.
+        let _ = engine.engine.close();
+        drop(engine);
+    });
+}
+
+/// Adds `value` to the day `bucket` (YYYYMMDD; 0 means today, UTC) of
+/// counter `key` in `series` (created if missing); `*out_value` gets
+/// `value`, as the protocol echoes it. Returns once the write is durable.
+/// (Bucket 0 itself, valid in the protocol but not a date, is reachable
+/// through karma_engine_execute only.)
+///
+/// # Safety
+///
+/// `engine` must be NULL or a live handle; `series` NULL or a NUL-terminated
+/// string; `out_value` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn karma_engine_increment(
+    engine: *mut KarmaEngine,
+    series: *const c_char,
+    key: u64,
+    bucket: u64,
+    value: u64,
+    out_value: *mut u64,
+) -> KarmaStatus {
+    // SAFETY: this function's contract is the helper's.
+    unsafe { ops::write(engine.cast_const(), series, key, bucket, value, out_value, Direction::Increment) }
+}
+
+/// Subtracts up to `value` from the day `bucket` (0 means today) of counter
+/// `key`, never below zero; `*out_value` gets `value`, as the protocol
+/// echoes it, even when less was left to subtract.
+///
+/// # Safety
+///
+/// As for karma_engine_increment.
+#[no_mangle]
+pub unsafe extern "C" fn karma_engine_decrement(
+    engine: *mut KarmaEngine,
+    series: *const c_char,
+    key: u64,
+    bucket: u64,
+    value: u64,
+    out_value: *mut u64,
+) -> KarmaStatus {
+    // SAFETY: this function's contract is the helper's.
+    unsafe { ops::write(engine.cast_const(), series, key, bucket, value, out_value, Direction::Decrement) }
+}
+
+/// `*out` = the total of counter `key`, or with a range the sum of its
+/// buckets inside it (`range_or_null` NULL: every bucket). A missing series
+/// is KARMA_NOT_FOUND; a missing key in an existing series sums to 0.
+///
+/// # Safety
+///
+/// `engine` must be NULL or a live handle; `series` NULL or a NUL-terminated
+/// string; `range_or_null` NULL or valid; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn karma_engine_sum(
+    engine: *mut KarmaEngine,
+    series: *const c_char,
+    key: u64,
+    range_or_null: *const KarmaRange,
+    out: *mut u64,
+) -> KarmaStatus {
+    // SAFETY: this function's contract is the helper's.
+    unsafe { ops::sum(engine.cast_const(), series, key, range_or_null, out) }
+}
+
+/// The sums of `n` counters: `out_values[i]` gets the sum of `keys[i]`
+/// (over `range_or_null`, NULL: every bucket). `out_values` is an array of
+/// `n` the caller owns.
+///
+/// # Safety
+///
+/// `engine` must be NULL or a live handle; `series` NULL or a NUL-terminated
+/// string; `keys` readable and `out_values` writable for `n` elements (NULL
+/// allowed when `n` is 0); `range_or_null` NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn karma_engine_batch_sum(
+    engine: *mut KarmaEngine,
+    series: *const c_char,
+    keys: *const u64,
+    n: usize,
+    range_or_null: *const KarmaRange,
+    out_values: *mut u64,
+) -> KarmaStatus {
+    // SAFETY: this function's contract is the helper's.
+    unsafe { ops::batch_sum(engine.cast_const(), series, keys, n, range_or_null, out_values) }
+}
+
+/// Adds `n` items atomically (all or none) to `series` (created if
+/// missing); an item's bucket 0 means today (UTC). `*out_total` gets the sum
+/// of the values added.
+///
+/// # Safety
+///
+/// `engine` must be NULL or a live handle; `series` NULL or a NUL-terminated
+/// string; `items` readable for `n` elements (NULL allowed when `n` is 0);
+/// `out_total` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn karma_engine_batch_add(
+    engine: *mut KarmaEngine,
+    series: *const c_char,
+    items: *const KarmaItem,
+    n: usize,
+    out_total: *mut u64,
+) -> KarmaStatus {
+    // SAFETY: this function's contract is the helper's.
+    unsafe { ops::batch_add(engine.cast_const(), series, items, n, out_total) }
+}
+
+/// Writes a snapshot of every series (and of the idempotency records), then
+/// truncates the write-ahead log, as the protocol's snapshot.create_all.
+/// An in-memory engine has no directory to write to: KARMA_VALIDATION_ERROR.
+///
+/// # Safety
+///
+/// `engine` must be NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn karma_engine_snapshot_all(engine: *mut KarmaEngine) -> KarmaStatus {
+    guard(|| {
+        // SAFETY: as the helper requires (this function's contract).
+        let engine = unsafe { args::handle(engine.cast_const(), "engine")? };
+        engine.engine.snapshot_all().map_err(|e| Failure::new(e.status(), ToStatus::message(&e)))
+    })
+}
+
+/// Runs one protocol v2 request, `len` bytes of JSON at `json` (no NUL
+/// needed; one trailing "\n" or "\r\n" is ignored), exactly as the server
+/// would for a client (tokens checked when the engine has them), and waits
+/// until a write is durable.
+///
+/// `*out_response` is first set to NULL, then to the whole response line
+/// (without "\r\n", NUL-terminated) whenever there is one: on KARMA_OK, and
+/// also when the response is a v2 error envelope, whose `error_code` is then
+/// the returned status and whose message is karma_last_error(). Always pass
+/// `*out_response` to karma_string_free afterwards (it accepts NULL).
+///
+/// # Safety
+///
+/// `engine` must be NULL or a live handle; `json` readable for `len` bytes
+/// (NULL allowed when `len` is 0); `out_response` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn karma_engine_execute(
+    engine: *mut KarmaEngine,
+    json: *const c_char,
+    len: usize,
+    out_response: *mut *mut c_char,
+) -> KarmaStatus {
+    // SAFETY: this function's contract is the helper's.
+    unsafe { ops::execute(engine.cast_const(), json, len, out_response) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_map_onto_the_engine_options() {
+        let o = options(Some(b"/tmp/x"), None).unwrap();
+        assert_eq!(o.directory, Some(PathBuf::from("/tmp/x")));
+        assert!(o.wal_fsync && o.restore);
+        let o = options(None, Some(b"  ")).unwrap();
+        assert_eq!(o.directory, None);
+        let json = br#"{"wal_fsync":false,"restore":false,"wal_batch_size":0,"wal_batch_wait_us":250,
+            "max_request_bytes":100,"max_response_bytes":0,"query_timeout_ms":0,"auth_token":"w",
+            "read_auth_token":"","role":"slave","dump_retention_per_tree":2,"idempotency_max_records":3,
+            "idempotency_max_age_seconds":4,"wal":true,"wal_segment_bytes":5}"#;
+        let o = options(None, Some(json)).unwrap();
+        assert!(!o.wal_fsync && !o.restore && o.wal);
+        assert_eq!((o.wal_batch_size, o.wal_batch_wait), (1, Duration::from_micros(250)));
+        assert_eq!((o.max_request_bytes, o.max_response_bytes, o.query_timeout), (100, 0, None));
+        assert_eq!((o.auth_token.as_deref(), o.read_auth_token.as_deref()), (Some("w"), None));
+        assert_eq!(o.role, Role::Slave);
+        assert_eq!(
+            (o.dump_retention_per_tree, o.idempotency_max_records, o.idempotency_max_age_seconds, o.wal_segment_bytes),
+            (2, 3, 4, 5)
+        );
+        let o = options(None, Some(br#"{"query_timeout_ms":1500}"#)).unwrap();
+        assert_eq!(o.query_timeout, Some(Duration::from_millis(1500)));
+        for bad in [&br#"[]"#[..], br#"{"fsync":true}"#, br#"{"wal_fsync":"yes"}"#, br#"{"max_request_bytes":-1}"#] {
+            let err = options(None, Some(bad)).map(|_| ()).unwrap_err();
+            assert_eq!(err.status, KarmaStatus::KARMA_INVALID_ARGUMENT, "{}", String::from_utf8_lossy(bad));
+        }
+    }
+}

@@ -218,8 +218,8 @@ enum KarmaStatus karma_client_decrement(struct KarmaClient *client,
 /**
  * As karma_engine_execute, over the network: the line (which must be
  * UTF-8) is sent with the client's token added, and `*out_response` is the
- * server's envelope. It is re-encoded from its parsed form, so object keys
- * come out in sorted order rather than the server's. Transport failures
+ * server's envelope exactly as it was sent (key order and number text
+ * preserved, without the `\r\n`). Transport failures
  * (KARMA_CONNECTION_ERROR, KARMA_TIMEOUT) leave `*out_response` NULL.
  *
  * # Safety

@@ -33,9 +33,8 @@ impl Handle for KarmaClient {
 
     fn execute_line(&self, line: &[u8]) -> Result<Vec<u8>, Failure> {
         let line = std::str::from_utf8(line).map_err(|e| Failure::invalid(format!("json is not valid UTF-8 ({e})")))?;
-        let envelope = self.client.request(line).map_err(|e| Failure::of(&e))?;
-        serde_json::to_vec(&envelope)
-            .map_err(|e| Failure::new(KarmaStatus::KARMA_INTERNAL_ERROR, format!("cannot encode response: {e}")))
+        let reply = self.client.request_line(line).map_err(|e| Failure::of(&e))?;
+        Ok(reply.into_bytes())
     }
 }
 
@@ -187,8 +186,8 @@ pub unsafe extern "C" fn karma_client_batch_add(
 
 /// As karma_engine_execute, over the network: the line (which must be
 /// UTF-8) is sent with the client's token added, and `*out_response` is the
-/// server's envelope. It is re-encoded from its parsed form, so object keys
-/// come out in sorted order rather than the server's. Transport failures
+/// server's envelope exactly as it was sent (key order and number text
+/// preserved, without the `\r\n`). Transport failures
 /// (KARMA_CONNECTION_ERROR, KARMA_TIMEOUT) leave `*out_response` NULL.
 ///
 /// # Safety

@@ -33,14 +33,8 @@ impl Handle for KarmaEngine {
     }
 
     fn execute_line(&self, line: &[u8]) -> Result<Vec<u8>, Failure> {
-        let reply = self.engine.handle_line(line, &Session::client());
-        let mut bytes = reply.bytes;
-        if let Some(lsn) = reply.lsn {
-            // Acknowledged only once durable, as the server does.
-            if let Err(err) = self.engine.wait_durable(lsn) {
-                bytes = Engine::error_line(&err);
-            }
-        }
+        // Acknowledged only once durable, as the server does.
+        let mut bytes = self.engine.handle_line_acked(line, &Session::client());
         let body = bytes.strip_suffix(b"\r\n").map_or(bytes.len(), <[u8]>::len);
         bytes.truncate(body);
         Ok(bytes)

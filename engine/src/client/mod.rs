@@ -207,6 +207,19 @@ impl Client {
         self.checkout()?.request(json_line)
     }
 
+    /// Sends one raw request line and returns the response line exactly as
+    /// the server wrote it (without its terminator): key order and number
+    /// text preserved, success or error alike. The configured token is added
+    /// as [`Client::request`] does.
+    pub fn request_line(&self, json_line: &str) -> Result<String> {
+        let mut payload = Vec::with_capacity(json_line.len() + 24);
+        wire::raw_line(json_line, self.token(), &mut payload)?;
+        let retry = wire::line_retry_safe(json_line);
+        let mut checkout = self.pool.checkout()?;
+        let resp = checkout.exchange(&payload, 1, retry)?.pop().unwrap_or_default();
+        String::from_utf8(resp).map_err(|e| ClientError::Protocol(format!("response is not UTF-8: {e}")))
+    }
+
     /// Sends `{"v":2,"op":op, ...fields}` and returns the `response` value;
     /// an error envelope becomes [`ClientError::Server`]. A write that has
     /// `idempotency_key` among `fields` is retried after a dead connection.

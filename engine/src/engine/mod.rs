@@ -191,6 +191,19 @@ impl Engine {
         Reply { bytes, lsn }
     }
 
+    /// One request line in, the response line out once it may be sent: a
+    /// logged write is durable first, and if the WAL cannot make it durable
+    /// the answer is that error instead. What in-process callers (bindings,
+    /// the C ABI) want; the server batches this itself across pipelined
+    /// lines.
+    pub fn handle_line_acked(&self, line: &[u8], session: &Session) -> Vec<u8> {
+        let reply = self.handle_line(line, session);
+        match reply.lsn.map(|lsn| self.wait_durable(lsn)) {
+            Some(Err(err)) => Engine::error_line(&err),
+            _ => reply.bytes,
+        }
+    }
+
     /// Like [`Engine::handle_line`], appending the response to `out`; returns
     /// the LSN to wait for before sending, if any.
     pub fn handle_line_into(&self, line: &[u8], session: &Session, out: &mut Vec<u8>) -> Option<u64> {

@@ -334,13 +334,11 @@ fn u64_max_round_trips_exactly() {
     let err = client.increment("u", 1, Some(20260304), 1).unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::ValidationError), "{err}");
     assert_eq!(client.sum("u", 1, None).unwrap(), u64::MAX);
-    // Above i64::MAX the client still writes the exact digits; Karma 1.0
-    // refuses such literals with invalid_json (§7.1), a permissive server
-    // may accept them: both are fine here, a mangled number is not.
-    match client.increment("v", 1, Some(20260301), 1 << 63) {
-        Ok(v) => assert_eq!(v, 1 << 63),
-        Err(e) => assert_eq!(e.code(), Some(ErrorCode::InvalidJson), "{e}"),
-    }
+    // Above i64::MAX the protocol cannot carry a request integer (§7.1):
+    // the client refuses it up front instead of sending a line the server
+    // would reject whole as invalid_json.
+    let err = client.increment("v", 1, Some(20260301), 1 << 63).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::ValidationError), "{err}");
 }
 
 fn fields(v: Value) -> Map<String, Value> {
@@ -649,4 +647,15 @@ fn config_from_url_and_environment_reach_the_server() {
     let err = ClientConfig::from_env_with(|n| (n == "KARMA_READ_TIMEOUT").then(|| "fast".to_string())).unwrap_err();
     assert_eq!(err.code(), ErrorCode::ValidationError);
     assert!(err.message().contains("KARMA_READ_TIMEOUT"), "{err}");
+}
+
+/// Request integers above i64::MAX are refused by the client before anything
+/// is sent (the server would answer `invalid_json` for the whole line).
+#[test]
+fn integers_above_i64_max_are_refused_before_sending() {
+    let client = karma_engine::client::Client::new(karma_engine::client::ClientConfig::new("127.0.0.1", 9)).unwrap();
+    let err = client.increment("s", u64::MAX, Some(20260101), 1).unwrap_err();
+    assert_eq!(err.code(), Some(karma_engine::ErrorCode::ValidationError), "{err}");
+    assert!(err.to_string().contains("9223372036854775807"), "{err}");
+    assert_eq!(client.pool_status().connects, 0, "nothing was sent");
 }

@@ -191,11 +191,15 @@ def test_query_timeout_client(start_server):
         assert exc.code == "query_timeout" and exc.kind == "server"
 
 
-def test_client_side_u64_over_i64_goes_to_the_server(server):
+def test_client_refuses_u64_over_i64_before_sending(server):
     # The wire (spec/protocol.md 7.1) accepts request integers up to 2**63-1
-    # only; the engine's typed API takes the full u64 range.
+    # only, so the client refuses larger ones itself; the engine's typed API
+    # takes the full u64 range.
     with karma.Client(server.url) as c:
-        raises(karma.InvalidJsonError, "invalid_json", c.increment, "s", 2**63)
+        with pytest.raises(karma.ValidationError) as info:
+            c.increment("s", 2**63)
+        assert info.value.code == "validation_error" and info.value.kind == "invalid"
+        assert "9223372036854775807" in info.value.message
     e = karma.Engine()
     assert e.increment("s", 2**64 - 1) == 1
     assert e.sum("s", 2**64 - 1) == 1

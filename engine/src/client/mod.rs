@@ -172,8 +172,9 @@ impl Client {
 
     /// Sends one built line, returns its response line.
     fn send(&self, line: Line, retry_safe: bool) -> Result<Vec<u8>> {
+        let payload = line.finish()?;
         let mut checkout = self.pool.checkout()?;
-        let mut lines = checkout.exchange(&line.finish(), 1, retry_safe)?;
+        let mut lines = checkout.exchange(&payload, 1, retry_safe)?;
         Ok(lines.pop().unwrap_or_default())
     }
 

@@ -19,14 +19,20 @@ use crate::protocol::{Item, Op, Range};
 use super::ClientError;
 
 /// One request line under construction: `{"v":2,"op":..,"token":..` then fields.
-pub(crate) struct Line(Vec<u8>);
+pub(crate) struct Line {
+    buf: Vec<u8>,
+    /// The first number above i64::MAX written, if any: the server reads
+    /// request integers as i64 (spec/protocol.md §7.1) and would refuse the
+    /// whole line as `invalid_json`, so the client refuses it first.
+    too_big: Option<u64>,
+}
 
 impl Line {
     pub(crate) fn new(op: &str, token: Option<&str>) -> Line {
         let mut out = Vec::with_capacity(128);
         out.extend_from_slice(b"{\"v\":2,\"op\":");
         write_str(&mut out, op);
-        let mut line = Line(out);
+        let mut line = Line { buf: out, too_big: None };
         if let Some(t) = token {
             line.str("token", t);
         }
@@ -34,20 +40,20 @@ impl Line {
     }
 
     fn name(&mut self, name: &str) {
-        self.0.extend_from_slice(b",\"");
-        self.0.extend_from_slice(name.as_bytes());
-        self.0.extend_from_slice(b"\":");
+        self.buf.extend_from_slice(b",\"");
+        self.buf.extend_from_slice(name.as_bytes());
+        self.buf.extend_from_slice(b"\":");
     }
 
     pub(crate) fn str(&mut self, name: &str, value: &str) -> &mut Line {
         self.name(name);
-        write_str(&mut self.0, value);
+        write_str(&mut self.buf, value);
         self
     }
 
     pub(crate) fn u64(&mut self, name: &str, value: u64) -> &mut Line {
         self.name(name);
-        write_u64(&mut self.0, value);
+        self.num(value);
         self
     }
 
@@ -61,67 +67,80 @@ impl Line {
     pub(crate) fn range(&mut self, range: Option<Range>) -> &mut Line {
         if let Some(r) = range {
             self.name("range");
-            self.0.extend_from_slice(b"{\"from\":");
-            write_u64(&mut self.0, r.from);
-            self.0.extend_from_slice(b",\"to\":");
-            write_u64(&mut self.0, r.to);
-            self.0.push(b'}');
+            self.buf.extend_from_slice(b"{\"from\":");
+            self.num(r.from);
+            self.buf.extend_from_slice(b",\"to\":");
+            self.num(r.to);
+            self.buf.push(b'}');
         }
         self
     }
 
     pub(crate) fn keys(&mut self, keys: &[u64]) -> &mut Line {
         self.name("keys");
-        self.0.push(b'[');
+        self.buf.push(b'[');
         for (i, k) in keys.iter().enumerate() {
             if i > 0 {
-                self.0.push(b',');
+                self.buf.push(b',');
             }
-            write_u64(&mut self.0, *k);
+            self.num(*k);
         }
-        self.0.push(b']');
+        self.buf.push(b']');
         self
     }
 
     pub(crate) fn items(&mut self, items: &[Item]) -> &mut Line {
         self.name("items");
-        self.0.push(b'[');
+        self.buf.push(b'[');
         for (i, [k, b, v]) in items.iter().enumerate() {
             if i > 0 {
-                self.0.push(b',');
+                self.buf.push(b',');
             }
-            self.0.push(b'[');
-            write_u64(&mut self.0, *k);
-            self.0.push(b',');
-            write_u64(&mut self.0, *b);
-            self.0.push(b',');
-            write_u64(&mut self.0, *v);
-            self.0.push(b']');
+            self.buf.push(b'[');
+            self.num(*k);
+            self.buf.push(b',');
+            self.num(*b);
+            self.buf.push(b',');
+            self.num(*v);
+            self.buf.push(b']');
         }
-        self.0.push(b']');
+        self.buf.push(b']');
         self
     }
 
     pub(crate) fn multi_items(&mut self, items: &[(&str, u64)]) -> &mut Line {
         self.name("items");
-        self.0.push(b'[');
+        self.buf.push(b'[');
         for (i, (series, key)) in items.iter().enumerate() {
             if i > 0 {
-                self.0.push(b',');
+                self.buf.push(b',');
             }
-            self.0.extend_from_slice(b"{\"series\":");
-            write_str(&mut self.0, series);
-            self.0.extend_from_slice(b",\"key\":");
-            write_u64(&mut self.0, *key);
-            self.0.push(b'}');
+            self.buf.extend_from_slice(b"{\"series\":");
+            write_str(&mut self.buf, series);
+            self.buf.extend_from_slice(b",\"key\":");
+            self.num(*key);
+            self.buf.push(b'}');
         }
-        self.0.push(b']');
+        self.buf.push(b']');
         self
     }
 
-    pub(crate) fn finish(mut self) -> Vec<u8> {
-        self.0.extend_from_slice(b"}\n");
-        self.0
+    fn num(&mut self, value: u64) {
+        if value > i64::MAX as u64 && self.too_big.is_none() {
+            self.too_big = Some(value);
+        }
+        write_u64(&mut self.buf, value);
+    }
+
+    /// The finished line, or a validation error if a number cannot be sent.
+    pub(crate) fn finish(mut self) -> Result<Vec<u8>, ClientError> {
+        if let Some(n) = self.too_big {
+            return Err(ClientError::Invalid(Error::validation(format!(
+                "{n} exceeds 9223372036854775807, the largest integer protocol v2 accepts in a request"
+            ))));
+        }
+        self.buf.extend_from_slice(b"}\n");
+        Ok(self.buf)
     }
 }
 
@@ -334,11 +353,17 @@ mod tests {
     #[test]
     fn lines_are_exact() {
         let mut l = Line::new("counter.increment", Some("t\"k"));
-        l.str("series", "a\nb").u64("key", u64::MAX).opt_u64("bucket", None).range(Some(Range { from: 1, to: 2 }));
+        l.str("series", "a\nb")
+            .u64("key", i64::MAX as u64)
+            .opt_u64("bucket", None)
+            .range(Some(Range { from: 1, to: 2 }));
         assert_eq!(
-            String::from_utf8(l.finish()).unwrap(),
-            "{\"v\":2,\"op\":\"counter.increment\",\"token\":\"t\\\"k\",\"series\":\"a\\nb\",\"key\":18446744073709551615,\"range\":{\"from\":1,\"to\":2}}\n"
+            String::from_utf8(l.finish().unwrap()).unwrap(),
+            "{\"v\":2,\"op\":\"counter.increment\",\"token\":\"t\\\"k\",\"series\":\"a\\nb\",\"key\":9223372036854775807,\"range\":{\"from\":1,\"to\":2}}\n"
         );
+        let mut l = Line::new("counter.increment", None);
+        l.u64("key", u64::MAX);
+        assert_eq!(l.finish().unwrap_err().code(), Some(ErrorCode::ValidationError));
     }
 
     #[test]

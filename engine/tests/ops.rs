@@ -115,7 +115,14 @@ fn every_op_with_its_minimal_fields_runs_on_a_durable_master() {
 #[test]
 fn section_21_transcript_replays_byte_for_byte() {
     let e = engine();
-    let spec = include_str!("../../../shared/spec/protocol.md");
+    // `$KARMA_SHARED` or the shared/ checkout next to the repository, read
+    // at run time like the conformance corpus (a missing file fails).
+    let shared = match std::env::var_os("KARMA_SHARED") {
+        Some(dir) if !dir.is_empty() => std::path::PathBuf::from(dir),
+        _ => std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")),
+    };
+    let path = shared.join("spec/protocol.md");
+    let spec = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let start = spec.find("## 21. Conformance vectors").expect("section 21");
     let block = &spec[start..];
     let block = &block[block.find("```text").unwrap() + 7..];

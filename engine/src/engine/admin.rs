@@ -290,12 +290,13 @@ impl Engine {
             disk.snapshots.write(series.name(), now as i64, lsn, &bytes)?;
         }
         let (records, streams) = self.idempotency_images();
-        snapshot::write_idempotency(&disk.dir, &records, &streams, now, lsn)?;
-        {
+        let active = {
             let ingest = self.inner.ingest.lock();
-            let active: Vec<_> = ingest.active.values().collect();
-            super::persist::write_active_streams(&disk.dir, &active)?;
-        }
+            let mut active: Vec<_> = ingest.active.values().collect();
+            active.sort_by(|a, b| a.stream_id.cmp(&b.stream_id));
+            super::persist::active_streams_json(&active)
+        };
+        snapshot::write_idempotency_with_active(&disk.dir, &records, &streams, &active, now, lsn)?;
         if let Some(wal) = &disk.wal {
             wal.truncate()?;
             disk.times.reset()?;

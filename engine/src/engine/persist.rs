@@ -1,14 +1,13 @@
-//! Two small files of our own, so Karma 1.0's formats stay byte-compatible
-//! while two of its durability gaps close:
+//! Durable state Karma 1.0 lost, kept without changing its formats:
 //!
-//! * `karma.idempotency.times` — `<lsn> <created_at_unix>` per idempotent
-//!   write. Karma 1.0 never logged the server-assigned record time, so a
-//!   record rebuilt from the WAL got the restart time (B6). The WAL entry
-//!   itself stays exactly as 1.0 writes it.
-//! * `karma.ingest.json` — the active ingest streams at the last
-//!   `snapshot.create_all`, which truncates the WAL that held them (B14).
-//!
-//! Both are rewritten or reset whenever the WAL is truncated.
+//! * `karma.idempotency.times`, a file of our own: `<lsn> <created_at_unix>`
+//!   per idempotent write. Karma 1.0 never logged the server-assigned record
+//!   time, so a record rebuilt from the WAL got the restart time (B6). The
+//!   WAL entry itself stays exactly as 1.0 writes it.
+//! * the active ingest streams: this module encodes the active ingest streams that `snapshot.create_all`
+//! saves inside `karma.idempotency.json` (an `active_streams` member Karma
+//! 1.0 does not write and ignores), since the WAL that held them is then
+//! truncated (B14), and slaves bootstrap from that file.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
@@ -19,12 +18,10 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
-use crate::files::atomic_write;
 use crate::ingest::{Mode, Stream};
 use crate::store::{Counter, KeyMap};
 
 pub const TIMES_FILE: &str = "karma.idempotency.times";
-pub const ACTIVE_STREAMS_FILE: &str = "karma.ingest.json";
 
 /// Append-only record times, keyed by the WAL LSN of the write.
 pub struct TimesLog {
@@ -127,26 +124,17 @@ fn stream_from_json(v: &Value) -> Option<Stream> {
     Some(s)
 }
 
-/// Writes the active streams (atomically) next to the snapshots.
-pub fn write_active_streams(dir: &Path, streams: &[&Stream]) -> Result<()> {
-    let doc = json!({ "active_streams": streams.iter().map(|s| stream_to_json(s)).collect::<Vec<_>>() });
-    let mut bytes =
-        serde_json::to_vec(&doc).map_err(|e| Error::internal(format!("Cannot encode ingest state: {e}")))?;
-    bytes.push(b'\n');
-    atomic_write(dir, ACTIVE_STREAMS_FILE, &bytes)
+/// The active streams as the idempotency snapshot stores them.
+pub fn active_streams_json(streams: &[&Stream]) -> Vec<Value> {
+    streams.iter().map(|s| stream_to_json(s)).collect()
 }
 
-/// The active streams saved by the last `snapshot.create_all`.
+/// The active streams saved with the last idempotency snapshot.
 pub fn read_active_streams(dir: &Path) -> Result<Vec<Stream>> {
-    let path = dir.join(ACTIVE_STREAMS_FILE);
-    let Ok(bytes) = std::fs::read(&path) else { return Ok(Vec::new()) };
-    let doc: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::validation(format!("Invalid ingest state {}: {e}", path.display())))?;
-    let streams = doc.get("active_streams").and_then(Value::as_array).cloned().unwrap_or_default();
-    streams
+    crate::snapshot::read_active_streams(dir)?
         .iter()
         .map(|v| {
-            stream_from_json(v).ok_or_else(|| Error::validation(format!("Invalid ingest stream in {}", path.display())))
+            stream_from_json(v).ok_or_else(|| Error::validation(format!("Invalid ingest stream in {}", dir.display())))
         })
         .collect()
 }

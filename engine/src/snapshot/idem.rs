@@ -103,17 +103,37 @@ pub struct IdempotencyMeta {
 struct FileOut<'a> {
     records: &'a [RecordImage],
     committed_streams: &'a [StreamImage],
+    /// Our extension: the active ingest streams at snapshot time. Written
+    /// only when there are some, so files without any stay byte-identical to
+    /// Karma 1.0's, whose reader ignores members it does not know.
+    #[serde(skip_serializing_if = "no_active")]
+    active_streams: &'a [serde_json::Value],
+}
+
+fn no_active(v: &&[serde_json::Value]) -> bool {
+    v.is_empty()
 }
 
 #[derive(Deserialize)]
 struct FileIn {
     records: Vec<RecordImage>,
     committed_streams: Vec<StreamImage>,
+    #[serde(default)]
+    active_streams: Vec<serde_json::Value>,
 }
 
 /// The exact bytes of `karma.idempotency.json`.
 pub fn encode_idempotency(records: &[RecordImage], streams: &[StreamImage]) -> Vec<u8> {
-    let out = FileOut { records, committed_streams: streams };
+    encode_idempotency_with_active(records, streams, &[])
+}
+
+/// [`encode_idempotency`] plus the active ingest streams (our extension).
+pub fn encode_idempotency_with_active(
+    records: &[RecordImage],
+    streams: &[StreamImage],
+    active: &[serde_json::Value],
+) -> Vec<u8> {
+    let out = FileOut { records, committed_streams: streams, active_streams: active };
     // Strings, integers and already-valid raw JSON cannot fail to serialize.
     let mut bytes = serde_json::to_vec(&out).unwrap_or_default();
     bytes.push(b'\n');
@@ -128,7 +148,21 @@ pub fn write_idempotency(
     timestamp: u64,
     last_lsn: u64,
 ) -> Result<IdempotencyMeta> {
-    let bytes = encode_idempotency(records, streams);
+    write_idempotency_with_active(dir, records, streams, &[], timestamp, last_lsn)
+}
+
+/// [`write_idempotency`] plus the active ingest streams (our extension), so
+/// they survive the WAL truncation that follows and reach bootstrapping
+/// slaves with the rest of the file.
+pub fn write_idempotency_with_active(
+    dir: &Path,
+    records: &[RecordImage],
+    streams: &[StreamImage],
+    active: &[serde_json::Value],
+    timestamp: u64,
+    last_lsn: u64,
+) -> Result<IdempotencyMeta> {
+    let bytes = encode_idempotency_with_active(records, streams, active);
     atomic_write(dir, IDEMPOTENCY_FILE, &bytes)?;
     let meta = IdempotencyMeta {
         file: IDEMPOTENCY_FILE.to_string(),
@@ -159,6 +193,18 @@ pub fn decode_idempotency(bytes: &[u8], context: &str) -> Result<(Vec<RecordImag
     let f: FileIn = serde_json::from_slice(bytes)
         .map_err(|e| Error::validation(format!("Invalid idempotency snapshot {context}: {e}")))?;
     Ok((f.records, f.committed_streams))
+}
+
+/// The active ingest streams saved in the idempotency snapshot (empty when
+/// there is no snapshot or it was written by Karma 1.0).
+pub fn read_active_streams(dir: &Path) -> Result<Vec<serde_json::Value>> {
+    let Some(bytes) = read_idempotency_bytes(dir)? else {
+        return Ok(Vec::new());
+    };
+    let f: FileIn = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::validation(format!("Invalid idempotency snapshot {}: {e}", dir.join(IDEMPOTENCY_FILE).display()))
+    })?;
+    Ok(f.active_streams)
 }
 
 /// Records and committed streams of the idempotency snapshot, `None` if absent.

@@ -9,6 +9,7 @@ pub mod idem;
 pub use dir::{file_name, parse_file_name, SnapshotDir, SnapshotMeta};
 pub use format::{decode_tree, decode_tree_named, encode_tree, CounterImage, SeriesImage, BRANCHES};
 pub use idem::{
-    decode_idempotency, encode_idempotency, idempotency_meta, read_idempotency, read_idempotency_bytes,
-    write_idempotency, IdempotencyMeta, RecordImage, StreamImage, IDEMPOTENCY_FILE, IDEMPOTENCY_META_FILE,
+    decode_idempotency, encode_idempotency, encode_idempotency_with_active, idempotency_meta, read_active_streams,
+    read_idempotency, read_idempotency_bytes, write_idempotency, write_idempotency_with_active, IdempotencyMeta,
+    RecordImage, StreamImage, IDEMPOTENCY_FILE, IDEMPOTENCY_META_FILE,
 };

@@ -4,10 +4,10 @@
 //!   per idempotent write. Karma 1.0 never logged the server-assigned record
 //!   time, so a record rebuilt from the WAL got the restart time (B6). The
 //!   WAL entry itself stays exactly as 1.0 writes it.
-//! * the active ingest streams: this module encodes the active ingest streams that `snapshot.create_all`
-//! saves inside `karma.idempotency.json` (an `active_streams` member Karma
-//! 1.0 does not write and ignores), since the WAL that held them is then
-//! truncated (B14), and slaves bootstrap from that file.
+//! * the active ingest streams, which `snapshot.create_all` saves inside
+//!   `karma.idempotency.json` (an `active_streams` member Karma 1.0 neither
+//!   writes nor reads), because the WAL that held them is then truncated
+//!   (B14) and slaves bootstrap from that file. This module encodes them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};

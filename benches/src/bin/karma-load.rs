@@ -1,0 +1,523 @@
+//! TCP load generator for a running `karma` server (protocol v2, NDJSON).
+//!
+//! Each client is an OS thread with its own connection. It keeps `--pipeline`
+//! requests in flight: writes P request lines with one `write`, then reads the
+//! P response lines, and repeats. Every response must be a success envelope
+//! (others are counted as errors). The latency of a request runs from the
+//! send of its batch to the read of its own response line, recorded in a
+//! log-linear histogram (< 0.8% error).
+//!
+//! Before measuring, the tool creates the series and gives each of the
+//! `--keys` keys one point in today's bucket (`series.batch_add` in requests
+//! of `--batch` items), so `sum`/`batch_sum` read existing counters. Then
+//! `--warmup` seconds run unrecorded, then `--duration` seconds are measured.
+//!
+//! Only loopback addresses are accepted: this is a local benchmark.
+//!
+//! ```sh
+//! target/release/karma --bind=127.0.0.1 --port=7400 --directory=/tmp/k --log=false --max-request-bytes=1048576 &
+//! target/release/karma-load --port 7400 --clients 4 --pipeline 1 --duration 5 --op increment
+//! ```
+//!
+//! Batches of 1,000 items are ~18 KB per line: the server needs a
+//! `--max-request-bytes` above its default of 4096 for `batch_add`/`batch_sum`
+//! (and for the setup step, which always uses batches).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, ValueEnum};
+use karma_benches::{thousands, Histogram};
+use karma_engine::clock::bucket_of_unix;
+
+const SUCCESS_PREFIX: &[u8] = b"{\"protocol_version\":2,\"success\":true,";
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Op {
+    /// `counter.increment` of one key by 1 (today's bucket).
+    Increment,
+    /// `counter.sum` (total) of one key.
+    Sum,
+    /// `series.batch_add` of `--batch` items (distinct keys, today, value 1).
+    #[value(name = "batch_add", alias = "batch-add")]
+    BatchAdd,
+    /// `counter.batch_sum` of `--batch` keys.
+    #[value(name = "batch_sum", alias = "batch-sum")]
+    BatchSum,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Increment => "increment",
+            Op::Sum => "sum",
+            Op::BatchAdd => "batch_add",
+            Op::BatchSum => "batch_sum",
+        }
+    }
+
+    fn is_batch(self) -> bool {
+        matches!(self, Op::BatchAdd | Op::BatchSum)
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "karma-load", about = "Pipelined TCP load generator for a local karma server")]
+struct Args {
+    /// Server address; must resolve to loopback only.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Concurrent connections, one thread each.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Requests in flight per connection.
+    #[arg(long, default_value_t = 1)]
+    pipeline: usize,
+    /// Measured seconds (after the warm-up). Default 5; with --requests it is
+    /// only an upper bound (default 300).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Stop after about this many measured requests in total (split evenly
+    /// over the clients, rounded up to whole pipeline batches).
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Unrecorded seconds before measuring.
+    #[arg(long, default_value_t = 0.5)]
+    warmup: f64,
+    #[arg(long, value_enum, default_value = "increment")]
+    op: Op,
+    /// Distinct keys (0..K) the requests rotate over.
+    #[arg(long, default_value_t = 10_000)]
+    keys: u64,
+    /// Items (batch_add) or keys (batch_sum) per batch request.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    #[arg(long, default_value = "bench")]
+    series: String,
+    /// Sent as the `token` field of every request (note: any token disables
+    /// the server's fast path for increment/sum).
+    #[arg(long)]
+    token: Option<String>,
+    /// Skip creating and populating the series.
+    #[arg(long)]
+    no_setup: bool,
+    /// Free text copied into the JSON line (e.g. "wal=off").
+    #[arg(long, default_value = "")]
+    label: String,
+}
+
+fn today_bucket() -> u64 {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    bucket_of_unix(now)
+}
+
+/// Builds request lines (each ending in `\n`).
+struct Lines {
+    series: String,
+    token: Option<String>,
+}
+
+impl Lines {
+    fn start(&self, op: &str) -> String {
+        let mut s = String::with_capacity(64);
+        s.push_str("{\"v\":2,\"op\":\"");
+        s.push_str(op);
+        s.push_str("\",\"series\":");
+        s.push_str(&serde_json::to_string(&self.series).unwrap_or_default());
+        if let Some(token) = &self.token {
+            s.push_str(",\"token\":");
+            s.push_str(&serde_json::to_string(token).unwrap_or_default());
+        }
+        s
+    }
+
+    fn single(&self, op: Op, key: u64) -> Vec<u8> {
+        let mut s = match op {
+            Op::Increment => self.start("counter.increment"),
+            _ => self.start("counter.sum"),
+        };
+        s.push_str(&format!(",\"key\":{key}"));
+        if op == Op::Increment {
+            s.push_str(",\"value\":1");
+        }
+        s.push_str("}\n");
+        s.into_bytes()
+    }
+
+    fn batch_add(&self, keys: impl Iterator<Item = u64>, bucket: u64) -> Vec<u8> {
+        let mut s = self.start("series.batch_add");
+        s.push_str(",\"items\":[");
+        for (i, k) in keys.enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str(&format!("[{k},{bucket},1]"));
+        }
+        s.push_str("]}\n");
+        s.into_bytes()
+    }
+
+    fn batch_sum(&self, keys: impl Iterator<Item = u64>) -> Vec<u8> {
+        let mut s = self.start("counter.batch_sum");
+        s.push_str(",\"keys\":[");
+        for (i, k) in keys.enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str(&k.to_string());
+        }
+        s.push_str("]}\n");
+        s.into_bytes()
+    }
+}
+
+/// `batch`-sized windows over 0..keys (the last one may be shorter).
+fn windows(keys: u64, batch: usize) -> impl Iterator<Item = std::ops::Range<u64>> {
+    let batch = batch.max(1) as u64;
+    (0..keys.div_ceil(batch)).map(move |i| i * batch..((i + 1) * batch).min(keys))
+}
+
+/// Reads `\n`-terminated lines from a stream with one reusable buffer.
+struct LineReader {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl LineReader {
+    fn new() -> LineReader {
+        LineReader { buf: vec![0; 64 * 1024], start: 0, end: 0 }
+    }
+
+    /// The next line without its `\n`.
+    fn next_line(&mut self, stream: &mut TcpStream) -> std::io::Result<&[u8]> {
+        loop {
+            if let Some(pos) = self.buf[self.start..self.end].iter().position(|&b| b == b'\n') {
+                let line = self.start..self.start + pos;
+                self.start += pos + 1;
+                return Ok(&self.buf[line]);
+            }
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.end == self.buf.len() {
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+            let n = stream.read(&mut self.buf[self.end..])?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            self.end += n;
+        }
+    }
+}
+
+fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(stream)
+}
+
+fn shorten(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(line);
+    text.chars().take(300).collect()
+}
+
+/// Creates the series and one point per key (today's bucket, value 1).
+fn setup(addr: SocketAddr, lines: &Lines, keys: u64, batch: usize) -> Result<(), String> {
+    let mut stream = connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+    let mut reader = LineReader::new();
+    let bucket = today_bucket();
+    for window in windows(keys, batch) {
+        let line = lines.batch_add(window, bucket);
+        stream.write_all(&line).map_err(|e| format!("setup write: {e}"))?;
+        let response = reader.next_line(&mut stream).map_err(|e| format!("setup read: {e}"))?;
+        if !response.starts_with(SUCCESS_PREFIX) {
+            return Err(format!(
+                "setup batch_add ({} bytes) failed: {} (batches need a server --max-request-bytes above that)",
+                line.len() - 1,
+                shorten(response)
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct ClientResult {
+    hist: Histogram,
+    ok: u64,
+    errors: u64,
+    first_error: Option<String>,
+    io_error: Option<String>,
+    /// End of the client's last measured batch.
+    finished: Option<Instant>,
+}
+
+struct Plan {
+    pipeline: usize,
+    measure_start: Instant,
+    measure_end: Instant,
+    /// Measured requests per client (`u64::MAX`: time-bound only).
+    quota: u64,
+    requests: Arc<Vec<Vec<u8>>>,
+    stop: Arc<AtomicBool>,
+}
+
+fn run_client(id: usize, clients: usize, plan: &Plan, stream: &mut TcpStream, barrier: &Barrier) -> ClientResult {
+    let mut result = ClientResult::default();
+    let requests = &plan.requests;
+    let mut next = id * requests.len() / clients.max(1);
+    let mut out: Vec<u8> = Vec::with_capacity(plan.pipeline * requests[0].len());
+    let mut reader = LineReader::new();
+    barrier.wait();
+    loop {
+        if plan.stop.load(Ordering::Relaxed) || result.ok + result.errors >= plan.quota {
+            break;
+        }
+        out.clear();
+        for _ in 0..plan.pipeline {
+            out.extend_from_slice(&requests[next]);
+            next += 1;
+            if next == requests.len() {
+                next = 0;
+            }
+        }
+        let sent = Instant::now();
+        if sent >= plan.measure_end {
+            break;
+        }
+        let measured = sent >= plan.measure_start;
+        if let Err(e) = stream.write_all(&out) {
+            result.io_error = Some(format!("write: {e}"));
+            break;
+        }
+        for _ in 0..plan.pipeline {
+            let line = match reader.next_line(stream) {
+                Ok(line) => line,
+                Err(e) => {
+                    result.io_error = Some(format!("read: {e}"));
+                    return result;
+                }
+            };
+            if !measured {
+                continue;
+            }
+            let latency = sent.elapsed();
+            result.hist.record(latency.as_nanos() as u64);
+            if line.starts_with(SUCCESS_PREFIX) {
+                result.ok += 1;
+            } else {
+                result.errors += 1;
+                if result.first_error.is_none() {
+                    result.first_error = Some(shorten(line));
+                }
+            }
+        }
+        if measured {
+            result.finished = Some(Instant::now());
+        }
+    }
+    result
+}
+
+fn ms(nanos: u64) -> f64 {
+    nanos as f64 / 1e6
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(clean) => {
+            if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(message) => {
+            eprintln!("karma-load: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the benchmark; `Ok(false)` when some request failed.
+fn run(args: &Args) -> Result<bool, String> {
+    if args.clients == 0 || args.pipeline == 0 || args.keys == 0 || args.batch == 0 {
+        return Err("--clients, --pipeline, --keys and --batch must be > 0".into());
+    }
+    let addrs: Vec<SocketAddr> =
+        (args.host.as_str(), args.port).to_socket_addrs().map_err(|e| format!("resolve {}: {e}", args.host))?.collect();
+    let Some(&addr) = addrs.first() else {
+        return Err(format!("{} resolves to no address", args.host));
+    };
+    if !addrs.iter().all(|a| a.ip().is_loopback()) {
+        return Err(format!("{} is not a loopback address: karma-load only targets the local machine", args.host));
+    }
+    let duration = args.duration.unwrap_or(if args.requests.is_some() { 300.0 } else { 5.0 });
+    if !(duration > 0.0 && duration <= 3600.0 && (0.0..=600.0).contains(&args.warmup)) {
+        return Err("--duration must be in (0, 3600] and --warmup in [0, 600]".into());
+    }
+
+    let lines = Lines { series: args.series.clone(), token: args.token.clone() };
+    if !args.no_setup {
+        setup(addr, &lines, args.keys, args.batch)?;
+    }
+    let bucket = today_bucket();
+    let requests: Vec<Vec<u8>> = match args.op {
+        Op::Increment | Op::Sum => (0..args.keys).map(|k| lines.single(args.op, k)).collect(),
+        Op::BatchAdd => windows(args.keys, args.batch).map(|w| lines.batch_add(w, bucket)).collect(),
+        Op::BatchSum => windows(args.keys, args.batch).map(|w| lines.batch_sum(w)).collect(),
+    };
+    let items_per_request: Vec<u64> = match args.op {
+        Op::Increment | Op::Sum => vec![1],
+        _ => windows(args.keys, args.batch).map(|w| w.end - w.start).collect(),
+    };
+    // Items per request, averaged over the rotation (exact when keys is a
+    // multiple of batch).
+    let items_avg = items_per_request.iter().sum::<u64>() as f64 / items_per_request.len() as f64;
+    let longest = requests.iter().map(Vec::len).max().unwrap_or(0) - 1;
+
+    let mut streams = Vec::with_capacity(args.clients);
+    for _ in 0..args.clients {
+        streams.push(connect(addr).map_err(|e| format!("connect {addr}: {e}"))?);
+    }
+    let quota = match args.requests {
+        Some(total) => {
+            let per = total.div_ceil(args.clients as u64);
+            per.div_ceil(args.pipeline as u64) * args.pipeline as u64
+        }
+        None => u64::MAX,
+    };
+    let barrier = Arc::new(Barrier::new(args.clients + 1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let requests = Arc::new(requests);
+    let clients = args.clients;
+    let pipeline = args.pipeline;
+
+    // Every connection is open; the clients start together at the barrier.
+    let measure_start = Instant::now() + Duration::from_millis(20) + Duration::from_secs_f64(args.warmup);
+    let measure_end = measure_start + Duration::from_secs_f64(duration);
+    let handles: Vec<_> = streams
+        .into_iter()
+        .enumerate()
+        .map(|(id, mut stream)| {
+            let plan = Plan {
+                pipeline,
+                measure_start,
+                measure_end,
+                quota,
+                requests: Arc::clone(&requests),
+                stop: Arc::clone(&stop),
+            };
+            let barrier = Arc::clone(&barrier);
+            std::thread::Builder::new()
+                .name(format!("client-{id}"))
+                .spawn(move || run_client(id, clients, &plan, &mut stream, &barrier))
+                .map_err(|e| format!("spawn client thread: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+    barrier.wait();
+    // Hard stop in case a client is slow to notice the end.
+    let watchdog_stop = Arc::clone(&stop);
+    let watchdog = std::thread::spawn(move || {
+        let deadline = measure_end + Duration::from_secs(1);
+        while Instant::now() < deadline && !watchdog_stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        watchdog_stop.store(true, Ordering::Relaxed);
+    });
+
+    let mut hist = Histogram::new();
+    let (mut ok, mut errors) = (0u64, 0u64);
+    let mut first_error: Option<String> = None;
+    let mut io_errors = Vec::new();
+    let mut finished = measure_start;
+    for handle in handles {
+        let r = handle.join().map_err(|_| "a client thread panicked".to_string())?;
+        hist.merge(&r.hist);
+        ok += r.ok;
+        errors += r.errors;
+        if first_error.is_none() {
+            first_error = r.first_error;
+        }
+        if let Some(e) = r.io_error {
+            io_errors.push(e);
+        }
+        if let Some(f) = r.finished {
+            finished = finished.max(f);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = watchdog.join();
+
+    let elapsed = finished.saturating_duration_since(measure_start).as_secs_f64();
+    let done = ok + errors;
+    let ops = if elapsed > 0.0 { done as f64 / elapsed } else { 0.0 };
+    let items = ops * items_avg;
+    let (p50, p95, p99, p999) = (hist.quantile(0.50), hist.quantile(0.95), hist.quantile(0.99), hist.quantile(0.999));
+
+    println!(
+        "karma-load: op={} clients={} pipeline={} keys={}{} target={addr}",
+        args.op.name(),
+        args.clients,
+        args.pipeline,
+        args.keys,
+        if args.op.is_batch() { format!(" batch={} ({longest} bytes/request)", args.batch) } else { String::new() }
+    );
+    println!("measured: {elapsed:.2} s, {} ok, {} errors", thousands(ok), thousands(errors));
+    if args.op.is_batch() {
+        println!("throughput: {} requests/s, {} items/s", thousands(ops as u64), thousands(items as u64));
+    } else {
+        println!("throughput: {} ops/s", thousands(ops as u64));
+    }
+    println!(
+        "latency: p50 {:.3} ms, p95 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms",
+        ms(p50),
+        ms(p95),
+        ms(p99),
+        ms(p999),
+        ms(hist.max())
+    );
+    if let Some(e) = &first_error {
+        println!("first error response: {e}");
+    }
+    for e in &io_errors {
+        println!("connection error: {e}");
+    }
+    let json = serde_json::json!({
+        "tool": "karma-load",
+        "label": args.label,
+        "op": args.op.name(),
+        "clients": args.clients,
+        "pipeline": args.pipeline,
+        "keys": args.keys,
+        "batch": if args.op.is_batch() { Some(args.batch) } else { None },
+        "token": args.token.is_some(),
+        "seconds": (elapsed * 1000.0).round() / 1000.0,
+        "ok": ok,
+        "errors": errors,
+        "connection_errors": io_errors.len(),
+        "ops_per_s": ops.round(),
+        "items_per_s": items.round(),
+        "p50_ms": ms(p50),
+        "p95_ms": ms(p95),
+        "p99_ms": ms(p99),
+        "p999_ms": ms(p999),
+        "max_ms": ms(hist.max()),
+    });
+    println!("{json}");
+    Ok(errors == 0 && io_errors.is_empty() && done > 0)
+}

@@ -61,23 +61,27 @@ pub fn execute(engine: &Engine, line: &[u8], out: &mut Vec<u8>) -> Option<u64> {
     }
 }
 
-/// Ops whose cost grows with the data (full-series scans, batches, snapshot
-/// and replication work, whole-engine stats). Matching the op names in the
-/// raw bytes is enough: a false positive only costs a thread hop.
-const HEAVY_MARKERS: [&[u8]; 8] = [
-    b"\"tree.",
-    b"batch",
-    b"multi_sum",
-    b"\"snapshot.",
-    b"\"replication.",
-    b"\"system.",
-    b"\"idempotency.",
-    b"\"ingest.",
-];
-
-/// Whether `input` holds a request that should not run on the async workers.
+/// Whether `input` holds a request whose cost grows with the data
+/// (full-series scans, batches, snapshot and replication work, whole-engine
+/// stats): those run on the blocking pool so they cannot stall the async
+/// workers. Only each line's `op` value is inspected; a false positive only
+/// costs a thread hop.
 pub fn is_heavy(input: &[u8]) -> bool {
-    HEAVY_MARKERS.iter().any(|m| input.windows(m.len()).any(|w| w == *m))
+    input.split(|&b| b == b'\n').any(|line| op_of(line).is_some_and(op_is_heavy))
+}
+
+/// The value of the first `"op"` member of a request line, unparsed.
+fn op_of(line: &[u8]) -> Option<&[u8]> {
+    const KEY: &[u8] = b"\"op\"";
+    let at = line.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let rest = &line[at..];
+    let rest = &rest[rest.iter().position(|&b| b == b'"')? + 1..];
+    Some(&rest[..rest.iter().position(|&b| b == b'"')?])
+}
+
+fn op_is_heavy(op: &[u8]) -> bool {
+    const PREFIXES: [&[u8]; 6] = [b"tree.", b"snapshot.", b"replication.", b"system.", b"idempotency.", b"ingest."];
+    PREFIXES.iter().any(|p| op.starts_with(p)) || op.windows(5).any(|w| w == b"batch") || op.ends_with(b"multi_sum")
 }
 
 /// Executes every complete line of `input` (and, at `eof`, a final line
@@ -293,6 +297,9 @@ mod tests {
         assert!(is_heavy(br#"{"v":2,"op":"snapshot.create_all"}"#));
         assert!(!is_heavy(br#"{"v":2,"op":"counter.increment","series":"a","key":1}"#));
         assert!(!is_heavy(br#"{"v":2,"op":"counter.sum","series":"a","key":1}"#));
+        assert!(!is_heavy(br#"{"v":2,"op":"counter.sum","series":"tree.batch","key":1}"#));
+        assert!(is_heavy(b"{\"v\":2,\"op\":\"counter.sum\"}\n{\"op\":\"counter.multi_sum\"}\n"));
+        assert!(!is_heavy(b"not json at all\n"));
     }
 
     #[test]

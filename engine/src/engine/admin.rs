@@ -101,6 +101,7 @@ pub(crate) fn image_of(data: &SeriesData) -> SeriesImage {
 
 pub(crate) fn data_of(image: SeriesImage) -> SeriesData {
     let mut data = SeriesData::default();
+    data.counters.reserve(image.counters.len());
     for (key, c) in image.counters {
         data.counters.insert(key, Counter::from_parts(c.total, c.buckets));
     }

@@ -348,8 +348,11 @@ fn predicted(req: &Request<'_>, bucket: Option<u64>) -> Response {
 /// batch total within u64. Returns that total.
 pub(crate) fn check_batch_add(data: &SeriesData, items: &[Item]) -> Result<u64> {
     let mut total = 0u64;
-    let mut per_pair: indexmap::IndexMap<(u64, u64), u64, crate::store::Hasher> = indexmap::IndexMap::default();
-    let mut per_key: indexmap::IndexMap<u64, u64, crate::store::Hasher> = indexmap::IndexMap::default();
+    let hasher = crate::store::Hasher::default;
+    let mut per_pair: indexmap::IndexMap<(u64, u64), u64, crate::store::Hasher> =
+        indexmap::IndexMap::with_capacity_and_hasher(items.len(), hasher());
+    let mut per_key: indexmap::IndexMap<u64, u64, crate::store::Hasher> =
+        indexmap::IndexMap::with_capacity_and_hasher(items.len(), hasher());
     for &[key, bucket, value] in items {
         total = total.checked_add(value).ok_or_else(|| Error::validation("Batch total overflow"))?;
         let pair = per_pair.entry((key, bucket)).or_insert(0);
@@ -382,7 +385,8 @@ pub(crate) fn apply_batch_add(data: &mut SeriesData, items: &[Item]) {
 /// u64 at every distinct (key, bucket) in first-appearance order (Karma 1.0's
 /// rule, computed in u128 so an already-large series cannot crash it).
 pub(crate) fn check_batch_set(data: &SeriesData, items: &[Item]) -> Result<()> {
-    let mut last: indexmap::IndexMap<(u64, u64), u64, crate::store::Hasher> = indexmap::IndexMap::default();
+    let mut last: indexmap::IndexMap<(u64, u64), u64, crate::store::Hasher> =
+        indexmap::IndexMap::with_capacity_and_hasher(items.len(), crate::store::Hasher::default());
     for &[key, bucket, value] in items {
         last.insert((key, bucket), value);
     }

@@ -1,7 +1,6 @@
 //! The `.tree` MessagePack layout (spec/persistence.md §4.2): a byte-exact
 //! writer and a lenient reader.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 
 use rmp::encode::{self, ByteBuf, ValueWriteError};
@@ -276,12 +275,14 @@ impl<'a> Reader<'a> {
     fn branches(&mut self) -> R<Vec<(u64, CounterImage)>> {
         let n = self.array_len("branches")?;
         let mut out: Vec<(u64, CounterImage)> = Vec::new();
-        let mut index: HashMap<u64, usize> = HashMap::new();
+        let mut index: hashbrown::HashMap<u64, usize> = hashbrown::HashMap::new();
         for _ in 0..n {
             if self.nil()? {
                 continue;
             }
             let entries = self.map_len("branch")?;
+            out.reserve(entries.min(1 << 20));
+            index.reserve(entries.min(1 << 20));
             for _ in 0..entries {
                 let key = self.uint("key")?;
                 if self.nil()? {
@@ -320,17 +321,24 @@ impl<'a> Reader<'a> {
     fn table(&mut self) -> R<Vec<(u64, u64)>> {
         let n = self.map_len("table")?;
         let mut out: Vec<(u64, u64)> = Vec::with_capacity(n.min(4096));
-        // Tables are small; a linear probe beats hashing until they are not.
-        let mut index: Option<HashMap<u64, usize>> = (n > 32).then(HashMap::new);
+        // Buckets are almost always written in ascending order, and a bucket
+        // above every earlier one cannot be a duplicate: only the rest needs
+        // a lookup (a map, built on first need, once the table is large).
+        let mut max: Option<u64> = None;
+        let mut index: Option<hashbrown::HashMap<u64, usize>> = None;
         for _ in 0..n {
             let bucket = self.uint("bucket")?;
             if self.nil()? {
                 continue;
             }
             let value = self.uint("value")?;
-            let existing = match &index {
-                Some(map) => map.get(&bucket).copied(),
-                None => out.iter().position(|(b, _)| *b == bucket),
+            let existing = if max.is_none_or(|m| bucket > m) {
+                None
+            } else if out.len() <= 32 {
+                out.iter().position(|(b, _)| *b == bucket)
+            } else {
+                let map = index.get_or_insert_with(|| out.iter().enumerate().map(|(i, (b, _))| (*b, i)).collect());
+                map.get(&bucket).copied()
             };
             match existing {
                 Some(i) => out[i].1 = value,
@@ -339,6 +347,7 @@ impl<'a> Reader<'a> {
                         map.insert(bucket, out.len());
                     }
                     out.push((bucket, value));
+                    max = Some(max.map_or(bucket, |m| m.max(bucket)));
                 }
             }
         }

@@ -838,12 +838,9 @@ fn empty_slave_bootstraps_from_snapshots_and_wal_tail_applying_each_once() {
 
 /// An `add` ingest stream that is still open when the master snapshots: its
 /// later chunks and commit reach a freshly bootstrapped slave through the WAL
-/// tail, so the slave needs the stream's state from the snapshot.
+/// tail, so the slave needs the stream's state from the snapshot (it travels
+/// inside the idempotency snapshot).
 #[test]
-#[ignore = "BUG: bootstrap does not install the master's active ingest streams (karma.ingest.json has no \
-            fetch op); later chunks fail on the slave, are skipped with only a log line, and the slave's data \
-            silently diverges (server/src/replication.rs install_snapshots_inner, \
-            engine/src/engine/replica.rs apply_one)"]
 fn bootstrap_carries_ingest_streams_open_across_the_snapshot() {
     let cluster = Cluster::new();
     let master = cluster.master("master", &[]);
@@ -1180,10 +1177,10 @@ fn reads_during_a_rebootstrap_never_see_missing_series() {
 
 /// A proxy in front of a real master that refuses
 /// `idempotency.snapshot_fetch_chunk` (always fetched after every series
-/// snapshot) while `fail` is set. After the first refusal it holds further
-/// `snapshot.info` requests until `fail` is cleared, so no new attempt runs
-/// while the test looks at the slave's directory.
-fn failing_proxy(master_port: u16, fail: std::sync::Arc<std::sync::atomic::AtomicBool>) -> u16 {
+/// snapshot) while `fail` is set. With `hold`, after the first refusal it
+/// holds further `snapshot.info` requests until `fail` is cleared, so no new
+/// attempt runs while the test looks at the slave's directory.
+fn failing_proxy(master_port: u16, fail: std::sync::Arc<std::sync::atomic::AtomicBool>, hold: bool) -> u16 {
     use std::io::{BufRead, BufReader, Write};
     use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -1198,7 +1195,8 @@ fn failing_proxy(master_port: u16, fail: std::sync::Arc<std::sync::atomic::Atomi
                 let mut out = stream.try_clone().expect("clone");
                 for line in BufReader::new(stream).lines() {
                     let Ok(line) = line else { return };
-                    while line.contains("snapshot.info")
+                    while hold
+                        && line.contains("snapshot.info")
                         && fail.load(Ordering::SeqCst)
                         && refused.load(Ordering::SeqCst)
                     {
@@ -1235,7 +1233,7 @@ fn failed_bootstrap_leaves_no_partial_snapshot_behind() {
     increments(master.port, "one", 100, 1);
 
     let fail = Arc::new(AtomicBool::new(true));
-    let proxy = failing_proxy(master.port, fail.clone());
+    let proxy = failing_proxy(master.port, fail.clone(), true);
     let logs = cluster.tmp.path().to_path_buf();
     let dir = cluster.dir("slave");
     let args = vec![
@@ -1273,4 +1271,67 @@ fn failed_bootstrap_leaves_no_partial_snapshot_behind() {
     assert!(u(&s, "replication_bootstrap_error_count") >= 1, "{s}");
     assert_eq!(u(&s, "replication_bootstrap_success_count"), 1, "{s}");
     assert_same_data(&master, &slave);
+}
+
+/// The workaround the runbook gives for 10000-entry pages: raise the
+/// master's `--max-response-bytes`.
+#[test]
+fn full_pages_replicate_with_a_raised_master_response_limit() {
+    let cluster = Cluster::new();
+    let master = cluster.master("master", &["--max-response-bytes=4194304"]);
+    increments(master.port, "budget-series", 25_000, 10_000);
+    let slave = cluster.slave("slave", &master, &["--replication-batch-size=10000"]);
+    let s = wait_caught_up(&master, &slave);
+    assert_eq!(u(&s, "replication_poll_error_count"), 0, "{s}");
+    assert_same_data(&master, &slave);
+}
+
+/// A re-bootstrap that keeps failing is retried with a pause, not in a tight
+/// loop that downloads every snapshot of the master again and again. (With a
+/// 60 s poll interval and a 2 s look, a paused retry makes a handful of
+/// attempts at most; the bound is on a count, not on a duration.)
+#[test]
+#[ignore = "BUG: after a failed re-bootstrap the poller polls again at once, gets replication_gap again and \
+            re-bootstraps again with no pause: hundreds of full snapshot downloads per second from the master \
+            (server/src/replication.rs run_poller: the replication_gap arm returns true whatever rebootstrap's \
+            outcome)"]
+fn failing_rebootstrap_is_retried_with_a_pause() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let cluster = Cluster::new();
+    let master = cluster.master("master", &[]);
+    increments(master.port, "rb", 300, 0);
+    assert_eq!(master.ok(&op("snapshot.create_all")), "OK");
+    let fail = Arc::new(AtomicBool::new(false));
+    let proxy = failing_proxy(master.port, fail.clone(), false);
+    let args = vec![
+        "--role=slave".to_string(),
+        "--replication-source-host=127.0.0.1".to_string(),
+        format!("--replication-source-port={proxy}"),
+        "--replication-poll-interval-ms=60000".to_string(),
+    ];
+    let mut slave = Node::start(cluster.tmp.path(), &cluster.dir("slave"), &args);
+    wait_caught_up(&master, &slave);
+    slave.stop();
+    increments(master.port, "rb", 300, 1);
+    assert_eq!(master.ok(&op("snapshot.create_all")), "OK");
+
+    fail.store(true, Ordering::SeqCst);
+    slave.restart();
+    let started = Instant::now();
+    while u(&slave.status(), "replication_bootstrap_error_count") == 0 {
+        assert!(started.elapsed() < CONVERGE, "no failed re-bootstrap");
+        sleep(Duration::from_millis(20));
+    }
+    sleep(Duration::from_secs(2));
+    let s = slave.status();
+    assert!(u(&s, "replication_bootstrap_attempt_count") <= 10, "re-bootstrap loop: {s}");
+    // It still serves what it has.
+    assert_eq!(total(&slave, "rb"), increments_total(300, 0));
+}
+
+/// The amount `increments(_, _, n, seed)` adds.
+fn increments_total(n: u64, seed: u64) -> u64 {
+    (0..n).map(|i| 1 + (i + seed) % 5).sum()
 }

@@ -123,9 +123,17 @@ struct Shared {
     idx_cache: Mutex<IdxCache>,
 }
 
-/// The write-ahead log of one data directory. `Send + Sync`; one writer thread.
+/// The write-ahead log of one data directory. `Send + Sync`.
+///
+/// Group commit without a mandatory thread hop: whoever holds the writer
+/// (`core`) drains everything queued and writes it as one group. A caller of
+/// [`Wal::wait_durable`] that finds the writer free commits the queue itself
+/// (its own entry and everyone else's); otherwise it waits for the holder.
+/// The writer thread does the same for entries nobody waits on
+/// synchronously, and runs [`Wal::on_durable`] callbacks.
 pub struct Wal {
     shared: Arc<Shared>,
+    core: Arc<Mutex<Writer>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     thread_id: ThreadId,
 }
@@ -225,13 +233,14 @@ impl Wal {
             files: RwLock::new(set),
             idx_cache: Mutex::new(HashMap::new()),
         });
-        let writer_shared = Arc::clone(&shared);
+        let core = Arc::new(Mutex::new(Writer::new(Arc::clone(&shared))));
+        let (writer_shared, writer_core) = (Arc::clone(&shared), Arc::clone(&core));
         let handle = std::thread::Builder::new()
             .name("karma-wal-writer".into())
-            .spawn(move || Writer::new(writer_shared).run())
+            .spawn(move || writer_loop(&writer_shared, &writer_core))
             .map_err(|e| Error::io("Cannot start the WAL writer thread", e))?;
         let thread_id = handle.thread().id();
-        Ok(Wal { shared, thread: Mutex::new(Some(handle)), thread_id })
+        Ok(Wal { shared, core, thread: Mutex::new(Some(handle)), thread_id })
     }
 
     pub fn config(&self) -> &WalConfig {
@@ -275,6 +284,19 @@ impl Wal {
             }
             if st.closed {
                 return Err(closed_error());
+            }
+            // The writer is free: commit the queue here instead of handing
+            // it to the writer thread and waiting to be woken. `try_lock`
+            // never blocks while the state lock is held, and whoever holds
+            // the writer takes the state lock only after it.
+            if !st.closing && std::thread::current().id() != self.thread_id {
+                if let Some(mut writer) = self.core.try_lock() {
+                    drop(st);
+                    writer.step();
+                    drop(writer);
+                    st = self.shared.state.lock();
+                    continue;
+                }
             }
             self.shared.durable.wait(&mut st);
         }
@@ -570,34 +592,25 @@ impl Writer {
         Writer { shared, file: None, line: Vec::new() }
     }
 
-    fn run(mut self) {
-        while let Some(batch) = self.next_batch() {
-            match batch {
-                Batch::Entries(entries) => self.commit(entries),
-                Batch::Truncate { lsn, reply } => {
-                    let result = self.truncate(lsn);
-                    let _ = reply.send(result);
-                }
+    /// Writes what is queued: one group of entries or one truncation.
+    /// Returns whether there was anything to do.
+    fn step(&mut self) -> bool {
+        match self.next_batch() {
+            Some(Batch::Entries(entries)) => self.commit(entries),
+            Some(Batch::Truncate { lsn, reply }) => {
+                let result = self.truncate(lsn);
+                let _ = reply.send(result);
             }
+            None => return false,
         }
-        let mut st = self.shared.state.lock();
-        st.closed = true;
-        let callbacks = std::mem::take(&mut st.callbacks);
-        drop(st);
-        self.shared.durable.notify_all();
-        for (_, cb) in callbacks {
-            cb(Err(closed_error()));
-        }
+        true
     }
 
     /// Takes the next group (entries up to `batch_size`, stopping before a
-    /// truncation) or a truncation; `None` when closing with nothing queued.
+    /// truncation) or a truncation; `None` when nothing is queued.
     fn next_batch(&mut self) -> Option<Batch> {
         let shared = Arc::clone(&self.shared);
         let mut st = shared.state.lock();
-        while st.queue.is_empty() && !st.closing {
-            shared.work.wait(&mut st);
-        }
         if matches!(st.queue.front(), Some(Item::Truncate { .. })) {
             if let Some(Item::Truncate { lsn, reply }) = st.queue.pop_front() {
                 st.in_flight = true;
@@ -859,6 +872,31 @@ impl Writer {
         }
         tracing::info!(path = %active.display(), lsn, "wal.truncate");
         Ok(())
+    }
+}
+
+/// The writer thread: commits whatever is queued whenever work arrives and
+/// the writer is free, until the WAL is closed and drained.
+fn writer_loop(shared: &Shared, core: &Mutex<Writer>) {
+    loop {
+        {
+            let mut st = shared.state.lock();
+            while st.queue.is_empty() && !st.closing {
+                shared.work.wait(&mut st);
+            }
+            if st.queue.is_empty() {
+                break;
+            }
+        }
+        core.lock().step();
+    }
+    let mut st = shared.state.lock();
+    st.closed = true;
+    let callbacks = std::mem::take(&mut st.callbacks);
+    drop(st);
+    shared.durable.notify_all();
+    for (_, cb) in callbacks {
+        cb(Err(closed_error()));
     }
 }
 

@@ -220,16 +220,33 @@ fn remove_snapshot_files(dir: &Path) {
     }
 }
 
-/// Installs the master's newest snapshots into `dir`. On failure every file
-/// installed so far is removed again, so a retry starts clean.
+/// Installs the master's newest snapshots into `dir`. They are downloaded
+/// into a hidden staging directory first; only a complete set replaces the
+/// snapshot files in `dir`, so a failed attempt leaves `dir` as it was and a
+/// retry starts clean.
 async fn install_snapshots(master: &mut Master, dir: &Path) -> Result<u64, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("Cannot create {}: {e}", dir.display()))?;
-    remove_snapshot_files(dir);
-    let result = install_snapshots_inner(master, dir).await;
-    if result.is_err() {
-        remove_snapshot_files(dir);
-    }
+    let staging = dir.join(".bootstrap");
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(|e| format!("Cannot create {}: {e}", staging.display()))?;
+    let result = install_snapshots_inner(master, &staging).await;
+    let result = match result {
+        Ok(lsn) => move_into_place(&staging, dir).map(|()| lsn),
+        Err(err) => Err(err),
+    };
+    let _ = std::fs::remove_dir_all(&staging);
     result
+}
+
+/// Replaces the snapshot files of `dir` with those in `staging`.
+fn move_into_place(staging: &Path, dir: &Path) -> Result<(), String> {
+    remove_snapshot_files(dir);
+    let entries = std::fs::read_dir(staging).map_err(|e| format!("Cannot list {}: {e}", staging.display()))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        std::fs::rename(entry.path(), dir.join(&name))
+            .map_err(|e| format!("Cannot move {} into {}: {e}", name.to_string_lossy(), dir.display()))?;
+    }
+    files::fsync_dir(dir).map_err(|e| e.message().to_owned())
 }
 
 async fn install_snapshots_inner(master: &mut Master, dir: &Path) -> Result<u64, String> {
@@ -348,8 +365,9 @@ pub async fn run_poller(engine: Engine, dir: PathBuf, source: Source, mut stop: 
             Err(Failure::Rejected { code, message }) if code == "replication_gap" => {
                 tracing::warn!(event = "replication.gap", "{message}; re-bootstrapping from the master's snapshots");
                 poll_failed(&engine, &message);
-                rebootstrap(&engine, &mut master, &dir).await;
-                true
+                // Poll again at once only if the re-bootstrap worked; a
+                // failing one waits the poll interval like any failed poll.
+                rebootstrap(&engine, &mut master, &dir).await
             }
             Err(err) => {
                 let message = err.to_string();
@@ -400,7 +418,8 @@ async fn poll_once(engine: &Engine, master: &mut Master, batch: usize) -> Result
     }
 }
 
-async fn rebootstrap(engine: &Engine, master: &mut Master, dir: &Path) {
+/// Re-installs the master's snapshots and reloads; `true` on success.
+async fn rebootstrap(engine: &Engine, master: &mut Master, dir: &Path) -> bool {
     let stats = engine.replication_stats();
     stats.bootstrap_attempts.fetch_add(1, Ordering::Relaxed);
     stats.last_bootstrap_attempt_unix.store(unix_now(), Ordering::Relaxed);
@@ -421,12 +440,14 @@ async fn rebootstrap(engine: &Engine, master: &mut Master, dir: &Path) {
             stats.last_bootstrap_success_unix.store(unix_now(), Ordering::Relaxed);
             *stats.last_bootstrap_error.lock() = None;
             tracing::info!(event = "replication.snapshot_bootstrap", "lsn={}", engine.replicated_lsn());
+            true
         }
         Err(err) => {
             stats.bootstrap_errors.fetch_add(1, Ordering::Relaxed);
             stats.last_bootstrap_error_unix.store(unix_now(), Ordering::Relaxed);
             *stats.last_bootstrap_error.lock() = Some(err.clone());
             tracing::warn!(event = "replication.bootstrap_failed", "{err}");
+            false
         }
     }
 }

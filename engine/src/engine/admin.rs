@@ -121,12 +121,16 @@ impl Engine {
         self.wal().map_or(0, |w| w.bytes())
     }
 
-    /// The LSN snapshots record: the WAL position on a master, the replayed
-    /// position on a slave.
+    /// The LSN snapshots record: the last LSN applied. A slave logs every
+    /// applied master entry under its LSN, so its WAL position is exact even
+    /// in the middle of a page (its `replayed_lsn` advances per page, and a
+    /// snapshot stamped with it would claim less than it holds). Without a
+    /// WAL a slave only knows its replayed position.
     pub(crate) fn position_lsn(&self) -> u64 {
-        match self.inner.options.role {
-            Role::Slave => get(&self.inner.replication.replayed_lsn),
-            Role::Master => self.wal().map_or(0, |w| w.current_lsn()),
+        match (self.wal(), self.inner.options.role) {
+            (Some(wal), _) => wal.current_lsn(),
+            (None, Role::Slave) => get(&self.inner.replication.replayed_lsn),
+            (None, Role::Master) => 0,
         }
     }
 

@@ -111,18 +111,7 @@ impl Engine {
         let Some(disk) = &self.inner.disk else {
             return Err(Error::validation("This engine has no data directory"));
         };
-        {
-            let _admin = self.inner.admin.lock();
-            let _gate = self.inner.gate.write();
-            self.inner.store.clear();
-            self.inner.idempotency.lock().clear();
-            self.inner.ingest.lock().clear();
-            if let Some(wal) = &disk.wal {
-                wal.truncate()?;
-                disk.times.reset()?;
-            }
-        }
-        self.restore(&disk.dir)?;
+        self.reload_snapshots()?;
         let lsn = disk.snapshots.restore_lsn()?;
         self.set_replayed(lsn)?;
         if let Some(wal) = &disk.wal {

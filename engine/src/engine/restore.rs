@@ -54,31 +54,16 @@ pub(super) fn open(options: crate::Options) -> Result<Engine> {
 impl Engine {
     pub(super) fn restore(&self, dir: &Path) -> Result<()> {
         let Some(disk) = &self.inner.disk else { return Ok(()) };
-        // Newest decodable snapshot per series; an unreadable one is skipped
-        // for the previous generation, loudly.
-        let mut covered: HashMap<String, u64> = HashMap::new();
-        let mut max_lsn = 0u64;
-        for meta in disk.snapshots.list()? {
-            if covered.contains_key(&meta.tree) {
-                continue;
-            }
-            let Some(bytes) = disk.snapshots.read(&meta.file)? else { continue };
-            match snapshot::decode_tree_named(&bytes, &meta.file) {
-                Ok(image) => {
-                    let mut fresh = Some(data_of(image));
-                    self.with_series(&meta.tree, true, |data| {
-                        if let Some(new) = fresh.take() {
-                            data.counters = new.counters;
-                        }
-                        Ok(())
-                    })?;
-                    covered.insert(meta.tree.clone(), meta.last_lsn);
-                    max_lsn = max_lsn.max(meta.last_lsn);
+        let Loaded { series, covered } = load_snapshots(&disk.snapshots)?;
+        let mut max_lsn = covered.values().copied().max().unwrap_or(0);
+        for (name, loaded) in series {
+            let mut fresh = Some(loaded);
+            self.with_series(&name, true, |data| {
+                if let Some(new) = fresh.take() {
+                    data.counters = new.counters;
                 }
-                Err(err) => {
-                    tracing::error!(file = %meta.file, error = %err, "snapshot.corrupt: falling back to an older snapshot");
-                }
-            }
+                Ok(())
+            })?;
         }
         let idem_lsn = snapshot::idempotency_meta(dir)?.map_or(0, |m| m.last_lsn);
         max_lsn = max_lsn.max(idem_lsn);
@@ -114,6 +99,31 @@ impl Engine {
             tracing::info!(entries = stats.entries, replayed, "wal.replay");
             self.inner.replay_times.lock().clear();
             wal.ensure_lsn_at_least(max_lsn);
+        }
+        Ok(())
+    }
+
+    /// Replaces all state with what the snapshot files hold (a slave's
+    /// re-bootstrap): decoded first, then swapped in at once, so readers see
+    /// the old data or the new, never a missing series.
+    pub(super) fn reload_snapshots(&self) -> Result<()> {
+        let Some(disk) = &self.inner.disk else { return Ok(()) };
+        let series = load_snapshots(&disk.snapshots)?.series;
+        let idempotency = snapshot::read_idempotency(&disk.dir)?;
+        let active = super::persist::read_active_streams(&disk.dir)?;
+        let _admin = self.inner.admin.lock();
+        let _gate = self.inner.gate.write();
+        if let Some(wal) = &disk.wal {
+            wal.truncate()?;
+            disk.times.reset()?;
+        }
+        self.inner.store.replace_all(series);
+        let (records, streams) = idempotency.unwrap_or_default();
+        self.load_idempotency(records, streams);
+        let mut ingest = self.inner.ingest.lock();
+        ingest.active.clear();
+        for s in active {
+            ingest.active.insert(s.stream_id.clone(), s);
         }
         Ok(())
     }
@@ -273,4 +283,33 @@ impl Engine {
         out.push(b'}');
         Ok(Response::Json(out))
     }
+}
+
+/// Series restored from snapshot files, with the snapshot LSN of each.
+struct Loaded {
+    series: Vec<(String, crate::store::SeriesData)>,
+    covered: HashMap<String, u64>,
+}
+
+/// The newest decodable snapshot of every series, and each one's LSN. An
+/// unreadable snapshot is skipped for the previous generation, loudly.
+fn load_snapshots(snapshots: &SnapshotDir) -> Result<Loaded> {
+    let mut covered: HashMap<String, u64> = HashMap::new();
+    let mut series = Vec::new();
+    for meta in snapshots.list()? {
+        if covered.contains_key(&meta.tree) {
+            continue;
+        }
+        let Some(bytes) = snapshots.read(&meta.file)? else { continue };
+        match snapshot::decode_tree_named(&bytes, &meta.file) {
+            Ok(image) => {
+                series.push((meta.tree.clone(), data_of(image)));
+                covered.insert(meta.tree.clone(), meta.last_lsn);
+            }
+            Err(err) => {
+                tracing::error!(file = %meta.file, error = %err, "snapshot.corrupt: falling back to an older snapshot");
+            }
+        }
+    }
+    Ok(Loaded { series, covered })
 }

@@ -133,6 +133,25 @@ impl Store {
         self.len() == 0
     }
 
+    /// Replaces every series at once (readers see the old set or the new):
+    /// series that stay are updated in place, the rest are dropped.
+    pub fn replace_all(&self, series: Vec<(String, SeriesData)>) {
+        let mut map = self.map.write();
+        let keep: std::collections::HashSet<&str> = series.iter().map(|(n, _)| n.as_str()).collect();
+        map.retain(|name, s| {
+            let stays = keep.contains(name.as_str());
+            if !stays {
+                s.data.write().dropped = true;
+            }
+            stays
+        });
+        for (name, data) in series {
+            let entry = map.entry(name.clone()).or_insert_with(|| Arc::new(Series::new(&name)));
+            let mut current = entry.data.write();
+            current.counters = data.counters;
+        }
+    }
+
     /// Removes every series.
     pub fn clear(&self) {
         let mut map = self.map.write();

@@ -462,7 +462,10 @@ impl Wal {
                     }
                     let cost = entry_cost(lsn, entry.len());
                     if let Some(max) = max_bytes {
-                        if page.entries_bytes + cost > max {
+                        // The page also carries a comma between entries
+                        // (Karma 1.0 left those out, so a cut page could
+                        // still overflow the response limit).
+                        if page.entries_bytes + page.entries.len() + cost > max {
                             if page.entries.is_empty() {
                                 return Err(Error::new(
                                     ErrorCode::ResponseTooLarge,

@@ -439,3 +439,27 @@ fn other_fixtures() {
     let s = read_all(&fixtures().join("bug-replay-batch-total/data"), |_, _| Ok(())).unwrap();
     assert_eq!((s.entries, s.first_lsn, s.last_lsn), (4, 1, 4));
 }
+
+/// With fsync off nobody wakes the writer thread on append: a waiter commits
+/// its own group, and the writer sweeps up entries nobody waits on.
+#[test]
+fn unwaited_entries_are_written_by_the_sweeper() {
+    let d = tempfile::tempdir().unwrap();
+    let wal = Wal::open(cfg(d.path())).unwrap();
+    let lsn = wal.append(entry(1).as_bytes()).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while wal.durable_lsn() < lsn {
+        assert!(std::time::Instant::now() < deadline, "the sweeper never wrote LSN {lsn}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(replay(d.path()).len(), 1);
+    // A waiter commits its own entry at once.
+    let lsn = wal.append(entry(2).as_bytes()).unwrap();
+    wal.wait_durable(lsn).unwrap();
+    assert_eq!(replay(d.path()).len(), 2);
+    // bytes() and replication reads include entries still queued.
+    wal.append(entry(3).as_bytes()).unwrap();
+    assert_eq!(wal.bytes(), disk_bytes(d.path()));
+    assert_eq!(wal.entries_after(0, 10, None).unwrap().entries.len(), 3);
+    wal.close().unwrap();
+}

@@ -264,6 +264,18 @@ impl Engine {
         }
     }
 
+    /// Makes `lsn` durable right here if that needs no waiting (it already
+    /// is, or the WAL writer was free and this call committed the queued
+    /// group); `None` when another thread is committing, in which case use
+    /// [`Engine::on_durable`]. Lets an async server avoid blocking its
+    /// workers and avoid a thread hop in the common case.
+    pub fn try_durable_now(&self, lsn: u64) -> Option<Result<()>> {
+        match self.wal() {
+            Some(wal) => wal.try_durable_now(lsn),
+            None => Some(Ok(())),
+        }
+    }
+
     /// Calls `done` once every WAL entry up to `lsn` is durable (or the WAL
     /// failed). It may run on the WAL writer thread: keep it short.
     pub fn on_durable(&self, lsn: u64, done: Box<dyn FnOnce(Result<()>) + Send>) {

@@ -463,3 +463,21 @@ fn unwaited_entries_are_written_by_the_sweeper() {
     assert_eq!(wal.entries_after(0, 10, None).unwrap().entries.len(), 3);
     wal.close().unwrap();
 }
+
+/// `try_durable_now` commits on the calling thread when the writer is free.
+#[test]
+fn try_durable_now_commits_inline() {
+    let d = tempfile::tempdir().unwrap();
+    let wal = Wal::open(WalConfig { fsync: true, ..cfg(d.path()) }).unwrap();
+    let lsn = wal.append(entry(1).as_bytes()).unwrap();
+    // The writer thread may have taken it first; either way it is durable
+    // once the call answers Some, and only None asks the caller to wait.
+    match wal.try_durable_now(lsn) {
+        Some(r) => r.unwrap(),
+        None => wal.wait_durable(lsn).unwrap(),
+    }
+    assert!(wal.durable_lsn() >= lsn);
+    assert_eq!(replay(d.path()).len(), 1);
+    assert_eq!(wal.try_durable_now(lsn), Some(Ok(())));
+    wal.close().unwrap();
+}

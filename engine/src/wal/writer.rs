@@ -304,6 +304,30 @@ impl Wal {
         }
     }
 
+    /// Makes `lsn` durable on this thread if that needs no waiting: `Some`
+    /// when it already is, or the writer was free and this call committed
+    /// the queue; `None` when another thread holds the writer (use
+    /// [`Wal::on_durable`] then). For async callers that must not block.
+    pub fn try_durable_now(&self, lsn: u64) -> Option<Result<()>> {
+        loop {
+            let st = self.shared.state.lock();
+            if st.durable >= lsn {
+                return Some(Ok(()));
+            }
+            if let Some(cause) = &st.failure {
+                return Some(Err(unavailable(cause)));
+            }
+            if st.closed || st.closing || lsn > st.assigned {
+                return None;
+            }
+            let mut writer = self.core.try_lock()?;
+            drop(st);
+            if !writer.step() {
+                return None;
+            }
+        }
+    }
+
     /// Calls `done` once `lsn` is durable (or the WAL failed): at once if it
     /// already is, otherwise on the writer thread.
     pub fn on_durable(&self, lsn: u64, done: Box<dyn FnOnce(Result<()>) + Send>) {
@@ -318,6 +342,10 @@ impl Wal {
             Err(Error::internal(format!("WAL LSN {lsn} was never assigned")))
         } else {
             st.callbacks.push((lsn, done));
+            drop(st);
+            // Someone is waiting now: the writer must not leave it to its
+            // next sweep (appends do not wake it when fsync is off).
+            self.shared.work.notify_one();
             return;
         };
         drop(st);

@@ -6,7 +6,6 @@ use std::collections::hash_map::RandomState;
 use std::fs::{self, File, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
 use std::io::{ErrorKind, Write};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -131,18 +130,19 @@ impl DirLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io(format!("Cannot open {}", path.display()), e))?;
-        // SAFETY: `file` owns a valid open descriptor for the duration of the
-        // call; flock only takes the fd and flags and touches no memory.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() == ErrorKind::WouldBlock {
+        // std's file lock is flock(2) on Unix: per open file description, so
+        // a second acquire in the same process fails too.
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
                 return Err(Error::validation(format!(
                     "Data directory {} is locked by another Karma process",
                     dir.display()
                 )));
             }
-            return Err(Error::io(format!("Cannot lock {}", path.display()), err));
+            Err(std::fs::TryLockError::Error(err)) => {
+                return Err(Error::io(format!("Cannot lock {}", path.display()), err));
+            }
         }
         // Best effort: record the owner's pid for operators.
         if file.set_len(0).is_ok() {
@@ -158,11 +158,8 @@ impl DirLock {
 
 impl Drop for DirLock {
     fn drop(&mut self) {
-        // Closing the descriptor releases the lock; unlock explicitly anyway.
-        // SAFETY: the descriptor is still owned by `self.file` here.
-        unsafe {
-            libc::flock(self.file.as_raw_fd(), libc::LOCK_UN);
-        }
+        // Closing the file releases the lock too; unlock explicitly anyway.
+        let _ = self.file.unlock();
     }
 }
 

@@ -152,7 +152,8 @@ fn dict<'py>(py: Python<'py>, entries: &[(&str, Bound<'py, PyAny>)]) -> PyResult
 }
 
 fn int(py: Python<'_>, v: u64) -> Bound<'_, PyAny> {
-    v.into_pyobject(py).expect("an int").into_any()
+    let Ok(int) = v.into_pyobject(py);
+    int.into_any()
 }
 
 fn opt_int(py: Python<'_>, v: Option<u64>) -> Bound<'_, PyAny> {

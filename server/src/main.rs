@@ -33,8 +33,8 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    raise_open_files_limit();
     logging::init(config.log);
+    raise_open_files_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
@@ -179,14 +179,9 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 }
 
 /// Lets a busy server hold many sockets: raise the soft `RLIMIT_NOFILE` to
-/// the hard limit.
+/// the hard limit (best effort).
 fn raise_open_files_limit() {
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max.min(1 << 20).max(lim.rlim_cur);
-            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
+    if let Err(err) = rlimit::increase_nofile_limit(1 << 20) {
+        tracing::warn!(event = "server.rlimit", "cannot raise the open files limit: {err}");
     }
 }

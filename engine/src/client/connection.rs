@@ -147,19 +147,6 @@ fn is_reset(err: &io::Error) -> bool {
 
 /// `true` if nothing is readable yet (the expected state of an idle
 /// connection); `false` on EOF, a pending error or unexpected bytes.
-#[cfg(unix)]
-fn peek_idle(stream: &TcpStream) -> bool {
-    use std::os::fd::AsRawFd;
-    let mut byte = 0u8;
-    // SAFETY: a one-byte buffer we own; MSG_PEEK|MSG_DONTWAIT neither
-    // consumes data nor blocks.
-    let n = unsafe {
-        libc::recv(stream.as_raw_fd(), (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
-    };
-    n < 0 && is_timeout(&io::Error::last_os_error())
-}
-
-#[cfg(not(unix))]
 fn peek_idle(stream: &TcpStream) -> bool {
     if stream.set_nonblocking(true).is_err() {
         return false;

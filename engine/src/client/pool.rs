@@ -175,12 +175,11 @@ impl Checkout {
         count: usize,
         retryable: bool,
     ) -> Result<Vec<Vec<u8>>, ClientError> {
-        let conn = match self.conn.as_mut() {
-            Some(c) => c,
+        let conn = match self.conn.take() {
+            Some(c) => self.conn.insert(c),
             None => {
-                self.conn = Some(self.pool.connect()?);
                 self.reused = false;
-                self.conn.as_mut().expect("just set")
+                self.conn.insert(self.pool.connect()?)
             }
         };
         match conn.exchange(payload, count) {

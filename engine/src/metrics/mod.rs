@@ -7,24 +7,29 @@ use parking_lot::Mutex;
 
 use crate::json::{write_str, write_u64};
 
-/// A running average and last value of a latency, in milliseconds.
+/// A running average and last value of a latency, in milliseconds. Lock
+/// free: every request records one, from every connection at once.
 #[derive(Debug, Default)]
 pub struct Latency {
-    inner: Mutex<(f64, f64, u64)>,
+    last_ns: AtomicU64,
+    total_ns: AtomicU64,
+    count: AtomicU64,
 }
 
 impl Latency {
     pub fn record(&self, ms: f64) {
-        let mut g = self.inner.lock();
-        g.0 = ms;
-        g.1 += ms;
-        g.2 += 1;
+        let ns = (ms * 1_000_000.0) as u64;
+        self.last_ns.store(ns, Ordering::Relaxed);
+        self.total_ns.fetch_add(ns, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
     }
 
     /// (last, average)
     pub fn read(&self) -> (f64, f64) {
-        let g = self.inner.lock();
-        (g.0, if g.2 == 0 { 0.0 } else { g.1 / g.2 as f64 })
+        let last = self.last_ns.load(Ordering::Relaxed) as f64 / 1_000_000.0;
+        let count = self.count.load(Ordering::Relaxed);
+        let total = self.total_ns.load(Ordering::Relaxed) as f64 / 1_000_000.0;
+        (last, if count == 0 { 0.0 } else { total / count as f64 })
     }
 }
 

@@ -128,7 +128,7 @@ impl Engine {
             _ => bucket,
         };
         if !ctx.applies_to(series) {
-            return Ok(Outcome { response: predicted(req, bucket), lsn: None, idempotent: None });
+            return Ok(Outcome { response: predicted(req), lsn: None, idempotent: None });
         }
         let entry = self.entry_for(req, ctx, bucket);
         let entry = entry.as_deref();
@@ -324,8 +324,7 @@ impl Engine {
 
 /// The answer a write gives, without touching data (replay of an entry its
 /// series' snapshot already contains).
-fn predicted(req: &Request<'_>, bucket: Option<u64>) -> Response {
-    let _ = bucket;
+fn predicted(req: &Request<'_>) -> Response {
     match &req.command {
         Command::Write { value, .. } => Response::U64(value.unwrap_or(1)),
         Command::Items { items, .. } if req.op == Op::BatchAdd => {

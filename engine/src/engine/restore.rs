@@ -242,8 +242,6 @@ impl Engine {
         let (mut entries, mut first, mut last) = (0u64, 0u64, 0u64);
         if disk.wal.is_some() {
             let mut expected: Option<u64> = None;
-            let covered: HashMap<&str, u64> = latest.iter().map(|m| (m.tree.as_str(), m.last_lsn)).collect();
-            let _ = &covered;
             wal::read_all(&disk.dir, |lsn, _entry| {
                 if let Some(e) = expected {
                     if lsn != e {

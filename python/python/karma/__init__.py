@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os as _os
 
-from . import _karma
+from . import _errors, _karma
 from ._errors import (
     ERROR_CLASSES,
     ConnectionError,
@@ -48,27 +48,4 @@ __version__: str = _karma.__version__
 if hasattr(_os, "register_at_fork"):
     _os.register_at_fork(after_in_child=_karma._after_fork_in_child)
 
-__all__ = [
-    "Engine",
-    "Client",
-    "Ingest",
-    "KarmaError",
-    "InvalidJsonError",
-    "UnsupportedProtocolError",
-    "UnknownCommandError",
-    "ValidationError",
-    "NotFoundError",
-    "UnauthorizedError",
-    "ForbiddenError",
-    "RequestTooLargeError",
-    "ResponseTooLargeError",
-    "QueryTimeoutError",
-    "IdempotencyConflictError",
-    "ReplicationGapError",
-    "ReplicationError",
-    "InternalError",
-    "ConnectionError",
-    "TimeoutError",
-    "ProtocolError",
-    "ERROR_CLASSES",
-]
+__all__ = ["Engine", "Client", "Ingest", *_errors.__all__]

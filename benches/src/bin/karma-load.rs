@@ -1,8 +1,11 @@
 //! TCP load generator for a running `karma` server (protocol v2, NDJSON).
 //!
-//! Each client is an OS thread with its own connection. It keeps `--pipeline`
-//! requests in flight: writes P request lines with one `write`, then reads the
-//! P response lines, and repeats. Every response must be a success envelope
+//! Each client is one connection. It keeps `--pipeline` requests in flight:
+//! writes P request lines with one `write`, then reads the P response lines,
+//! and repeats. Like `redis-benchmark`, the clients run as tasks on
+//! `--threads` event-loop threads (default 1: one epoll loop, as
+//! redis-benchmark); `--threads 0` gives each client its own blocking OS
+//! thread instead (a heavier client: every response wakes a thread). Every response must be a success envelope
 //! (others are counted as errors). The latency of a request runs from the
 //! send of its batch to the read of its own response line, recorded in a
 //! log-linear histogram (< 0.8% error).
@@ -74,9 +77,13 @@ struct Args {
     host: String,
     #[arg(long, default_value_t = 8080)]
     port: u16,
-    /// Concurrent connections, one thread each.
+    /// Concurrent connections.
     #[arg(long, default_value_t = 4)]
     clients: usize,
+    /// Event-loop threads the connections are spread over (like
+    /// redis-benchmark's `--threads`); 0: one blocking thread per connection.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
     /// Requests in flight per connection.
     #[arg(long, default_value_t = 1)]
     pipeline: usize,
@@ -332,6 +339,149 @@ fn run_client(id: usize, clients: usize, plan: &Plan, stream: &mut TcpStream, ba
     result
 }
 
+/// [`LineReader`] for a non-blocking stream.
+struct AsyncLineReader {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl AsyncLineReader {
+    fn new() -> AsyncLineReader {
+        AsyncLineReader { buf: vec![0; 64 * 1024], start: 0, end: 0 }
+    }
+
+    async fn next_line(&mut self, stream: &mut tokio::net::TcpStream) -> std::io::Result<&[u8]> {
+        use tokio::io::AsyncReadExt;
+        loop {
+            if let Some(pos) = self.buf[self.start..self.end].iter().position(|&b| b == b'\n') {
+                let line = self.start..self.start + pos;
+                self.start += pos + 1;
+                return Ok(&self.buf[line]);
+            }
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.end == self.buf.len() {
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+            let n = stream.read(&mut self.buf[self.end..]).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            self.end += n;
+        }
+    }
+}
+
+/// [`run_client`] as a task of an event loop.
+async fn run_client_async(id: usize, clients: usize, plan: &Plan, stream: &mut tokio::net::TcpStream) -> ClientResult {
+    use tokio::io::AsyncWriteExt;
+    let mut result = ClientResult::default();
+    let requests = &plan.requests;
+    let mut next = id * requests.len() / clients.max(1);
+    let mut out: Vec<u8> = Vec::with_capacity(plan.pipeline * requests[0].len());
+    let mut reader = AsyncLineReader::new();
+    loop {
+        if plan.stop.load(Ordering::Relaxed) || result.ok + result.errors >= plan.quota {
+            break;
+        }
+        out.clear();
+        for _ in 0..plan.pipeline {
+            out.extend_from_slice(&requests[next]);
+            next += 1;
+            if next == requests.len() {
+                next = 0;
+            }
+        }
+        let sent = Instant::now();
+        if sent >= plan.measure_end {
+            break;
+        }
+        let measured = sent >= plan.measure_start;
+        if let Err(e) = stream.write_all(&out).await {
+            result.io_error = Some(format!("write: {e}"));
+            break;
+        }
+        for _ in 0..plan.pipeline {
+            let line = match reader.next_line(stream).await {
+                Ok(line) => line,
+                Err(e) => {
+                    result.io_error = Some(format!("read: {e}"));
+                    return result;
+                }
+            };
+            if !measured {
+                continue;
+            }
+            let latency = sent.elapsed();
+            result.hist.record(latency.as_nanos() as u64);
+            if line.starts_with(SUCCESS_PREFIX) {
+                result.ok += 1;
+            } else {
+                result.errors += 1;
+                if result.first_error.is_none() {
+                    result.first_error = Some(shorten(line));
+                }
+            }
+        }
+        if measured {
+            result.finished = Some(Instant::now());
+        }
+    }
+    result
+}
+
+/// One event-loop thread: runs the clients `(id, stream)` as tasks on a
+/// single-threaded runtime and returns their results. A client that has not
+/// finished `IO_TIMEOUT` after the end of the measurement counts as a
+/// connection error.
+fn run_event_loop(
+    streams: Vec<(usize, TcpStream)>,
+    clients: usize,
+    plan: Arc<Plan>,
+    barrier: &Barrier,
+) -> Result<Vec<ClientResult>, String> {
+    let prepared = (|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("event loop: {e}"))?;
+        let mut registered = Vec::with_capacity(streams.len());
+        let guard = runtime.enter();
+        for (id, stream) in streams {
+            stream.set_nonblocking(true).map_err(|e| format!("set_nonblocking: {e}"))?;
+            registered.push((id, tokio::net::TcpStream::from_std(stream).map_err(|e| format!("register: {e}"))?));
+        }
+        drop(guard);
+        Ok::<_, String>((runtime, registered))
+    })();
+    // Every thread reaches the barrier, ready or not, so none waits forever.
+    barrier.wait();
+    let (runtime, registered) = prepared?;
+    let tasks: Vec<_> = registered
+        .into_iter()
+        .map(|(id, mut stream)| {
+            let plan = Arc::clone(&plan);
+            async move { run_client_async(id, clients, &plan, &mut stream).await }
+        })
+        .collect();
+    let deadline = tokio::time::Instant::from_std(plan.measure_end + IO_TIMEOUT);
+    Ok(runtime.block_on(async move {
+        let handles: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
+        let mut results = Vec::with_capacity(handles.len());
+        for handle in handles {
+            results.push(match tokio::time::timeout_at(deadline, handle).await {
+                Ok(Ok(r)) => r,
+                _ => ClientResult { io_error: Some("timed out".into()), ..ClientResult::default() },
+            });
+        }
+        results
+    }))
+}
+
 fn ms(nanos: u64) -> f64 {
     nanos as f64 / 1e6
 }
@@ -401,35 +551,55 @@ fn run(args: &Args) -> Result<bool, String> {
         }
         None => u64::MAX,
     };
-    let barrier = Arc::new(Barrier::new(args.clients + 1));
     let stop = Arc::new(AtomicBool::new(false));
-    let requests = Arc::new(requests);
     let clients = args.clients;
-    let pipeline = args.pipeline;
-
     // Every connection is open; the clients start together at the barrier.
     let measure_start = Instant::now() + Duration::from_millis(20) + Duration::from_secs_f64(args.warmup);
     let measure_end = measure_start + Duration::from_secs_f64(duration);
-    let handles: Vec<_> = streams
-        .into_iter()
-        .enumerate()
-        .map(|(id, mut stream)| {
-            let plan = Plan {
-                pipeline,
-                measure_start,
-                measure_end,
-                quota,
-                requests: Arc::clone(&requests),
-                stop: Arc::clone(&stop),
-            };
-            let barrier = Arc::clone(&barrier);
-            std::thread::Builder::new()
-                .name(format!("client-{id}"))
-                .spawn(move || run_client(id, clients, &plan, &mut stream, &barrier))
-                .map_err(|e| format!("spawn client thread: {e}"))
-        })
-        .collect::<Result<_, _>>()?;
-    barrier.wait();
+    let plan = Arc::new(Plan {
+        pipeline: args.pipeline,
+        measure_start,
+        measure_end,
+        quota,
+        requests: Arc::new(requests),
+        stop: Arc::clone(&stop),
+    });
+    let handles: Vec<std::thread::JoinHandle<Result<Vec<ClientResult>, String>>> = if args.threads == 0 {
+        let barrier = Arc::new(Barrier::new(args.clients + 1));
+        let handles = streams
+            .into_iter()
+            .enumerate()
+            .map(|(id, mut stream)| {
+                let (plan, barrier) = (Arc::clone(&plan), Arc::clone(&barrier));
+                std::thread::Builder::new()
+                    .name(format!("client-{id}"))
+                    .spawn(move || Ok(vec![run_client(id, clients, &plan, &mut stream, &barrier)]))
+                    .map_err(|e| format!("spawn client thread: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
+        barrier.wait();
+        handles
+    } else {
+        let threads = args.threads.min(args.clients);
+        let barrier = Arc::new(Barrier::new(threads + 1));
+        let mut shares: Vec<Vec<(usize, TcpStream)>> = (0..threads).map(|_| Vec::new()).collect();
+        for (id, stream) in streams.into_iter().enumerate() {
+            shares[id % threads].push((id, stream));
+        }
+        let handles = shares
+            .into_iter()
+            .enumerate()
+            .map(|(t, share)| {
+                let (plan, barrier) = (Arc::clone(&plan), Arc::clone(&barrier));
+                std::thread::Builder::new()
+                    .name(format!("loop-{t}"))
+                    .spawn(move || run_event_loop(share, clients, plan, &barrier))
+                    .map_err(|e| format!("spawn event-loop thread: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
+        barrier.wait();
+        handles
+    };
     // Hard stop in case a client is slow to notice the end.
     let watchdog_stop = Arc::clone(&stop);
     let watchdog = std::thread::spawn(move || {
@@ -445,8 +615,11 @@ fn run(args: &Args) -> Result<bool, String> {
     let mut first_error: Option<String> = None;
     let mut io_errors = Vec::new();
     let mut finished = measure_start;
-    for handle in handles {
-        let r = handle.join().map_err(|_| "a client thread panicked".to_string())?;
+    let results = handles
+        .into_iter()
+        .map(|h| h.join().map_err(|_| "a client thread panicked".to_string())?)
+        .collect::<Result<Vec<_>, _>>()?;
+    for r in results.into_iter().flatten() {
         hist.merge(&r.hist);
         ok += r.ok;
         errors += r.errors;

@@ -4,8 +4,8 @@
 //! writes P request lines with one `write`, then reads the P response lines,
 //! and repeats. Like `redis-benchmark`, the clients run as tasks on
 //! `--threads` event-loop threads (default 1: one epoll loop, as
-//! redis-benchmark); `--threads 0` gives each client its own blocking OS
-//! thread instead (a heavier client: every response wakes a thread). Every response must be a success envelope
+//! redis-benchmark). Until 2026-11-22 each client was a blocking OS thread,
+//! which at 50 clients took much of the CPU from the server it measured. Every response must be a success envelope
 //! (others are counted as errors). The latency of a request runs from the
 //! send of its batch to the read of its own response line, recorded in a
 //! log-linear histogram (< 0.8% error).
@@ -81,7 +81,7 @@ struct Args {
     #[arg(long, default_value_t = 4)]
     clients: usize,
     /// Event-loop threads the connections are spread over (like
-    /// redis-benchmark's `--threads`); 0: one blocking thread per connection.
+    /// redis-benchmark's `--threads`).
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// Requests in flight per connection.
@@ -191,7 +191,8 @@ fn windows(keys: u64, batch: usize) -> impl Iterator<Item = std::ops::Range<u64>
     (0..keys.div_ceil(batch)).map(move |i| i * batch..((i + 1) * batch).min(keys))
 }
 
-/// Reads `\n`-terminated lines from a stream with one reusable buffer.
+/// Splits what a stream sends into `\n`-terminated lines, with one
+/// reusable buffer; the reading itself is the caller's (blocking or async).
 struct LineReader {
     buf: Vec<u8>,
     start: usize,
@@ -203,27 +204,56 @@ impl LineReader {
         LineReader { buf: vec![0; 64 * 1024], start: 0, end: 0 }
     }
 
-    /// The next line without its `\n`.
+    /// The next complete line (without its `\n`) already buffered.
+    fn take_line(&mut self) -> Option<std::ops::Range<usize>> {
+        let pos = self.buf[self.start..self.end].iter().position(|&b| b == b'\n')?;
+        let line = self.start..self.start + pos;
+        self.start += pos + 1;
+        Some(line)
+    }
+
+    /// Free space to read into (after moving the unread bytes to the front).
+    fn spare(&mut self) -> &mut [u8] {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.buf.len() {
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// Records `n` bytes read into [`LineReader::spare`].
+    fn filled(&mut self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        self.end += n;
+        Ok(())
+    }
+
+    /// The next line, reading from a blocking stream as needed.
     fn next_line(&mut self, stream: &mut TcpStream) -> std::io::Result<&[u8]> {
         loop {
-            if let Some(pos) = self.buf[self.start..self.end].iter().position(|&b| b == b'\n') {
-                let line = self.start..self.start + pos;
-                self.start += pos + 1;
+            if let Some(line) = self.take_line() {
                 return Ok(&self.buf[line]);
             }
-            if self.start > 0 {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
+            let n = stream.read(self.spare())?;
+            self.filled(n)?;
+        }
+    }
+
+    /// The next line, reading from a non-blocking stream as needed.
+    async fn next_line_async(&mut self, stream: &mut tokio::net::TcpStream) -> std::io::Result<&[u8]> {
+        use tokio::io::AsyncReadExt;
+        loop {
+            if let Some(line) = self.take_line() {
+                return Ok(&self.buf[line]);
             }
-            if self.end == self.buf.len() {
-                self.buf.resize(self.buf.len() * 2, 0);
-            }
-            let n = stream.read(&mut self.buf[self.end..])?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            self.end += n;
+            let n = stream.read(self.spare()).await?;
+            self.filled(n)?;
         }
     }
 }
@@ -282,108 +312,14 @@ struct Plan {
     stop: Arc<AtomicBool>,
 }
 
-fn run_client(id: usize, clients: usize, plan: &Plan, stream: &mut TcpStream, barrier: &Barrier) -> ClientResult {
-    let mut result = ClientResult::default();
-    let requests = &plan.requests;
-    let mut next = id * requests.len() / clients.max(1);
-    let mut out: Vec<u8> = Vec::with_capacity(plan.pipeline * requests[0].len());
-    let mut reader = LineReader::new();
-    barrier.wait();
-    loop {
-        if plan.stop.load(Ordering::Relaxed) || result.ok + result.errors >= plan.quota {
-            break;
-        }
-        out.clear();
-        for _ in 0..plan.pipeline {
-            out.extend_from_slice(&requests[next]);
-            next += 1;
-            if next == requests.len() {
-                next = 0;
-            }
-        }
-        let sent = Instant::now();
-        if sent >= plan.measure_end {
-            break;
-        }
-        let measured = sent >= plan.measure_start;
-        if let Err(e) = stream.write_all(&out) {
-            result.io_error = Some(format!("write: {e}"));
-            break;
-        }
-        for _ in 0..plan.pipeline {
-            let line = match reader.next_line(stream) {
-                Ok(line) => line,
-                Err(e) => {
-                    result.io_error = Some(format!("read: {e}"));
-                    return result;
-                }
-            };
-            if !measured {
-                continue;
-            }
-            let latency = sent.elapsed();
-            result.hist.record(latency.as_nanos() as u64);
-            if line.starts_with(SUCCESS_PREFIX) {
-                result.ok += 1;
-            } else {
-                result.errors += 1;
-                if result.first_error.is_none() {
-                    result.first_error = Some(shorten(line));
-                }
-            }
-        }
-        if measured {
-            result.finished = Some(Instant::now());
-        }
-    }
-    result
-}
-
-/// [`LineReader`] for a non-blocking stream.
-struct AsyncLineReader {
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-}
-
-impl AsyncLineReader {
-    fn new() -> AsyncLineReader {
-        AsyncLineReader { buf: vec![0; 64 * 1024], start: 0, end: 0 }
-    }
-
-    async fn next_line(&mut self, stream: &mut tokio::net::TcpStream) -> std::io::Result<&[u8]> {
-        use tokio::io::AsyncReadExt;
-        loop {
-            if let Some(pos) = self.buf[self.start..self.end].iter().position(|&b| b == b'\n') {
-                let line = self.start..self.start + pos;
-                self.start += pos + 1;
-                return Ok(&self.buf[line]);
-            }
-            if self.start > 0 {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-            }
-            if self.end == self.buf.len() {
-                self.buf.resize(self.buf.len() * 2, 0);
-            }
-            let n = stream.read(&mut self.buf[self.end..]).await?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            self.end += n;
-        }
-    }
-}
-
-/// [`run_client`] as a task of an event loop.
-async fn run_client_async(id: usize, clients: usize, plan: &Plan, stream: &mut tokio::net::TcpStream) -> ClientResult {
+/// One client: pipelined batches until the plan says stop.
+async fn run_client(id: usize, clients: usize, plan: &Plan, stream: &mut tokio::net::TcpStream) -> ClientResult {
     use tokio::io::AsyncWriteExt;
     let mut result = ClientResult::default();
     let requests = &plan.requests;
     let mut next = id * requests.len() / clients.max(1);
     let mut out: Vec<u8> = Vec::with_capacity(plan.pipeline * requests[0].len());
-    let mut reader = AsyncLineReader::new();
+    let mut reader = LineReader::new();
     loop {
         if plan.stop.load(Ordering::Relaxed) || result.ok + result.errors >= plan.quota {
             break;
@@ -406,7 +342,7 @@ async fn run_client_async(id: usize, clients: usize, plan: &Plan, stream: &mut t
             break;
         }
         for _ in 0..plan.pipeline {
-            let line = match reader.next_line(stream).await {
+            let line = match reader.next_line_async(stream).await {
                 Ok(line) => line,
                 Err(e) => {
                     result.io_error = Some(format!("read: {e}"));
@@ -465,7 +401,7 @@ fn run_event_loop(
         .into_iter()
         .map(|(id, mut stream)| {
             let plan = Arc::clone(&plan);
-            async move { run_client_async(id, clients, &plan, &mut stream).await }
+            async move { run_client(id, clients, &plan, &mut stream).await }
         })
         .collect();
     let deadline = tokio::time::Instant::from_std(plan.measure_end + IO_TIMEOUT);
@@ -505,8 +441,8 @@ fn main() -> ExitCode {
 
 /// Runs the benchmark; `Ok(false)` when some request failed.
 fn run(args: &Args) -> Result<bool, String> {
-    if args.clients == 0 || args.pipeline == 0 || args.keys == 0 || args.batch == 0 {
-        return Err("--clients, --pipeline, --keys and --batch must be > 0".into());
+    if args.clients == 0 || args.threads == 0 || args.pipeline == 0 || args.keys == 0 || args.batch == 0 {
+        return Err("--clients, --threads, --pipeline, --keys and --batch must be > 0".into());
     }
     let addrs: Vec<SocketAddr> =
         (args.host.as_str(), args.port).to_socket_addrs().map_err(|e| format!("resolve {}: {e}", args.host))?.collect();
@@ -564,42 +500,24 @@ fn run(args: &Args) -> Result<bool, String> {
         requests: Arc::new(requests),
         stop: Arc::clone(&stop),
     });
-    let handles: Vec<std::thread::JoinHandle<Result<Vec<ClientResult>, String>>> = if args.threads == 0 {
-        let barrier = Arc::new(Barrier::new(args.clients + 1));
-        let handles = streams
-            .into_iter()
-            .enumerate()
-            .map(|(id, mut stream)| {
-                let (plan, barrier) = (Arc::clone(&plan), Arc::clone(&barrier));
-                std::thread::Builder::new()
-                    .name(format!("client-{id}"))
-                    .spawn(move || Ok(vec![run_client(id, clients, &plan, &mut stream, &barrier)]))
-                    .map_err(|e| format!("spawn client thread: {e}"))
-            })
-            .collect::<Result<_, _>>()?;
-        barrier.wait();
-        handles
-    } else {
-        let threads = args.threads.min(args.clients);
-        let barrier = Arc::new(Barrier::new(threads + 1));
-        let mut shares: Vec<Vec<(usize, TcpStream)>> = (0..threads).map(|_| Vec::new()).collect();
-        for (id, stream) in streams.into_iter().enumerate() {
-            shares[id % threads].push((id, stream));
-        }
-        let handles = shares
-            .into_iter()
-            .enumerate()
-            .map(|(t, share)| {
-                let (plan, barrier) = (Arc::clone(&plan), Arc::clone(&barrier));
-                std::thread::Builder::new()
-                    .name(format!("loop-{t}"))
-                    .spawn(move || run_event_loop(share, clients, plan, &barrier))
-                    .map_err(|e| format!("spawn event-loop thread: {e}"))
-            })
-            .collect::<Result<_, _>>()?;
-        barrier.wait();
-        handles
-    };
+    let threads = args.threads.min(args.clients);
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let mut shares: Vec<Vec<(usize, TcpStream)>> = (0..threads).map(|_| Vec::new()).collect();
+    for (id, stream) in streams.into_iter().enumerate() {
+        shares[id % threads].push((id, stream));
+    }
+    let handles: Vec<std::thread::JoinHandle<Result<Vec<ClientResult>, String>>> = shares
+        .into_iter()
+        .enumerate()
+        .map(|(t, share)| {
+            let (plan, barrier) = (Arc::clone(&plan), Arc::clone(&barrier));
+            std::thread::Builder::new()
+                .name(format!("loop-{t}"))
+                .spawn(move || run_event_loop(share, clients, plan, &barrier))
+                .map_err(|e| format!("spawn event-loop thread: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+    barrier.wait();
     // Hard stop in case a client is slow to notice the end.
     let watchdog_stop = Arc::clone(&stop);
     let watchdog = std::thread::spawn(move || {

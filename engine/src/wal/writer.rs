@@ -345,6 +345,7 @@ impl Wal {
     /// the queue; `None` when another thread holds the writer (use
     /// [`Wal::on_durable`] then). For async callers that must not block.
     pub fn try_durable_now(&self, lsn: u64) -> Option<Result<()>> {
+        let start = Instant::now();
         loop {
             let st = self.shared.state.lock();
             if st.durable >= lsn {
@@ -356,7 +357,17 @@ impl Wal {
             if st.closed || st.closing || lsn > st.assigned {
                 return None;
             }
-            let mut writer = self.core.try_lock()?;
+            let Some(mut writer) = self.core.try_lock() else {
+                drop(st);
+                // Another thread is writing a group: without fsync that is
+                // one write(2), over in microseconds, and cheaper to wait
+                // out here than a callback from the writer thread.
+                if self.shared.cfg.fsync || start.elapsed() >= TRY_SPIN_LIMIT {
+                    return None;
+                }
+                std::hint::spin_loop();
+                continue;
+            };
             drop(st);
             if !writer.step() {
                 return None;
@@ -952,6 +963,10 @@ impl Writer {
 /// How long [`Wal::wait_durable`] yields before it parks: a few fast
 /// fsyncs, so a waiter sleeps only when the disk is slow.
 const SPIN_LIMIT: Duration = Duration::from_micros(200);
+
+/// How long [`Wal::try_durable_now`] (fsync off) waits for another
+/// thread's group write before it gives up.
+const TRY_SPIN_LIMIT: Duration = Duration::from_micros(20);
 
 /// How often the writer thread looks for queued entries nobody waits on.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(2);

@@ -132,9 +132,10 @@ struct Shared {
 /// Group commit without a mandatory thread hop: whoever holds the writer
 /// (`core`) drains everything queued and writes it as one group. A caller of
 /// [`Wal::wait_durable`] that finds the writer free commits the queue itself
-/// (its own entry and everyone else's); otherwise it waits for the holder.
-/// The writer thread does the same for entries nobody waits on
-/// synchronously, and runs [`Wal::on_durable`] callbacks.
+/// (its own entry and everyone else's); otherwise it spins briefly, then
+/// waits for the holder. The writer thread sweeps up entries nobody waits on
+/// synchronously (every few milliseconds) and runs [`Wal::on_durable`]
+/// callbacks.
 pub struct Wal {
     shared: Arc<Shared>,
     core: Arc<Mutex<Writer>>,
@@ -391,7 +392,7 @@ impl Wal {
             st.callbacks.push((lsn, done));
             drop(st);
             // Someone is waiting now: the writer must not leave it to its
-            // next sweep (appends do not wake it when fsync is off).
+            // next sweep (appends never wake it).
             self.shared.work.notify_one();
             return;
         };

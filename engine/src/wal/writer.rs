@@ -1015,3 +1015,53 @@ fn take_entries(queue: &mut VecDeque<Item>, out: &mut Vec<(u64, Vec<u8>)>, max: 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path, fsync: bool) -> Wal {
+        Wal::open(WalConfig { fsync, ..WalConfig::new(dir) }).unwrap()
+    }
+
+    #[test]
+    fn a_waiter_held_up_longer_than_its_spin_is_acknowledged_once_the_writer_is_free() {
+        // Another thread holds the writer (as during a slow fsync) for far
+        // longer than the spin, then lets go without committing anything:
+        // the waiter must not be acknowledged meanwhile, must not give up,
+        // and must be acknowledged afterwards (by the writer thread's sweep
+        // if it parked, or by committing itself).
+        let d = tempfile::tempdir().unwrap();
+        let wal = Arc::new(open(d.path(), true));
+        let holder = wal.core.lock();
+        let waiter = {
+            let wal = Arc::clone(&wal);
+            std::thread::spawn(move || {
+                let lsn = wal.append(br#"{"op":"x"}"#).unwrap();
+                wal.wait_durable(lsn).map(|()| lsn)
+            })
+        };
+        std::thread::sleep(SPIN_LIMIT * 20);
+        assert!(!waiter.is_finished(), "acknowledged while the writer was held");
+        assert_eq!(wal.durable_lsn(), 0);
+        drop(holder);
+        let lsn = waiter.join().unwrap().unwrap();
+        assert!(wal.durable_lsn() >= lsn);
+        wal.close().unwrap();
+    }
+
+    #[test]
+    fn try_durable_now_gives_up_when_the_writer_stays_busy() {
+        // fsync off: it waits out a group write for a moment, then hands the
+        // wait to the caller (None) instead of blocking an async worker.
+        let d = tempfile::tempdir().unwrap();
+        let wal = open(d.path(), false);
+        let lsn = wal.append(br#"{"op":"x"}"#).unwrap();
+        let holder = wal.core.lock();
+        assert_eq!(wal.try_durable_now(lsn), None);
+        drop(holder);
+        wal.wait_durable(lsn).unwrap();
+        assert_eq!(wal.try_durable_now(lsn), Some(Ok(())));
+        wal.close().unwrap();
+    }
+}

@@ -366,7 +366,14 @@ impl Wal {
                 if self.shared.cfg.fsync || start.elapsed() >= TRY_SPIN_LIMIT {
                     return None;
                 }
-                std::hint::spin_loop();
+                // Watch the atomic, not the state lock the writer needs to
+                // finish its group.
+                while self.core.is_locked()
+                    && self.shared.durable_hint.load(Ordering::Acquire) < lsn
+                    && start.elapsed() < TRY_SPIN_LIMIT
+                {
+                    std::hint::spin_loop();
+                }
                 continue;
             };
             drop(st);

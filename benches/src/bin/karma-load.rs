@@ -5,8 +5,8 @@
 //! and repeats. Like `redis-benchmark`, the clients run as tasks on
 //! `--threads` event-loop threads (default 1: one epoll loop, as
 //! redis-benchmark). Until 2026-11-22 each client was a blocking OS thread,
-//! which at 50 clients took much of the CPU from the server it measured. Every response must be a success envelope
-//! (others are counted as errors). The latency of a request runs from the
+//! which at 50 clients took much of the CPU from the server it measured.
+//! Every response must be a success envelope (others are counted as errors). The latency of a request runs from the
 //! send of its batch to the read of its own response line, recorded in a
 //! log-linear histogram (< 0.8% error).
 //!
@@ -302,22 +302,24 @@ struct ClientResult {
     finished: Option<Instant>,
 }
 
+/// What every client shares: the run's shape, its clock and its stop flag.
 struct Plan {
+    clients: usize,
     pipeline: usize,
     measure_start: Instant,
     measure_end: Instant,
     /// Measured requests per client (`u64::MAX`: time-bound only).
     quota: u64,
-    requests: Arc<Vec<Vec<u8>>>,
-    stop: Arc<AtomicBool>,
+    requests: Vec<Vec<u8>>,
+    stop: AtomicBool,
 }
 
 /// One client: pipelined batches until the plan says stop.
-async fn run_client(id: usize, clients: usize, plan: &Plan, stream: &mut tokio::net::TcpStream) -> ClientResult {
+async fn run_client(id: usize, plan: &Plan, stream: &mut tokio::net::TcpStream) -> ClientResult {
     use tokio::io::AsyncWriteExt;
     let mut result = ClientResult::default();
     let requests = &plan.requests;
-    let mut next = id * requests.len() / clients.max(1);
+    let mut next = id * requests.len() / plan.clients.max(1);
     let mut out: Vec<u8> = Vec::with_capacity(plan.pipeline * requests[0].len());
     let mut reader = LineReader::new();
     loop {
@@ -376,7 +378,6 @@ async fn run_client(id: usize, clients: usize, plan: &Plan, stream: &mut tokio::
 /// connection error.
 fn run_event_loop(
     streams: Vec<(usize, TcpStream)>,
-    clients: usize,
     plan: Arc<Plan>,
     barrier: &Barrier,
 ) -> Result<Vec<ClientResult>, String> {
@@ -401,7 +402,7 @@ fn run_event_loop(
         .into_iter()
         .map(|(id, mut stream)| {
             let plan = Arc::clone(&plan);
-            async move { run_client(id, clients, &plan, &mut stream).await }
+            async move { run_client(id, &plan, &mut stream).await }
         })
         .collect();
     let deadline = tokio::time::Instant::from_std(plan.measure_end + IO_TIMEOUT);
@@ -487,18 +488,17 @@ fn run(args: &Args) -> Result<bool, String> {
         }
         None => u64::MAX,
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients = args.clients;
     // Every connection is open; the clients start together at the barrier.
     let measure_start = Instant::now() + Duration::from_millis(20) + Duration::from_secs_f64(args.warmup);
     let measure_end = measure_start + Duration::from_secs_f64(duration);
     let plan = Arc::new(Plan {
+        clients: args.clients,
         pipeline: args.pipeline,
         measure_start,
         measure_end,
         quota,
-        requests: Arc::new(requests),
-        stop: Arc::clone(&stop),
+        requests,
+        stop: AtomicBool::new(false),
     });
     let threads = args.threads.min(args.clients);
     let barrier = Arc::new(Barrier::new(threads + 1));
@@ -513,19 +513,19 @@ fn run(args: &Args) -> Result<bool, String> {
             let (plan, barrier) = (Arc::clone(&plan), Arc::clone(&barrier));
             std::thread::Builder::new()
                 .name(format!("loop-{t}"))
-                .spawn(move || run_event_loop(share, clients, plan, &barrier))
+                .spawn(move || run_event_loop(share, plan, &barrier))
                 .map_err(|e| format!("spawn event-loop thread: {e}"))
         })
         .collect::<Result<_, _>>()?;
     barrier.wait();
     // Hard stop in case a client is slow to notice the end.
-    let watchdog_stop = Arc::clone(&stop);
+    let watchdog_plan = Arc::clone(&plan);
     let watchdog = std::thread::spawn(move || {
         let deadline = measure_end + Duration::from_secs(1);
-        while Instant::now() < deadline && !watchdog_stop.load(Ordering::Relaxed) {
+        while Instant::now() < deadline && !watchdog_plan.stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(20));
         }
-        watchdog_stop.store(true, Ordering::Relaxed);
+        watchdog_plan.stop.store(true, Ordering::Relaxed);
     });
 
     let mut hist = Histogram::new();
@@ -551,7 +551,7 @@ fn run(args: &Args) -> Result<bool, String> {
             finished = finished.max(f);
         }
     }
-    stop.store(true, Ordering::Relaxed);
+    plan.stop.store(true, Ordering::Relaxed);
     let _ = watchdog.join();
 
     let elapsed = finished.saturating_duration_since(measure_start).as_secs_f64();

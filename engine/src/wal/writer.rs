@@ -320,6 +320,9 @@ impl Wal {
     /// acknowledgement, which with many writers on few cores costs more than
     /// the fsync they share. `true` once `lsn` is durable.
     fn spin_until_durable(&self, lsn: u64) -> bool {
+        if self.shared.durable_hint.load(Ordering::Acquire) >= lsn {
+            return true;
+        }
         let start = Instant::now();
         let may_commit = std::thread::current().id() != self.thread_id;
         loop {
@@ -346,7 +349,8 @@ impl Wal {
     /// the queue; `None` when another thread holds the writer (use
     /// [`Wal::on_durable`] then). For async callers that must not block.
     pub fn try_durable_now(&self, lsn: u64) -> Option<Result<()>> {
-        let start = Instant::now();
+        // Read the clock only once there is something to wait for.
+        let mut start: Option<Instant> = None;
         loop {
             let st = self.shared.state.lock();
             if st.durable >= lsn {
@@ -363,6 +367,7 @@ impl Wal {
                 // Another thread is writing a group: without fsync that is
                 // one write(2), over in microseconds, and cheaper to wait
                 // out here than a callback from the writer thread.
+                let start = *start.get_or_insert_with(Instant::now);
                 if self.shared.cfg.fsync || start.elapsed() >= TRY_SPIN_LIMIT {
                     return None;
                 }

@@ -22,11 +22,14 @@ pub enum ErrorCode {
     ReplicationGap,
     ReplicationError,
     InternalError,
+    /// A server resource bound was hit (an extension of Karma 1.0, which
+    /// has no such bounds; docs/limits.md).
+    LimitExceeded,
 }
 
 impl ErrorCode {
-    /// Every code, in the order of spec/protocol.md §5.1.
-    pub const ALL: [ErrorCode; 14] = [
+    /// Every code: the order of spec/protocol.md §5.1, then our extensions.
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::InvalidJson,
         ErrorCode::UnsupportedProtocol,
         ErrorCode::UnknownCommand,
@@ -41,6 +44,7 @@ impl ErrorCode {
         ErrorCode::ReplicationGap,
         ErrorCode::ReplicationError,
         ErrorCode::InternalError,
+        ErrorCode::LimitExceeded,
     ];
 
     /// The wire spelling, e.g. `validation_error`.
@@ -60,6 +64,7 @@ impl ErrorCode {
             ErrorCode::ReplicationGap => "replication_gap",
             ErrorCode::ReplicationError => "replication_error",
             ErrorCode::InternalError => "internal_error",
+            ErrorCode::LimitExceeded => "limit_exceeded",
         }
     }
 

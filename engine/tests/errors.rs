@@ -981,7 +981,8 @@ fn error_codes_have_their_wire_spelling() {
             "idempotency_conflict",
             "replication_gap",
             "replication_error",
-            "internal_error"
+            "internal_error",
+            "limit_exceeded"
         ]
     );
     for c in ErrorCode::ALL {

@@ -32,7 +32,8 @@
 /**
  * What a call did. `KARMA_OK` is 0; codes 1 to 14 mirror the protocol v2
  * `error_code` strings (spec/protocol.md §5.1) in order; the rest are
- * failures of the client transport or of the call itself.
+ * failures of the client transport or of the call itself, then extension
+ * codes (19, `limit_exceeded`).
  */
 typedef enum KarmaStatus {
   /**
@@ -116,6 +117,12 @@ typedef enum KarmaStatus {
    * usable, but the operation may or may not have been applied.
    */
   KARMA_PANIC,
+  /**
+   * `limit_exceeded`: a server resource bound was hit (an extension of
+   * Karma 1.0; numbered after the binding's own statuses so that no
+   * existing number changes).
+   */
+  KARMA_LIMIT_EXCEEDED,
 } KarmaStatus;
 
 /**
@@ -477,7 +484,8 @@ size_t karma_last_error_copy(char *buf, size_t len);
 /**
  * The name of a status: the v2 `error_code` spelling for codes 1-14
  * ("validation_error"), "ok", "connection_error", "timeout",
- * "invalid_argument", "panic"; "unknown" for any other number. A static
+ * "invalid_argument", "panic", "limit_exceeded"; "unknown" for any other
+ * number. A static
  * string: do not free it.
  */
 const char *karma_status_name(int status);

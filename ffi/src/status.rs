@@ -1,5 +1,6 @@
 //! [`KarmaStatus`]: the 14 protocol v2 error codes in their spec order, then
-//! the failures that only a binding or a network client has.
+//! the failures that only a binding or a network client has, then our
+//! extension codes (`limit_exceeded`).
 
 use std::ffi::{c_char, c_int, CStr};
 
@@ -8,7 +9,8 @@ use karma_engine::{Error, ErrorCode};
 
 /// What a call did. `KARMA_OK` is 0; codes 1 to 14 mirror the protocol v2
 /// `error_code` strings (spec/protocol.md §5.1) in order; the rest are
-/// failures of the client transport or of the call itself.
+/// failures of the client transport or of the call itself, then extension
+/// codes (19, `limit_exceeded`).
 #[allow(non_camel_case_types)]
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -56,13 +58,17 @@ pub enum KarmaStatus {
     /// A bug: Rust code panicked. The panic was caught; the handle is still
     /// usable, but the operation may or may not have been applied.
     KARMA_PANIC,
+    /// `limit_exceeded`: a server resource bound was hit (an extension of
+    /// Karma 1.0; numbered after the binding's own statuses so that no
+    /// existing number changes).
+    KARMA_LIMIT_EXCEEDED,
 }
 
 impl KarmaStatus {
     /// Every status, in numeric order.
     // Not exported to the header: C has the enum itself.
     /// cbindgen:ignore
-    pub const ALL: [KarmaStatus; 19] = [
+    pub const ALL: [KarmaStatus; 20] = [
         KarmaStatus::KARMA_OK,
         KarmaStatus::KARMA_INVALID_JSON,
         KarmaStatus::KARMA_UNSUPPORTED_PROTOCOL,
@@ -82,6 +88,7 @@ impl KarmaStatus {
         KarmaStatus::KARMA_TIMEOUT,
         KarmaStatus::KARMA_INVALID_ARGUMENT,
         KarmaStatus::KARMA_PANIC,
+        KarmaStatus::KARMA_LIMIT_EXCEEDED,
     ];
 
     /// The status of a v2 error code. Exhaustive, so a new engine code does
@@ -102,6 +109,7 @@ impl KarmaStatus {
             ErrorCode::ReplicationGap => KarmaStatus::KARMA_REPLICATION_GAP,
             ErrorCode::ReplicationError => KarmaStatus::KARMA_REPLICATION_ERROR,
             ErrorCode::InternalError => KarmaStatus::KARMA_INTERNAL_ERROR,
+            ErrorCode::LimitExceeded => KarmaStatus::KARMA_LIMIT_EXCEEDED,
         }
     }
 
@@ -128,13 +136,15 @@ impl KarmaStatus {
             KarmaStatus::KARMA_TIMEOUT => c"timeout",
             KarmaStatus::KARMA_INVALID_ARGUMENT => c"invalid_argument",
             KarmaStatus::KARMA_PANIC => c"panic",
+            KarmaStatus::KARMA_LIMIT_EXCEEDED => c"limit_exceeded",
         }
     }
 }
 
 /// The name of a status: the v2 `error_code` spelling for codes 1-14
 /// ("validation_error"), "ok", "connection_error", "timeout",
-/// "invalid_argument", "panic"; "unknown" for any other number. A static
+/// "invalid_argument", "panic", "limit_exceeded"; "unknown" for any other
+/// number. A static
 /// string: do not free it.
 #[no_mangle]
 pub extern "C" fn karma_status_name(status: c_int) -> *const c_char {
@@ -185,7 +195,10 @@ mod tests {
     fn codes_keep_their_spec_order() {
         for (i, code) in ErrorCode::ALL.into_iter().enumerate() {
             let status = KarmaStatus::from_code(code);
-            assert_eq!(status as usize, i + 1);
+            // The 14 codes of the spec are 1-14; extensions follow the
+            // binding's own four statuses.
+            let expected = if i < 14 { i + 1 } else { i + 5 };
+            assert_eq!(status as usize, expected);
             assert_eq!(status.name().to_str().unwrap(), code.as_str());
         }
         for (i, status) in KarmaStatus::ALL.into_iter().enumerate() {

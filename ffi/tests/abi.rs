@@ -118,9 +118,13 @@ fn version_and_status_names() {
     assert_eq!(name(KARMA_INTERNAL_ERROR as i32), "internal_error");
     assert_eq!(name(KARMA_CONNECTION_ERROR as i32), "connection_error");
     assert_eq!(name(KARMA_PANIC as i32), "panic");
+    assert_eq!(name(KARMA_LIMIT_EXCEEDED as i32), "limit_exceeded");
     assert_eq!(name(-1), "unknown");
-    assert_eq!(name(19), "unknown");
-    assert_eq!((KARMA_INVALID_JSON as i32, KARMA_INTERNAL_ERROR as i32, KARMA_PANIC as i32), (1, 14, 18));
+    assert_eq!(name(20), "unknown");
+    assert_eq!(
+        (KARMA_INVALID_JSON as i32, KARMA_INTERNAL_ERROR as i32, KARMA_PANIC as i32, KARMA_LIMIT_EXCEEDED as i32),
+        (1, 14, 18, 19)
+    );
 }
 
 #[test]

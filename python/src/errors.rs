@@ -61,6 +61,7 @@ pub fn class_name(code: ErrorCode) -> &'static str {
         ErrorCode::ReplicationGap => "ReplicationGapError",
         ErrorCode::ReplicationError => "ReplicationError",
         ErrorCode::InternalError => "InternalError",
+        ErrorCode::LimitExceeded => "LimitExceededError",
     }
 }
 

@@ -26,6 +26,7 @@ CODES = {
     "replication_gap": karma.ReplicationGapError,
     "replication_error": karma.ReplicationError,
     "internal_error": karma.InternalError,
+    "limit_exceeded": karma.LimitExceededError,
 }
 
 
@@ -58,7 +59,7 @@ def test_replication_and_internal_errors_have_classes():
     # No well-formed client request produces these two (engine/tests/errors.rs
     # says the same): replication_error comes from applying a master's WAL
     # page, internal_error from engine faults. Their mapping is checked here.
-    for code in ("replication_error", "internal_error"):
+    for code in ("replication_error", "internal_error", "limit_exceeded"):
         exc = _karma._error_for_code(code, "why")
         assert type(exc) is CODES[code] and exc.kind == "server"
 

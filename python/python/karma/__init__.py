@@ -26,6 +26,7 @@ from ._errors import (
     InternalError,
     InvalidJsonError,
     KarmaError,
+    LimitExceededError,
     NotFoundError,
     ProtocolError,
     QueryTimeoutError,

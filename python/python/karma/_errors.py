@@ -29,6 +29,7 @@ __all__ = [
     "ReplicationGapError",
     "ReplicationError",
     "InternalError",
+    "LimitExceededError",
     "ConnectionError",
     "TimeoutError",
     "ProtocolError",
@@ -108,6 +109,12 @@ class InternalError(KarmaError):
     code = "internal_error"
 
 
+class LimitExceededError(KarmaError):
+    """A server resource bound was hit (an extension of Karma 1.0)."""
+
+    code = "limit_exceeded"
+
+
 class ConnectionError(KarmaError, builtins.ConnectionError):
     """The client could not connect, or the connection broke before the answer was complete
     (a write may or may not have been applied)."""
@@ -138,6 +145,7 @@ ERROR_CLASSES = {
         ReplicationGapError,
         ReplicationError,
         InternalError,
+        LimitExceededError,
     )
 }
 

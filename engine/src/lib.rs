@@ -25,5 +25,6 @@ pub mod wal;
 
 pub use engine::{Engine, KeysPage, Outcome, Reply, Response, Session, Summary, TreeInfo, REPLICATION_LSN_FILE};
 pub use error::{Error, ErrorCode, Result};
+pub use metrics::Limit;
 pub use options::{Options, Role};
 pub use protocol::{Item, Range};

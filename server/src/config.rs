@@ -76,6 +76,10 @@ enum Key {
     Log,
     MaxConnections,
     MetricsPort,
+    MaxPendingOutputBytes,
+    RequestDeadline,
+    MaxHeavyRequests,
+    ReplicationMaxLineBytes,
 }
 
 struct OptDef {
@@ -299,6 +303,42 @@ const OPTIONS: &[OptDef] = &[
         "port",
         "Serve GET /metrics over HTTP on this port, 0 = off (default 0)",
     ),
+    opt(
+        Key::MaxPendingOutputBytes,
+        "max-pending-output-bytes",
+        None,
+        "KARMA_MAX_PENDING_OUTPUT_BYTES",
+        Kind::Int,
+        "bytes",
+        "Unsent answers per connection before it stops reading (default 1048576)",
+    ),
+    opt(
+        Key::RequestDeadline,
+        "request-deadline",
+        None,
+        "KARMA_REQUEST_DEADLINE_SECONDS",
+        Kind::Int,
+        "seconds",
+        "Time to complete a request line from its first byte, 0 = none (default 10)",
+    ),
+    opt(
+        Key::MaxHeavyRequests,
+        "max-heavy-requests",
+        None,
+        "KARMA_MAX_HEAVY_REQUESTS",
+        Kind::Int,
+        "count",
+        "Scans, batches and snapshot work run at once, 0 = one per CPU (default 0)",
+    ),
+    opt(
+        Key::ReplicationMaxLineBytes,
+        "replication-max-line-bytes",
+        None,
+        "KARMA_REPLICATION_MAX_LINE_BYTES",
+        Kind::Int,
+        "bytes",
+        "Longest reply line a slave reads from its master (default 268435456)",
+    ),
 ];
 
 /// The validated server configuration. Integers keep the signed 32-bit type
@@ -335,6 +375,10 @@ pub struct Config {
     pub log: bool,
     pub max_connections: i32,
     pub metrics_port: i32,
+    pub max_pending_output_bytes: i32,
+    pub request_deadline_seconds: i32,
+    pub max_heavy_requests: i32,
+    pub replication_max_line_bytes: i32,
 }
 
 impl Default for Config {
@@ -370,6 +414,10 @@ impl Default for Config {
             log: true,
             max_connections: 10_000,
             metrics_port: 0,
+            max_pending_output_bytes: 1_048_576,
+            request_deadline_seconds: 10,
+            max_heavy_requests: 0,
+            replication_max_line_bytes: 268_435_456,
         }
     }
 }
@@ -516,6 +564,10 @@ impl Config {
             Key::IdempotencyMaxAgeSeconds => self.idempotency_max_age_seconds = v,
             Key::MaxConnections => self.max_connections = v,
             Key::MetricsPort => self.metrics_port = v,
+            Key::MaxPendingOutputBytes => self.max_pending_output_bytes = v,
+            Key::RequestDeadline => self.request_deadline_seconds = v,
+            Key::MaxHeavyRequests => self.max_heavy_requests = v,
+            Key::ReplicationMaxLineBytes => self.replication_max_line_bytes = v,
             _ => unreachable_key(key),
         }
     }
@@ -579,6 +631,10 @@ impl Config {
         if !(0..=65535).contains(&self.metrics_port) {
             return invalid("metrics_port must be between 0 and 65535");
         }
+        positive(self.max_pending_output_bytes, "max_pending_output_bytes")?;
+        at_least_zero(self.request_deadline_seconds, "request_deadline_seconds")?;
+        at_least_zero(self.max_heavy_requests, "max_heavy_requests")?;
+        positive(self.replication_max_line_bytes, "replication_max_line_bytes")?;
         if let Some(host) = &self.replication_source_host {
             if host.is_empty() {
                 return invalid("replication_source_host must not be empty");
@@ -633,6 +689,23 @@ impl Config {
         seconds(self.write_timeout_seconds)
     }
 
+    pub fn max_pending_output_bytes(&self) -> usize {
+        to_usize(self.max_pending_output_bytes).max(1)
+    }
+
+    /// `--request-deadline`, `None` when off.
+    pub fn request_deadline(&self) -> Option<Duration> {
+        seconds(self.request_deadline_seconds)
+    }
+
+    /// `--max-heavy-requests`; 0 means one per CPU.
+    pub fn max_heavy_requests(&self) -> usize {
+        match to_usize(self.max_heavy_requests) {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
     /// How long shutdown waits for connections to finish (0 = force at once).
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(to_u64(self.shutdown_timeout_seconds))
@@ -653,6 +726,7 @@ impl Config {
             poll_interval: std::time::Duration::from_millis(self.replication_poll_interval_ms.max(1) as u64),
             batch_size: usize::try_from(self.replication_batch_size).unwrap_or(1000).clamp(1, 10_000),
             timeout: std::time::Duration::from_secs(secs),
+            max_line_bytes: to_usize(self.replication_max_line_bytes).max(1),
         })
     }
 
@@ -1018,6 +1092,7 @@ mod tests {
             log: false,
             max_connections: 3,
             metrics_port: 9100,
+            ..Config::default()
         };
         assert_eq!(c, expected);
         let o = c.engine_options();
@@ -1188,6 +1263,22 @@ mod tests {
     }
 
     #[test]
+    fn resource_limits() {
+        let c = config(&[], &[]);
+        assert_eq!(c.max_pending_output_bytes(), 1_048_576);
+        assert_eq!(c.request_deadline(), Some(Duration::from_secs(10)));
+        assert!(c.max_heavy_requests() >= 1);
+        let c = config(
+            &["--max-pending-output-bytes=4096", "--request-deadline=0", "--max-heavy-requests=3"],
+            &[("KARMA_REPLICATION_MAX_LINE_BYTES", "1000"), ("KARMA_REQUEST_DEADLINE_SECONDS", "4")],
+        );
+        assert_eq!(c.max_pending_output_bytes(), 4096);
+        assert_eq!(c.request_deadline(), None);
+        assert_eq!(c.max_heavy_requests(), 3);
+        assert_eq!(c.replication_max_line_bytes, 1000);
+    }
+
+    #[test]
     fn huge_request_limit_does_not_overflow() {
         let c = config(&["--max-request-bytes=2147483647"], &[]);
         assert_eq!(c.max_request_bytes(), 2_147_483_647);
@@ -1217,6 +1308,10 @@ mod tests {
             (&["--idempotency-max-age-seconds=-1"], "idempotency_max_age_seconds must be greater than or equal to 0"),
             (&["--max-connections=0"], "max_connections must be greater than 0"),
             (&["--metrics-port=70000"], "metrics_port must be between 0 and 65535"),
+            (&["--max-pending-output-bytes=0"], "max_pending_output_bytes must be greater than 0"),
+            (&["--request-deadline=-1"], "request_deadline_seconds must be greater than or equal to 0"),
+            (&["--max-heavy-requests=-1"], "max_heavy_requests must be greater than or equal to 0"),
+            (&["--replication-max-line-bytes=0"], "replication_max_line_bytes must be greater than 0"),
             (&["--replication-source-host="], "replication_source_host must not be empty"),
             (&["--replication-source-host=m"], "replication source requires slave role"),
             (

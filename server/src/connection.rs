@@ -5,14 +5,25 @@
 //! buffer; the connection then waits once for the highest WAL LSN among them
 //! to be durable and writes all responses with one `write_all`. A pipelining
 //! client thus gets one group commit and one write per read.
+//!
+//! Resource bounds (docs/limits.md): once a batch's answers pass
+//! `--max-pending-output-bytes` the rest of the buffered lines wait until
+//! those answers are written, and nothing more is read meanwhile, so a client
+//! that pipelines heavy reads and never reads its answers holds at most that
+//! much output; a request line must be complete within `--request-deadline`
+//! of its first byte; heavy batches take one of `--max-heavy-requests`
+//! permits; an idle connection may be reaped to make room (`slots`).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use karma_engine::{Engine, Error, ErrorCode, Session};
+use karma_engine::{Engine, Error, ErrorCode, Limit, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{oneshot, watch, Semaphore};
+
+use crate::slots::Slot;
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 8 * 1024;
@@ -29,6 +40,13 @@ pub struct ConnectionSettings {
     pub max_request_bytes: usize,
     pub read_timeout: Option<Duration>,
     pub write_timeout: Option<Duration>,
+    /// A batch stops executing once its answers reach this many bytes.
+    pub max_pending_output_bytes: usize,
+    /// Time allowed to complete a request line, from its first byte.
+    pub request_deadline: Option<Duration>,
+    /// Permits for heavy batches (`--max-heavy-requests`), shared by all
+    /// connections, so their working memory and threads stay bounded.
+    pub heavy: Arc<Semaphore>,
 }
 
 /// What one pass over the buffered input produced.
@@ -43,6 +61,9 @@ pub struct Batch {
     /// A line longer than the limit was found after the executed ones: send
     /// `request_too_large` and close.
     pub too_large: bool,
+    /// The answers reached the pending output limit before every complete
+    /// line was executed: write them, then go on with the rest.
+    pub output_full: bool,
 }
 
 /// Executes one request line into `out`. This is the single place the
@@ -87,11 +108,16 @@ fn op_is_heavy(op: &[u8]) -> bool {
 /// Executes every complete line of `input` (and, at `eof`, a final line
 /// without `\n`), appending the responses to `out`. Stops at the first line
 /// whose body (including a `\r` before the `\n`) exceeds `max`; also flags a
-/// partial line that is already longer than `max`.
-pub fn run_batch(engine: &Engine, input: &[u8], max: usize, eof: bool, out: &mut Vec<u8>) -> Batch {
+/// partial line that is already longer than `max`. Stops early, flagging
+/// `output_full`, once `out` holds `max_output` bytes or more.
+pub fn run_batch(engine: &Engine, input: &[u8], max: usize, max_output: usize, eof: bool, out: &mut Vec<u8>) -> Batch {
     let mut batch = Batch::default();
     let mut rest = input;
     while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+        if out.len() >= max_output {
+            batch.output_full = true;
+            return batch;
+        }
         if pos > max {
             batch.too_large = true;
             return batch;
@@ -108,6 +134,8 @@ pub fn run_batch(engine: &Engine, input: &[u8], max: usize, eof: bool, out: &mut
     }
     if rest.len() > max {
         batch.too_large = true;
+    } else if eof && !rest.is_empty() && out.len() >= max_output {
+        batch.output_full = true;
     } else if eof && !rest.is_empty() {
         let lsn = execute(engine, rest, out);
         batch.lsn = batch.lsn.max(lsn);
@@ -137,6 +165,12 @@ pub async fn wait_durable(engine: &Engine, lsn: u64) -> Result<(), Error> {
         Ok(result) => result,
         Err(_) => Err(Error::internal("WAL writer stopped before the write was durable")),
     }
+}
+
+/// `limit_exceeded` for a request line not completed within `deadline`.
+pub fn deadline_line(deadline: Duration) -> Vec<u8> {
+    let message = format!("Request line not completed within {} seconds", deadline.as_secs());
+    Engine::error_line(&Error::new(ErrorCode::LimitExceeded, message))
 }
 
 /// `request_too_large` for a limit of `max` bytes.
@@ -179,35 +213,62 @@ async fn lingering_close(mut stream: TcpStream) {
     let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
+/// How the wait for more input ended.
+enum Wait {
+    Read(std::io::Result<usize>),
+    /// `--read-timeout` with nothing arriving: close silently.
+    Idle,
+    /// `--request-deadline` passed with the line still incomplete.
+    Deadline,
+    /// Server shutdown, or this idle connection was reaped for a newcomer.
+    Close,
+}
+
+/// Runs the complete lines of `buf` (on the blocking pool, holding a heavy
+/// permit, when they include heavy work). `None` if that task died.
+async fn execute_buffered(
+    engine: &Engine,
+    settings: &ConnectionSettings,
+    buf: &[u8],
+    eof: bool,
+    out: &mut Vec<u8>,
+) -> Option<Batch> {
+    let (max, max_output) = (settings.max_request_bytes, settings.max_pending_output_bytes);
+    if !is_heavy(buf) {
+        return Some(run_batch(engine, buf, max, max_output, eof, out));
+    }
+    // Scans, big batches and snapshot work may take a while: run them on the
+    // blocking pool so other connections keep going, a bounded number at once.
+    let permit = settings.heavy.clone().acquire_owned().await.ok()?;
+    let (e, input, mut o) = (engine.clone(), buf.to_vec(), std::mem::take(out));
+    let (batch, o) =
+        tokio::task::spawn_blocking(move || (run_batch(&e, &input, max, max_output, eof, &mut o), o)).await.ok()?;
+    drop(permit);
+    *out = o;
+    Some(batch)
+}
+
 /// Serves one connection until EOF, an error, a timeout, an oversized request
 /// or server shutdown. Never panics; errors end only this connection.
 pub async fn serve(
     mut stream: TcpStream,
     engine: Engine,
     settings: ConnectionSettings,
+    slot: Slot,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let max = settings.max_request_bytes;
     let mut buf: Vec<u8> = Vec::new();
     let mut out: Vec<u8> = Vec::new();
     let mut eof = false;
+    // When the first byte of the oldest incomplete line in `buf` arrived
+    // (at the latest), for `--request-deadline`.
+    let mut line_started: Option<Instant> = None;
+    let mut last_read = Instant::now();
     loop {
         if !buf.is_empty() || eof {
             out.clear();
-            let batch = if is_heavy(&buf) {
-                // Scans, big batches and snapshot work may take a while: run
-                // them on the blocking pool so other connections keep going.
-                let (e, input, mut o) = (engine.clone(), buf.clone(), std::mem::take(&mut out));
-                match tokio::task::spawn_blocking(move || (run_batch(&e, &input, max, eof, &mut o), o)).await {
-                    Ok((batch, o)) => {
-                        out = o;
-                        batch
-                    }
-                    Err(_) => return,
-                }
-            } else {
-                run_batch(&engine, &buf, max, eof, &mut out)
-            };
+            let Some(batch) = execute_buffered(&engine, &settings, &buf, eof, &mut out).await else { return };
             if let Some(lsn) = batch.lsn {
                 if let Err(err) = wait_durable(&engine, lsn).await {
                     // Nothing of this batch may be acknowledged: a read after
@@ -222,6 +283,9 @@ pub async fn serve(
             if batch.too_large {
                 out.extend_from_slice(&too_large_line(max));
             }
+            if batch.output_full {
+                engine.count_limit(Limit::PendingOutput);
+            }
             if !out.is_empty() && write_all_timeout(&mut stream, &out, settings.write_timeout).await.is_err() {
                 return;
             }
@@ -229,7 +293,7 @@ pub async fn serve(
                 lingering_close(stream).await;
                 return;
             }
-            if eof {
+            if eof && !batch.output_full {
                 let _ = stream.shutdown().await;
                 return;
             }
@@ -240,38 +304,78 @@ pub async fn serve(
             if out.capacity() > KEEP_CAPACITY {
                 out = Vec::new();
             }
+            if buf.is_empty() {
+                line_started = None;
+            } else if batch.consumed > 0 {
+                // What is left began after the last executed line, which was
+                // complete by the last read.
+                line_started = Some(last_read);
+            }
+            if batch.output_full {
+                // The answers are out: go on with the buffered lines before
+                // reading anything more.
+                continue;
+            }
         }
         if *shutdown.borrow() {
+            return;
+        }
+        if buf.is_empty() && !slot.set_idle() {
             return;
         }
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
-        let read = stream.read_buf(&mut buf);
-        let result = tokio::select! {
-            r = async {
-                match settings.read_timeout {
-                    Some(t) => tokio::time::timeout(t, read).await.ok(),
-                    None => Some(read.await),
-                }
-            } => r,
-            _ = shutdown.changed() => return,
+        let deadline = line_started.zip(settings.request_deadline).map(|(at, d)| at + d);
+        let wait = {
+            let read = stream.read_buf(&mut buf);
+            tokio::select! {
+                r = async {
+                    match settings.read_timeout {
+                        Some(t) => tokio::time::timeout(t, read).await.map_or(Wait::Idle, Wait::Read),
+                        None => Wait::Read(read.await),
+                    }
+                } => r,
+                _ = async {
+                    match deadline {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => std::future::pending().await,
+                    }
+                } => Wait::Deadline,
+                _ = shutdown.changed() => Wait::Close,
+                _ = slot.reaped() => Wait::Close,
+            }
         };
-        match result {
-            // Read timeout: close silently.
-            None => return,
-            Some(Err(_)) => return,
-            Some(Ok(0)) => eof = true,
-            Some(Ok(_)) => {}
+        match wait {
+            Wait::Idle | Wait::Close | Wait::Read(Err(_)) => return,
+            Wait::Deadline => {
+                engine.count_limit(Limit::RequestDeadline);
+                let line = deadline_line(settings.request_deadline.unwrap_or_default());
+                if write_all_timeout(&mut stream, &line, settings.write_timeout).await.is_ok() {
+                    lingering_close(stream).await;
+                }
+                return;
+            }
+            Wait::Read(Ok(0)) => eof = true,
+            Wait::Read(Ok(n)) => {
+                last_read = Instant::now();
+                if buf.len() == n {
+                    line_started = Some(last_read);
+                }
+            }
+        }
+        if !slot.set_busy() {
+            return;
         }
     }
 }
 
-/// Answers a connection over the `--max-connections` limit with one error
-/// line and closes it.
+/// Answers a connection over the `--max-connections` limit (every slot busy,
+/// none idle) with one error line and closes it.
 pub async fn reject(stream: TcpStream, limit: usize) {
     let mut stream = stream;
-    let line = Engine::error_line(&Error::internal(format!("Too many connections (limit {limit})")));
+    let message = format!("Too many connections (limit {limit})");
+    let line = Engine::error_line(&Error::new(ErrorCode::LimitExceeded, message));
     if write_all_timeout(&mut stream, &line, Some(Duration::from_secs(1))).await.is_ok() {
         lingering_close(stream).await;
     }
@@ -289,11 +393,30 @@ mod tests {
     fn executes_complete_lines_only() {
         let engine = Engine::in_memory();
         let mut out = Vec::new();
-        let b = run_batch(&engine, b"{\"v\":2}\r\n\n{\"v\"", 4096, false, &mut out);
+        let b = run_batch(&engine, b"{\"v\":2}\r\n\n{\"v\"", 4096, usize::MAX, false, &mut out);
         assert_eq!(b.requests, 2);
         assert_eq!(b.consumed, 10);
         assert!(!b.too_large);
         assert_eq!(lines(&out), 2);
+    }
+
+    #[test]
+    fn stops_once_the_output_limit_is_reached() {
+        let engine = Engine::in_memory();
+        let input = b"a\nb\nc\nd";
+        let mut out = Vec::new();
+        // Every answer is longer than 10 bytes: one line per batch.
+        let b = run_batch(&engine, input, 4096, 10, true, &mut out);
+        assert_eq!((b.requests, b.consumed, b.output_full), (1, 2, true));
+        let first = out.len();
+        let b = run_batch(&engine, input, 4096, first * 3, true, &mut out);
+        assert_eq!((b.requests, b.consumed, b.output_full), (2, 4, true));
+        // The final unterminated line at EOF waits too.
+        out.clear();
+        let b = run_batch(&engine, input, 4096, first * 3, true, &mut out);
+        assert_eq!((b.requests, b.consumed, b.output_full), (3, 6, true));
+        let b = run_batch(&engine, &input[6..], 4096, usize::MAX, true, &mut Vec::new());
+        assert_eq!((b.requests, b.consumed, b.output_full), (1, 1, false));
     }
 
     #[test]
@@ -312,11 +435,11 @@ mod tests {
     fn final_line_at_eof() {
         let engine = Engine::in_memory();
         let mut out = Vec::new();
-        let b = run_batch(&engine, b"a\nbc", 4096, true, &mut out);
+        let b = run_batch(&engine, b"a\nbc", 4096, usize::MAX, true, &mut out);
         assert_eq!(b.requests, 2);
         assert_eq!(b.consumed, 4);
         let mut out = Vec::new();
-        let b = run_batch(&engine, b"", 4096, true, &mut out);
+        let b = run_batch(&engine, b"", 4096, usize::MAX, true, &mut out);
         assert_eq!(b, Batch::default());
     }
 
@@ -325,22 +448,22 @@ mod tests {
         let engine = Engine::in_memory();
         let mut out = Vec::new();
         // Exactly max bytes: accepted.
-        let b = run_batch(&engine, b"abcd\n", 4, false, &mut out);
+        let b = run_batch(&engine, b"abcd\n", 4, usize::MAX, false, &mut out);
         assert_eq!((b.requests, b.too_large), (1, false));
         // max bytes + \r: rejected.
-        let b = run_batch(&engine, b"abcd\r\n", 4, false, &mut out);
+        let b = run_batch(&engine, b"abcd\r\n", 4, usize::MAX, false, &mut out);
         assert_eq!((b.requests, b.too_large), (0, true));
         // Lines before the oversized one are answered first.
-        let b = run_batch(&engine, b"ab\nabcde\nab\n", 4, false, &mut out);
+        let b = run_batch(&engine, b"ab\nabcde\nab\n", 4, usize::MAX, false, &mut out);
         assert_eq!((b.requests, b.consumed, b.too_large), (1, 3, true));
         // A partial line already over the limit.
-        let b = run_batch(&engine, b"ab\nabcde", 4, false, &mut out);
+        let b = run_batch(&engine, b"ab\nabcde", 4, usize::MAX, false, &mut out);
         assert_eq!((b.requests, b.too_large), (1, true));
         // A partial line at the limit waits for more input.
-        let b = run_batch(&engine, b"abcd", 4, false, &mut out);
+        let b = run_batch(&engine, b"abcd", 4, usize::MAX, false, &mut out);
         assert_eq!((b.requests, b.too_large), (0, false));
         // Huge limits do not overflow.
-        let b = run_batch(&engine, b"abcd\n", usize::MAX, false, &mut out);
+        let b = run_batch(&engine, b"abcd\n", usize::MAX, usize::MAX, false, &mut out);
         assert_eq!(b.requests, 1);
     }
 

@@ -9,6 +9,7 @@ pub mod connection;
 pub mod logging;
 pub mod metrics_http;
 pub mod replication;
+pub mod slots;
 
 use std::future::Future;
 use std::io;
@@ -17,12 +18,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use karma_engine::Engine;
+use karma_engine::Limit;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 pub use config::Config;
 use connection::ConnectionSettings;
+use slots::{Admission, Slots};
 
 /// First and last pause after a failing `accept()` (e.g. `EMFILE`).
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
@@ -49,12 +52,14 @@ pub async fn bind(host: &str, port: u16) -> io::Result<TcpListener> {
 /// The caller then snapshots and closes the engine.
 pub async fn run(listener: TcpListener, engine: Engine, config: Arc<Config>, shutdown: impl Future) -> io::Result<()> {
     let (notify, watch_rx) = watch::channel(false);
-    let limit = config.max_connections();
-    let permits = Arc::new(Semaphore::new(limit));
+    let slots = Slots::new(config.max_connections());
     let settings = ConnectionSettings {
         max_request_bytes: config.max_request_bytes(),
         read_timeout: config.read_timeout(),
         write_timeout: config.write_timeout(),
+        max_pending_output_bytes: config.max_pending_output_bytes(),
+        request_deadline: config.request_deadline(),
+        heavy: Arc::new(Semaphore::new(config.max_heavy_requests())),
     };
     let mut tasks: JoinSet<()> = JoinSet::new();
     let mut backoff = ACCEPT_BACKOFF_MIN;
@@ -74,20 +79,19 @@ pub async fn run(listener: TcpListener, engine: Engine, config: Arc<Config>, shu
                 Ok((stream, _peer)) => {
                     backoff = ACCEPT_BACKOFF_MIN;
                     let _ = stream.set_nodelay(config.nodelay);
-                    match permits.clone().try_acquire_owned() {
-                        Ok(permit) => {
-                            let engine = engine.clone();
-                            let settings = settings.clone();
-                            let rx = watch_rx.clone();
-                            tasks.spawn(async move {
-                                connection::serve(stream, engine, settings, rx).await;
-                                drop(permit);
-                            });
+                    let slot = match slots.admit() {
+                        Admission::Admitted(slot) => slot,
+                        Admission::ReapedIdle(slot) => {
+                            engine.count_limit(Limit::IdleConnectionReaped);
+                            slot
                         }
-                        Err(_) => {
-                            tasks.spawn(connection::reject(stream, limit));
+                        Admission::Refused => {
+                            engine.count_limit(Limit::ConnectionRefused);
+                            tasks.spawn(connection::reject(stream, slots.limit()));
+                            continue;
                         }
-                    }
+                    };
+                    tasks.spawn(connection::serve(stream, engine.clone(), settings.clone(), slot, watch_rx.clone()));
                 }
                 Err(err) => {
                     if is_transient_accept_error(&err) {

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use karma_engine::snapshot::{self, SnapshotDir, IDEMPOTENCY_FILE, IDEMPOTENCY_META_FILE};
-use karma_engine::{files, Engine};
+use karma_engine::{files, Engine, Limit};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -29,6 +29,8 @@ pub struct Source {
     pub batch_size: usize,
     /// Per-request I/O timeout (the node's `--read-timeout`, 5 s if 0).
     pub timeout: Duration,
+    /// Longest reply line read from the master (`--replication-max-line-bytes`).
+    pub max_line_bytes: usize,
 }
 
 const CHUNK: u64 = 262_144;
@@ -52,6 +54,8 @@ enum Failure {
         message: String,
     },
     Io(String),
+    /// A reply line passed `--replication-max-line-bytes`.
+    LineTooLong(usize),
 }
 
 impl std::fmt::Display for Failure {
@@ -59,6 +63,7 @@ impl std::fmt::Display for Failure {
         match self {
             Failure::Rejected { code, message } => write!(f, "Master rejected request: {code}: {message}"),
             Failure::Io(m) => f.write_str(m),
+            Failure::LineTooLong(max) => write!(f, "Master reply exceeds {max} bytes (--replication-max-line-bytes)"),
         }
     }
 }
@@ -99,22 +104,20 @@ impl Master {
     }
 
     async fn send_line(&mut self, line: &str) -> Result<String, Failure> {
-        let timeout = self.source.timeout;
+        let (timeout, max_line) = (self.source.timeout, self.source.max_line_bytes);
         let result = async {
             let conn = self.connect().await?;
             conn.get_mut()
                 .write_all(line.as_bytes())
                 .await
                 .map_err(|e| Failure::Io(format!("Write to master failed: {e}")))?;
-            let mut reply = String::new();
-            let n = tokio::time::timeout(timeout, conn.read_line(&mut reply))
+            let reply = tokio::time::timeout(timeout, read_bounded_line(conn, max_line))
                 .await
-                .map_err(|_| Failure::Io("Timed out waiting for the master".into()))?
-                .map_err(|e| Failure::Io(format!("Read from master failed: {e}")))?;
-            if n == 0 {
+                .map_err(|_| Failure::Io("Timed out waiting for the master".into()))??;
+            if reply.is_empty() {
                 return Err(Failure::Io("Master closed connection without response".into()));
             }
-            Ok(reply)
+            String::from_utf8(reply).map_err(|_| Failure::Io("Unreadable reply from master: not UTF-8".into()))
         }
         .await;
         if result.is_err() {
@@ -140,6 +143,32 @@ impl Master {
             return Err(Failure::Rejected { code: env.error_code.unwrap_or_default(), message });
         }
         Ok(env.response)
+    }
+}
+
+/// Reads one line (with its `\n`; empty at EOF), failing as soon as it is
+/// longer than `max` bytes so that a master cannot make the slave buffer
+/// without limit.
+async fn read_bounded_line(conn: &mut BufReader<TcpStream>, max: usize) -> Result<Vec<u8>, Failure> {
+    let mut line = Vec::new();
+    loop {
+        let available = conn.fill_buf().await.map_err(|e| Failure::Io(format!("Read from master failed: {e}")))?;
+        if available.is_empty() {
+            return Ok(line);
+        }
+        let (take, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(at) => (at + 1, true),
+            None => (available.len(), false),
+        };
+        let body = line.len() + take - usize::from(done);
+        if body > max {
+            return Err(Failure::LineTooLong(max));
+        }
+        line.extend_from_slice(&available[..take]);
+        conn.consume(take);
+        if done {
+            return Ok(line);
+        }
     }
 }
 
@@ -370,6 +399,9 @@ pub async fn run_poller(engine: Engine, dir: PathBuf, source: Source, mut stop: 
                 rebootstrap(&engine, &mut master, &dir).await
             }
             Err(err) => {
+                if matches!(err, Failure::LineTooLong(_)) {
+                    engine.count_limit(Limit::ReplicationLine);
+                }
                 let message = err.to_string();
                 tracing::warn!(event = "replication.poll_failed", "{message}");
                 poll_failed(&engine, &message);

@@ -24,7 +24,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::files::{Checkpoint, DirLock};
 use crate::idempotency::Registry;
 use crate::ingest::Ingest;
-use crate::metrics::{self, Metrics, ReplicationStats};
+use crate::metrics::{self, Limit, Metrics, ReplicationStats};
 use crate::options::Options;
 use crate::protocol::request::{parse_document, parse_request};
 use crate::protocol::response::{
@@ -294,7 +294,15 @@ impl Engine {
 
     /// The Prometheus text of `system.metrics`.
     pub fn metrics_text(&self) -> String {
-        self.stats_view().prometheus()
+        let mut text = self.stats_view().prometheus();
+        self.inner.metrics.limits.write_prometheus(&mut text);
+        text
+    }
+
+    /// Counts one hit of a resource bound (`karma_limit_*_total`); the
+    /// server calls this for the bounds it enforces itself.
+    pub fn count_limit(&self, limit: Limit) {
+        self.inner.metrics.limits.bump(limit);
     }
 
     /// `None` when healthy; otherwise why writes are refused (e.g. the WAL

@@ -266,7 +266,7 @@ mod tests {
             state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let key = format!("k{}", (state >> 33) % 12);
             let now = step / 3;
-            if (state >> 20) % 50 == 0 {
+            if (state >> 20).is_multiple_of(50) {
                 let before = now.saturating_sub(5);
                 let limit = ((state >> 40) % 4) as usize;
                 let mut deleted = 0;

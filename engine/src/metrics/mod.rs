@@ -1,11 +1,15 @@
 //! Operational counters and their two renderings: the `system.stats` object
 //! and the `system.metrics` Prometheus text (same values, fixed order).
 
+mod limits;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
 use crate::json::{write_str, write_u64};
+
+pub use limits::{Limit, LimitCounters};
 
 /// A running average and last value of a latency, in milliseconds. Lock
 /// free: every request records one, from every connection at once.
@@ -62,6 +66,7 @@ pub struct Metrics {
     pub command_latency: Latency,
     pub ingest_latency: Latency,
     pub idempotency_latency: Latency,
+    pub limits: LimitCounters,
 }
 
 #[inline]

@@ -12,12 +12,20 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 pub struct Interrupt(Arc<AtomicBool>);
 
 impl Interrupt {
-    /// Catches SIGINT from now on. If the handler cannot be installed the
-    /// default action (exit) stays, which is still safe to resume from.
+    /// Catches SIGINT from now on: the first one is noted (and said on
+    /// stderr), a second one exits at once. If the handler cannot be
+    /// installed the default action (exit) stays, which is still safe to
+    /// resume from.
     pub fn install() -> Interrupt {
         let flag = Arc::new(AtomicBool::new(false));
         let set = flag.clone();
-        if let Err(err) = ctrlc::set_handler(move || set.store(true, Ordering::SeqCst)) {
+        let handler = move || {
+            if set.swap(true, Ordering::SeqCst) {
+                std::process::exit(i32::from(EXIT_INTERRUPTED));
+            }
+            eprintln!("interrupt: stopping after the request in flight (Ctrl-C again to quit now)");
+        };
+        if let Err(err) = ctrlc::set_handler(handler) {
             eprintln!("warning: cannot catch Ctrl-C ({err}); an interruption kills the run at once");
         }
         Interrupt(flag)

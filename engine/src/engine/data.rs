@@ -296,9 +296,15 @@ impl Engine {
     }
 
     fn drop_series_op(&self, req: &Request<'_>, series: &str, ctx: Ctx<'_>) -> Result<Outcome> {
+        let replayed = Outcome { response: Response::Ok, lsn: None, idempotent: None };
+        // A replayed drop that the series' snapshot already follows must not
+        // touch the newer data that snapshot restored.
+        if !ctx.applies_to(series) {
+            return Ok(replayed);
+        }
         let Some(live) = self.inner.store.get(series) else {
             if ctx.replay.is_some() {
-                return Ok(Outcome { response: Response::Ok, lsn: None, idempotent: None });
+                return Ok(replayed);
             }
             return Err(Error::tree_not_found(series));
         };
@@ -311,8 +317,10 @@ impl Engine {
         };
         self.inner.store.remove(series);
         // A drop must outlive the next snapshot cycle (fix of B15): once the
-        // drop is durable, the series' snapshot files go too.
-        if let Some(disk) = &self.inner.disk {
+        // drop is durable, the series' snapshot files go too. Replay never
+        // deletes files: the WAL entry stays until `snapshot.create_all`,
+        // which removes the snapshots of every series that is gone.
+        if let (Some(disk), true) = (&self.inner.disk, ctx.logs()) {
             if let Some(lsn) = lsn {
                 self.wait_durable(lsn)?;
             }

@@ -231,3 +231,76 @@ fn create_all_removes_the_snapshots_a_replayed_drop_left_behind() {
     drop(engine);
     assert_eq!(observe(&open(), "api"), None);
 }
+
+/// At the last LSN a write is refused with a clear error instead of wrapping
+/// to 0 (which acknowledged writes before they were written); what was
+/// acknowledged before survives SIGKILL.
+#[test]
+fn an_exhausted_lsn_refuses_writes_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("karma.wal.lsn"), format!("{}\n", u64::MAX - 2)).unwrap();
+    let acknowledged = run_and_kill(dir.path(), &[inc(1, 1), inc(1, 2)]);
+    let engine = Engine::open(Options { wal_fsync: true, ..Options::durable(dir.path()) }).unwrap();
+    assert_eq!(dump(&engine), acknowledged);
+    assert!(acknowledged.contains("\\\"total\\\":3"), "{acknowledged}");
+    let answer = send(&engine, &inc(1, 4));
+    assert_eq!(
+        answer,
+        support::fail("internal_error", &format!("WAL LSN space is exhausted at {}; no further writes", u64::MAX))
+    );
+    assert_eq!(dump(&engine), acknowledged, "the refused write changed nothing");
+    drop(engine);
+    let engine = Engine::open(Options::durable(dir.path())).unwrap();
+    assert_eq!(dump(&engine), acknowledged);
+}
+
+/// A WAL holding an LSN twice (or going backwards) replays it once.
+#[test]
+fn a_duplicate_lsn_is_replayed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || Engine::open(Options { wal_fsync: false, ..Options::durable(dir.path()) }).unwrap();
+    let engine = open();
+    send(&engine, &inc(1, 1));
+    send(&engine, &inc(1, 2));
+    engine.close().unwrap();
+    drop(engine);
+    let wal = dir.path().join("karma.wal");
+    let text = std::fs::read_to_string(&wal).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2);
+    // The second entry again, then the first one out of place.
+    std::fs::write(&wal, format!("{}\n{}\n{}\n{}\n", lines[0], lines[1], lines[1], lines[0])).unwrap();
+    let engine = open();
+    assert_eq!(send(&engine, &line("counter.sum", r#","key":1"#)), support::ok("3"));
+}
+
+/// `batch_write_count` / `batch_write_item_count` count the batches clients
+/// had applied: not the WAL entries replayed at startup, not a batch the
+/// overflow pre-check rejected.
+#[test]
+fn batch_write_metrics_count_applied_batches_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || Engine::open(Options { wal_fsync: false, ..Options::durable(dir.path()) }).unwrap();
+    let counts = |e: &Engine| {
+        let v = support::response(e, r#"{"v":2,"op":"system.stats"}"#);
+        (v["batch_write_count"].as_u64().unwrap(), v["batch_write_item_count"].as_u64().unwrap())
+    };
+    let engine = open();
+    send(&engine, &line("series.batch_add", r#","items":[[1,20260101,1],[2,20260101,1]]"#));
+    send(&engine, &line("series.batch_add", &format!(r#","items":[[1,20260101,{}]]"#, u64::MAX)));
+    send(&engine, &line("counter.batch_reset", r#","keys":[2]"#));
+    send(&engine, r#"{"v":2,"op":"ingest.begin","stream_id":"s","mode":"add"}"#);
+    send(
+        &engine,
+        r#"{"v":2,"op":"ingest.chunk","stream_id":"s","series":"api","chunk_seq":1,"items":[[3,20260101,1]]}"#,
+    );
+    send(
+        &engine,
+        r#"{"v":2,"op":"ingest.chunk","stream_id":"s","series":"api","chunk_seq":1,"items":[[3,20260101,1]]}"#,
+    );
+    assert_eq!(counts(&engine), (3, 4), "the rejected batch and the skipped chunk do not count");
+    engine.close().unwrap();
+    drop(engine);
+    let engine = open();
+    assert_eq!(counts(&engine), (0, 0), "replaying the WAL at startup counts nothing");
+}

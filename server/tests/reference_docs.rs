@@ -104,8 +104,7 @@ fn the_checker_reports_an_op_missing_from_an_incomplete_reference() {
 #[test]
 fn the_checker_reports_an_option_missing_from_an_incomplete_reference() {
     let doc = read_doc("server.md");
-    let without: String =
-        doc.lines().filter(|line| !line.contains("`--read-timeout`")).collect::<Vec<_>>().join("\n");
+    let without: String = doc.lines().filter(|line| !line.contains("`--read-timeout`")).collect::<Vec<_>>().join("\n");
     let names = option_names();
     let missing = undocumented(&without, names.iter().map(String::as_str));
     assert!(missing.contains(&"--read-timeout"), "{missing:?}");

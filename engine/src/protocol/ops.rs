@@ -36,6 +36,11 @@ macro_rules! ops {
                 match self { $( Op::$variant => $canonical, )* }
             }
 
+            /// The other names this op answers to (e.g. `series.sum`).
+            pub const fn aliases(self) -> &'static [&'static str] {
+                match self { $( Op::$variant => &[$($alias),*], )* }
+            }
+
             /// Karma 1.0's internal command name, used in `forbidden`
             /// messages, fingerprints and idempotency records.
             pub const fn internal_name(self) -> &'static str {
@@ -241,6 +246,11 @@ mod tests {
             assert!(Op::from_name(a).is_some(), "{a}");
         }
         assert_eq!(Op::from_name("system.verify"), None);
+        let listed: Vec<&str> = Op::ALL.iter().flat_map(|op| op.aliases().iter().copied()).collect();
+        assert_eq!(listed.len(), aliases.len());
+        for a in aliases {
+            assert!(listed.contains(&a), "{a}");
+        }
     }
 
     #[test]

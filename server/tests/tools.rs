@@ -82,6 +82,9 @@ fn one_shot_requests_print_answers_and_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).starts_with("(error) connection error"), "{}", stderr(&out));
 
+    let out = tool(&["cli", &u, "help", "counter.batch_sum"], &[], "");
+    assert!(stdout(&out).starts_with("counter.batch_sum                  series keys [range]\n"), "{}", stdout(&out));
+
     let out = tool(&["cli", "--url=http://x", "system.ping"], &[], "");
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("Invalid Karma URL"), "{}", stderr(&out));

@@ -384,12 +384,19 @@ impl Engine {
                     .ok_or_else(|| Error::not_found(format!("Dump \"{series}\" not found")))?;
                 let image = snapshot::decode_tree_named(&bytes, file)?;
                 let mut fresh = Some(data_of(image));
-                self.with_series(&series, true, |data| {
-                    if let Some(new) = fresh.take() {
-                        data.counters = new.counters;
-                    }
-                    Ok(())
-                })?;
+                // The load is not logged (B13): it becomes durable as a new
+                // snapshot of the series stamped with the current LSN, taken
+                // under the same lock, so a restart restores the loaded data
+                // and replays only the writes that came after it.
+                let (image, lsn) = self
+                    .with_series(&series, true, |data| {
+                        if let Some(new) = fresh.take() {
+                            data.counters = new.counters;
+                        }
+                        Ok((image_of(data), self.position_lsn()))
+                    })?
+                    .ok_or_else(|| Error::tree_not_found(&series))?;
+                disk.snapshots.write(&series, self.now() as i64, lsn, &snapshot::encode_tree(&image))?;
                 Ok(Response::Text(format!("Tree \"{series}\" loaded")))
             }
             (Op::SnapshotVerify, _) => self.verify(),

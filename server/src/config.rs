@@ -323,6 +323,9 @@ pub struct Config {
     pub query_timeout_ms: i32,
     pub shutdown_timeout_seconds: i32,
     pub auth_token: Option<String>,
+    /// `--auth-token` / `KARMA_AUTH_TOKEN` was given, but empty: auth stays
+    /// off as in Karma 1.0, and the server says so at startup.
+    pub auth_token_empty: bool,
     pub read_auth_token: Option<String>,
     pub dump_retention_per_tree: i32,
     pub replication_source_host: Option<String>,
@@ -358,6 +361,7 @@ impl Default for Config {
             query_timeout_ms: 1000,
             shutdown_timeout_seconds: 5,
             auth_token: None,
+            auth_token_empty: false,
             read_auth_token: None,
             dump_retention_per_tree: 5,
             replication_source_host: None,
@@ -457,6 +461,25 @@ impl Source<'_> {
 }
 
 impl Config {
+    /// What the operator should know about this configuration before the
+    /// server accepts its first client.
+    pub fn startup_warnings(&self) -> Vec<&'static str> {
+        let mut warnings = Vec::new();
+        if self.auth_token_empty && self.auth_token.is_none() {
+            warnings.push(
+                "the auth token is empty, so authentication is off for writes: set a non-empty --auth-token (or \
+                 KARMA_AUTH_TOKEN) to require one",
+            );
+        }
+        if self.read_auth_token.is_some() && self.auth_token.is_none() {
+            warnings.push(
+                "only a read-only token is configured: every write is refused until --auth-token (or \
+                 KARMA_AUTH_TOKEN) is set",
+            );
+        }
+        warnings
+    }
+
     fn apply(&mut self, def: &OptDef, raw: &str, source: Source<'_>) -> Result<(), ConfigError> {
         match def.kind {
             Kind::Str => self.set_str(def.key, raw.to_string()),
@@ -464,7 +487,12 @@ impl Config {
             // validation can say "must not be empty"; an empty token means
             // unset. (Empty environment values never get here.)
             Kind::OptStr if def.key == Key::ReplicationSourceHost => self.set_opt_str(def.key, Some(raw.to_string())),
-            Kind::OptStr => self.set_opt_str(def.key, (!raw.is_empty()).then(|| raw.to_string())),
+            Kind::OptStr => {
+                if def.key == Key::AuthToken {
+                    self.auth_token_empty = raw.is_empty();
+                }
+                self.set_opt_str(def.key, (!raw.is_empty()).then(|| raw.to_string()))
+            }
             Kind::Int => {
                 let v = parse_i32(raw).ok_or_else(|| source.integer_error())?;
                 self.set_int(def.key, v);
@@ -826,6 +854,7 @@ where
     for def in OPTIONS {
         let Some(raw) = env(def.env) else { continue };
         if def.kind == Kind::OptStr && raw.is_empty() {
+            config.auth_token_empty |= def.key == Key::AuthToken;
             continue;
         }
         config.apply(def, &raw, Source::Env(def.env))?;
@@ -1006,6 +1035,7 @@ mod tests {
             query_timeout_ms: 0,
             shutdown_timeout_seconds: 3,
             auth_token: Some("w".into()),
+            auth_token_empty: false,
             read_auth_token: Some("r".into()),
             dump_retention_per_tree: 0,
             replication_source_host: Some("master".into()),
@@ -1184,7 +1214,24 @@ mod tests {
         // A flag can clear a token set in the environment.
         let c = config(&["--auth-token="], &[("KARMA_AUTH_TOKEN", "secret")]);
         assert_eq!(c.auth_token, None);
+        assert!(c.auth_token_empty);
         assert!(!c.engine_options().auth_enabled());
+    }
+
+    #[test]
+    fn half_configured_auth_is_named_at_startup() {
+        assert!(config(&[], &[]).startup_warnings().is_empty());
+        assert!(config(&["--auth-token=w", "--read-auth-token=r"], &[]).startup_warnings().is_empty());
+        for c in [config(&["--auth-token="], &[]), config(&[], &[("KARMA_AUTH_TOKEN", "")])] {
+            let warnings = c.startup_warnings();
+            assert_eq!(warnings.len(), 1, "{warnings:?}");
+            assert!(warnings[0].starts_with("the auth token is empty"), "{warnings:?}");
+        }
+        // A later non-empty value wins, and then there is nothing to say.
+        assert!(config(&["--auth-token=w"], &[("KARMA_AUTH_TOKEN", "")]).startup_warnings().is_empty());
+        let warnings = config(&["--read-auth-token=r"], &[]).startup_warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("only a read-only token is configured"), "{warnings:?}");
     }
 
     #[test]

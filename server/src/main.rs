@@ -34,6 +34,9 @@ fn main() -> ExitCode {
         }
     };
     logging::init(config.log);
+    for warning in config.startup_warnings() {
+        tracing::warn!(event = "server.config_warning", "{warning}");
+    }
     raise_open_files_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

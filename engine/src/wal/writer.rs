@@ -17,7 +17,7 @@ use super::index::{read_index, write_index};
 use super::reader::{scan_file, ScanEnd};
 use super::segments::{list_files, segment_name, ACTIVE_FILE, LSN_FILE};
 use crate::error::{Error, ErrorCode, Result};
-use crate::files::{fsync_dir, read_lsn_file, write_lsn_file_atomic};
+use crate::files::{fsync_dir, label, open_regular, read_lsn_file, write_lsn_file_atomic};
 
 /// How a [`Wal`] is set up.
 #[derive(Clone, Debug)]
@@ -187,10 +187,8 @@ impl Wal {
                         reason = %t.reason,
                         "wal.torn_tail: truncating the torn last line of the WAL"
                     );
-                    let f = OpenOptions::new()
-                        .write(true)
-                        .open(&wf.path)
-                        .map_err(|e| Error::io(format!("Cannot open {}", wf.path.display()), e))?;
+                    let f = open_regular(&wf.path, OpenOptions::new().write(true))
+                        .map_err(|e| Error::io(format!("Cannot open {}", label(&wf.path)), e))?;
                     f.set_len(t.offset).map_err(|e| Error::io(format!("Cannot truncate {}", wf.path.display()), e))?;
                     if cfg.fsync {
                         f.sync_all().map_err(|e| Error::io(format!("Cannot fsync {}", wf.path.display()), e))?;
@@ -523,9 +521,9 @@ impl Wal {
                 0
             };
             for (i, (_, path, active)) in all.iter().enumerate().skip(first) {
-                let file = match File::open(path) {
+                let file = match open_regular(path, OpenOptions::new().read(true)) {
                     Ok(f) => f,
-                    Err(e) => return Err(Error::io(format!("Cannot read WAL file {}", path.display()), e)),
+                    Err(e) => return Err(Error::io(format!("Cannot read WAL file {}", label(path)), e)),
                 };
                 let end = if *active { Some(set.active_len) } else { None };
                 let mut start = 0;
@@ -822,9 +820,9 @@ impl Writer {
         let fsync = self.shared.cfg.fsync;
         let result = (|| -> Result<()> {
             let file = self.open_active()?;
-            file.write_all(&buf).map_err(|e| Error::io(format!("Cannot write WAL file {}", path.display()), e))?;
+            file.write_all(&buf).map_err(|e| Error::io(format!("Cannot write WAL file {}", label(&path)), e))?;
             if fsync {
-                file.sync_data().map_err(|e| Error::io(format!("Cannot fsync WAL file {}", path.display()), e))?;
+                file.sync_data().map_err(|e| Error::io(format!("Cannot fsync WAL file {}", label(&path)), e))?;
             }
             Ok(())
         })();
@@ -852,11 +850,8 @@ impl Writer {
         if self.file.is_none() {
             let path = self.active_path();
             let existed = path.exists();
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(|e| Error::io(format!("Cannot open WAL file {}", path.display()), e))?;
+            let f = open_regular(&path, OpenOptions::new().create(true).append(true))
+                .map_err(|e| Error::io(format!("Cannot open WAL file {}", label(&path)), e))?;
             if !existed && self.shared.cfg.fsync {
                 fsync_dir(&self.shared.cfg.dir)?;
             }
@@ -955,12 +950,8 @@ impl Writer {
         set.segments.clear();
         self.shared.idx_cache.lock().clear();
         let active = dir.join(ACTIVE_FILE);
-        let f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&active)
-            .map_err(|e| Error::io(format!("Cannot truncate {}", active.display()), e))?;
+        let f = open_regular(&active, OpenOptions::new().write(true).create(true).truncate(true))
+            .map_err(|e| Error::io(format!("Cannot truncate {}", label(&active)), e))?;
         if fsync {
             f.sync_all().map_err(|e| Error::io(format!("Cannot fsync {}", active.display()), e))?;
         }

@@ -374,11 +374,14 @@ pub fn check_answer(answer: &[u8]) -> Result<bool, String> {
     Ok(success)
 }
 
+/// One counter as [`state`] shows it: its total and its sorted buckets.
+type Counter = (u64, Vec<(u64, u64)>);
+
 /// Everything a client can observe that must survive a restart: every
 /// series with every counter's buckets (sorted), the idempotency records
 /// and the ingest streams (as counted by `system.stats`).
 pub fn state(e: &Engine) -> String {
-    let mut all: BTreeMap<String, BTreeMap<u64, (u64, Vec<(u64, u64)>)>> = BTreeMap::new();
+    let mut all: BTreeMap<String, BTreeMap<u64, Counter>> = BTreeMap::new();
     for name in e.list_series() {
         let Ok(image) = e.export_series(&name) else { continue };
         let counters = image

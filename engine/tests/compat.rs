@@ -657,13 +657,18 @@ fn b1_failed_mutations_are_not_logged() {
     assert_eq!(ops[lsn as usize..], ["ingest.begin"], "{v}");
 }
 
-/// Karma 1.0 refused every write when only `--read-auth-token` was set (spec
-/// §6.1); since commit 4ab6962 such a server accepts token-less writes.
-/// Reads still need the read token and a wrong token is still refused.
+/// Only `--read-auth-token` set: as in Karma 1.0 (spec §6.1) no request can
+/// write; access control that is half configured fails closed. Reads need
+/// the read token and a wrong token is refused.
 #[test]
-fn read_token_only_server_accepts_token_less_writes() {
+fn read_token_only_server_refuses_every_write() {
     let e = engine_with(|o| o.read_auth_token = Some("r".into()));
-    expect_ok(&e, r#"{"v":2,"op":"counter.increment","series":"s","key":1,"bucket":1}"#, "1");
+    expect_err(
+        &e,
+        r#"{"v":2,"op":"counter.increment","series":"s","key":1,"bucket":1}"#,
+        "unauthorized",
+        "Unauthorized",
+    );
     expect_err(
         &e,
         r#"{"v":2,"op":"counter.increment","series":"s","key":1,"token":"x"}"#,
@@ -677,7 +682,12 @@ fn read_token_only_server_accepts_token_less_writes() {
         "Read-only token cannot execute command increment",
     );
     expect_err(&e, r#"{"v":2,"op":"counter.sum","series":"s","key":1}"#, "unauthorized", "Unauthorized");
-    expect_ok(&e, r#"{"v":2,"op":"counter.sum","series":"s","key":1,"token":"r"}"#, "1");
+    expect_err(
+        &e,
+        r#"{"v":2,"op":"counter.sum","series":"s","key":1,"token":"r"}"#,
+        "not_found",
+        r#"Tree "s" not found"#,
+    );
 }
 
 /// A slave still refuses writes first-class through the typed API (sanity for

@@ -9,7 +9,7 @@ const WRITE: &str = r#"{"v":2,"op":"counter.increment","series":"api","key":1,"b
 
 #[test]
 fn a_read_token_alone_refuses_every_write_and_says_so() {
-    let server = Server::start(&["--read-auth-token=r"]);
+    let server = Server::start(&["--log=true", "--read-auth-token=r"]);
     let mut client = server.connect();
     assert_eq!(client.request(WRITE), error_line("unauthorized", "Unauthorized"));
     let with_read = WRITE.replace('}', r#","token":"r"}"#);
@@ -23,7 +23,7 @@ fn a_read_token_alone_refuses_every_write_and_says_so() {
 
 #[test]
 fn an_empty_auth_token_keeps_auth_off_with_a_warning() {
-    let server = Server::start(&["--auth-token="]);
+    let server = Server::start(&["--log=true", "--auth-token="]);
     let mut client = server.connect();
     assert_eq!(client.request(WRITE), r#"{"protocol_version":2,"success":true,"response":3,"error_code":null}"#);
     assert!(server.stderr().contains("the auth token is empty"), "{}", server.stderr());

@@ -1784,8 +1784,14 @@ fn recovery_checkpoint_is_written_to_the_data_directory() {
     assert!(file.contains("\"s\""), "{file}");
     e.close().unwrap();
     drop(e);
-    let (e2, _dir2) =
-        (karma_engine::Engine::open(Options { wal_fsync: false, ..Options::durable(dir.path()) }).unwrap(), ());
+    let (e2, _dir2) = (
+        karma_engine::Engine::open(Options {
+            wal_fsync: karma_engine::FsyncPolicy::Never,
+            ..Options::durable(dir.path())
+        })
+        .unwrap(),
+        (),
+    );
     let v = response(&e2, r#"{"v":2,"op":"recovery.status"}"#);
     assert_eq!(v["checkpoint_count"], 1);
     assert_eq!(v["checkpoints"][0]["offset"], "1");
@@ -2331,7 +2337,12 @@ fn a_restart_replays_the_wal_to_the_same_state() {
     e.close().unwrap();
     drop(e);
     let c = clock.clone();
-    let e = karma_engine::Engine::open(Options { wal_fsync: false, clock: c, ..Options::durable(dir.path()) }).unwrap();
+    let e = karma_engine::Engine::open(Options {
+        wal_fsync: karma_engine::FsyncPolicy::Never,
+        clock: c,
+        ..Options::durable(dir.path())
+    })
+    .unwrap();
     assert_eq!(before, shot(&e));
     expect(
         &e,

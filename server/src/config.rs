@@ -751,6 +751,12 @@ pub fn command() -> Command {
     cmd
 }
 
+/// The environment variable of the option spelled `--<long>`, if it has one
+/// (`--help` and `--version` have none).
+pub fn env_var(long: &str) -> Option<&'static str> {
+    OPTIONS.iter().find(|d| d.long == long).map(|d| d.env)
+}
+
 /// The usage text printed by `--help` and after an unknown option.
 pub fn usage() -> String {
     command().render_help().to_string()

@@ -289,11 +289,18 @@ impl Engine {
         }
         let lsn = self.position_lsn();
         let now = self.now();
-        for series in self.inner.store.all() {
+        let live = self.inner.store.all();
+        for series in &live {
             let image = image_of(&series.data.read());
             let bytes = snapshot::encode_tree(&image);
             disk.snapshots.write(series.name(), now as i64, lsn, &bytes)?;
         }
+        // The WAL is about to lose its `tree.drop` entries: a series dropped
+        // without its files being removed (a crash after the drop was
+        // durable, or a drop replayed at startup) must not come back from
+        // its old snapshots.
+        let names: std::collections::HashSet<&str> = live.iter().map(|s| s.name()).collect();
+        disk.snapshots.remove_series_except(&names)?;
         let (records, streams) = self.idempotency_images();
         let active = {
             let ingest = self.inner.ingest.lock();

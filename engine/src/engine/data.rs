@@ -161,8 +161,6 @@ impl Engine {
                     // A rejected batch must not leave its series behind.
                     check_batch_add(&SeriesData::default(), items)?;
                 }
-                metrics::bump(&m.batch_writes);
-                metrics::add(&m.batch_write_items, items.len() as u64);
                 self.with_series(series, true, |data| {
                     let total = check_batch_add(data, items)?;
                     let lsn = self.append(entry)?;
@@ -171,9 +169,8 @@ impl Engine {
                 })?
             }
             (Op::BatchSet, Command::Items { items, .. }) => {
-                metrics::bump(&m.batch_writes);
-                metrics::add(&m.batch_write_items, items.len() as u64);
                 if items.is_empty() {
+                    self.count_batch(ctx, 0);
                     return Ok(Outcome { response: Response::Applied { applied: 0 }, lsn: None, idempotent: None });
                 }
                 if !self.inner.store.contains(series) {
@@ -216,27 +213,21 @@ impl Engine {
                     Ok((Response::True, lsn))
                 })?
             }
-            (Op::BatchReset, Command::Keys { keys, .. }) => {
-                metrics::bump(&m.batch_writes);
-                metrics::add(&m.batch_write_items, keys.len() as u64);
-                self.with_series(series, false, |data| {
-                    let lsn = self.append(entry)?;
-                    let (mut reset, mut missing) = (0, 0);
-                    for key in keys {
-                        match data.counters.get_mut(key) {
-                            Some(c) if !c.is_empty() => {
-                                c.clear();
-                                reset += 1;
-                            }
-                            _ => missing += 1,
+            (Op::BatchReset, Command::Keys { keys, .. }) => self.with_series(series, false, |data| {
+                let lsn = self.append(entry)?;
+                let (mut reset, mut missing) = (0, 0);
+                for key in keys {
+                    match data.counters.get_mut(key) {
+                        Some(c) if !c.is_empty() => {
+                            c.clear();
+                            reset += 1;
                         }
+                        _ => missing += 1,
                     }
-                    Ok((Response::Reset { reset, missing }, lsn))
-                })?
-            }
+                }
+                Ok((Response::Reset { reset, missing }, lsn))
+            })?,
             (Op::BatchDeleteRange, Command::Keys { keys, range: Some(r), .. }) => {
-                metrics::bump(&m.batch_writes);
-                metrics::add(&m.batch_write_items, keys.len() as u64);
                 self.with_series(series, false, |data| {
                     let lsn = self.append(entry)?;
                     let (mut deleted, mut missing) = (0, 0);
@@ -269,12 +260,26 @@ impl Engine {
             _ => return Err(Error::internal(format!("{} is not a write", op.name()))),
         }
         .ok_or_else(missing)?;
+        match (op, &req.command) {
+            (Op::BatchAdd | Op::BatchSet, Command::Items { items, .. }) => self.count_batch(ctx, items.len()),
+            (Op::BatchReset | Op::BatchDeleteRange, Command::Keys { keys, .. }) => self.count_batch(ctx, keys.len()),
+            _ => {}
+        }
         match op {
             Op::DeleteBefore => metrics::bump(&m.retention),
             Op::SeriesCompact => metrics::bump(&m.compactions),
             _ => {}
         }
         Ok(Outcome { response, lsn, idempotent: None })
+    }
+
+    /// Batch-write metrics count the batches a client had applied, not
+    /// rejected ones and not the WAL entries replayed at startup.
+    pub(crate) fn count_batch(&self, ctx: Ctx<'_>, items: usize) {
+        if ctx.logs() {
+            metrics::bump(&self.inner.metrics.batch_writes);
+            metrics::add(&self.inner.metrics.batch_write_items, items as u64);
+        }
     }
 
     fn system_compact(&self, req: &Request<'_>, ctx: Ctx<'_>) -> Result<Outcome> {
@@ -296,9 +301,15 @@ impl Engine {
     }
 
     fn drop_series_op(&self, req: &Request<'_>, series: &str, ctx: Ctx<'_>) -> Result<Outcome> {
+        let replayed = Outcome { response: Response::Ok, lsn: None, idempotent: None };
+        // A replayed drop that the series' snapshot already follows must not
+        // touch the newer data that snapshot restored.
+        if !ctx.applies_to(series) {
+            return Ok(replayed);
+        }
         let Some(live) = self.inner.store.get(series) else {
             if ctx.replay.is_some() {
-                return Ok(Outcome { response: Response::Ok, lsn: None, idempotent: None });
+                return Ok(replayed);
             }
             return Err(Error::tree_not_found(series));
         };
@@ -311,8 +322,10 @@ impl Engine {
         };
         self.inner.store.remove(series);
         // A drop must outlive the next snapshot cycle (fix of B15): once the
-        // drop is durable, the series' snapshot files go too.
-        if let Some(disk) = &self.inner.disk {
+        // drop is durable, the series' snapshot files go too. Replay never
+        // deletes files: the WAL entry stays until `snapshot.create_all`,
+        // which removes the snapshots of every series that is gone.
+        if let (Some(disk), true) = (&self.inner.disk, ctx.logs()) {
             if let Some(lsn) = lsn {
                 self.wait_durable(lsn)?;
             }

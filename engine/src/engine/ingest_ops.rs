@@ -217,8 +217,6 @@ impl Engine {
                 lsn?
             }
             mode => {
-                metrics::bump(&m.batch_writes);
-                metrics::add(&m.batch_write_items, items.len() as u64);
                 if ctx.applies_to(series) {
                     if !self.inner.store.contains(series) {
                         // A rejected chunk must not leave its series behind.
@@ -240,6 +238,7 @@ impl Engine {
                         } else {
                             apply_batch_set(data, items);
                         }
+                        self.count_batch(ctx, items.len());
                         Ok(lsn)
                     })?
                     .flatten()

@@ -78,7 +78,15 @@ impl Engine {
         }
         if let Some(wal) = &disk.wal {
             let mut replayed = 0u64;
+            let mut last_lsn = 0u64;
             let stats = wal::read_all(dir, |lsn, entry| {
+                // LSNs only grow: an entry at or below one already replayed
+                // is a duplicate (or out of place) and would apply twice.
+                if lsn <= last_lsn {
+                    tracing::warn!(lsn, last_lsn, "wal.replay_skipped_non_increasing_lsn");
+                    return Ok(());
+                }
+                last_lsn = lsn;
                 let doc = json::parse(entry.as_bytes())
                     .map_err(|e| Error::validation(format!("Cannot replay WAL entry {lsn}: {e}")))?;
                 let req = parse_request(&doc)
@@ -253,7 +261,7 @@ impl Engine {
                 }
                 last = lsn;
                 entries += 1;
-                expected = Some(lsn + 1);
+                expected = lsn.checked_add(1);
                 Ok(())
             })?;
         }

@@ -273,6 +273,19 @@ impl SnapshotDir {
         Ok(removed)
     }
 
+    /// Deletes every snapshot of the series not in `keep`; returns how many
+    /// `.tree` files were removed.
+    pub fn remove_series_except(&self, keep: &std::collections::HashSet<&str>) -> Result<usize> {
+        let mut removed = 0;
+        for (file, _, series, _) in self.scan()? {
+            if !keep.contains(series.as_str()) {
+                self.remove_pair(&file)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Number of (parseable) `*.tree` files.
     pub fn dump_count(&self) -> Result<usize> {
         Ok(self.scan()?.len())

@@ -285,8 +285,12 @@ impl Wal {
         if st.closing {
             return Err(closed_error());
         }
-        st.assigned += 1;
-        let lsn = st.assigned;
+        // An LSN that cannot advance must refuse the write: a wrapped LSN
+        // would be "durable" at once and acknowledged before it is written.
+        let Some(lsn) = st.assigned.checked_add(1) else {
+            return Err(Error::internal(format!("WAL LSN space is exhausted at {}; no further writes", st.assigned)));
+        };
+        st.assigned = lsn;
         st.queue.push_back(Item::Entry(lsn, owned));
         drop(st);
         // No wake-up here: whoever waits for this entry commits it (or

@@ -381,6 +381,42 @@ fn ingest_modes_and_explicit_stream_ids() {
 }
 
 #[test]
+fn resuming_with_another_file_is_refused() {
+    let server = Server::start(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = dir.path().join("r.csv");
+    write_csv(&csv, "key,bucket,value", ["1,20260101,5".to_string(), "2,20260101,6".to_string()]);
+    let csv_arg = format!("--csv={}", csv.display());
+    // An earlier run of stream "r" applied chunk 1 = [[1,20260101,4]] and was cut off.
+    let mut c = server.connect();
+    assert!(c.request(r#"{"v":2,"op":"ingest.begin","stream_id":"r","mode":"add"}"#).contains("\"success\":true"));
+    let chunk = r#"{"v":2,"op":"ingest.chunk","stream_id":"r","series":"s","chunk_seq":1,"items":[[1,20260101,4]]}"#;
+    assert!(c.request(chunk).contains("\"success\":true"));
+
+    let run = |extra: &str| {
+        tool(&["ingest", &url(&server), &csv_arg, "--series=s", "--mode=add", "--stream-id=r", extra], &[], "")
+    };
+    // The file's chunk 1 is [[1,20260101,5]]: not what the stream holds.
+    let out = run("--chunk-items=1");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("idempotency_conflict: Ingest chunk was already used with different payload (resuming: is this the same file and --chunk-items as the interrupted run?)"), "{}", stderr(&out));
+
+    // Two more chunks, then a file of one chunk: the stream is ahead of it.
+    for seq in [2, 3] {
+        let chunk = format!(
+            r#"{{"v":2,"op":"ingest.chunk","stream_id":"r","series":"s","chunk_seq":{seq},"items":[[9,20260101,1]]}}"#
+        );
+        assert!(c.request(&chunk).contains("\"success\":true"));
+    }
+    let out = run("--chunk-items=10");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("stream r already has 3 chunks but the file makes 1"), "{}", stderr(&out));
+    // Neither run committed or added anything.
+    assert!(summary(&server, "s").contains("\"total\":6,"), "{}", summary(&server, "s"));
+    assert_eq!(stats_field(&server, "ingest_active_streams"), 1);
+}
+
+#[test]
 fn bad_csvs_are_rejected_with_their_line_and_nothing_is_applied() {
     let server = Server::start(&[]);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -497,6 +533,28 @@ fn reconcile_finds_exactly_the_planted_mismatches_and_reports_them() {
     write_csv(&csv, "subject,day,expected", (1..=200u64).map(|k| format!("{k},2026030{},{}", 1 + k % 3, k * 10)));
     let out = reconcile(&[]);
     assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+
+    // Reporting needs the write token; the read token is refused.
+    let locked = Server::start(&["--auth-token=w", "--read-auth-token=r"]);
+    let line =
+        format!(r#"{{"v":2,"op":"series.batch_add","token":"w","series":"links","items":[{}]}}"#, items.join(","));
+    assert!(locked.connect().request(&line).contains("\"success\":true"));
+    let out = tool(
+        &[&["reconcile", &url(&locked), &csv_arg, "--series=links", "--report", "--token=r"][..], &columns[..]]
+            .concat(),
+        &[],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).ends_with(
+            "karma reconcile: reconciliation.report: forbidden: \
+             Read-only token cannot execute command reconciliation_report\n"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stdout(&out), "series links: checked 200 points, 0 mismatches, absolute drift 0, max |delta| 0\n");
 
     // An unknown series is an error, not drift.
     let out = tool(&[&["reconcile", &url(&server), &csv_arg, "--series=nope"][..], &columns[..]].concat(), &[], "");

@@ -220,7 +220,8 @@ fn summary(server: &Server, series: &str) -> String {
 }
 
 /// A TCP proxy in front of `port` that forwards the first `hold_after`
-/// request lines, then holds the next one until told to go on.
+/// request lines, then holds the next one until told to go on (or, if `go`
+/// is dropped, cuts the connection without forwarding it).
 struct HoldingProxy {
     port: u16,
     held: mpsc::Receiver<()>,
@@ -247,7 +248,11 @@ impl HoldingProxy {
             while lines.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
                 if count == hold_after {
                     let _ = held_tx.send(());
-                    let _ = go_rx.recv();
+                    if go_rx.recv().is_err() {
+                        // Told to cut the connection instead.
+                        let _ = lines.get_ref().shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
                 }
                 count += 1;
                 if server_w.write_all(&line).is_err() {
@@ -378,6 +383,33 @@ fn ingest_modes_and_explicit_stream_ids() {
     let out = run(&["--series=s", "--mode=replace_series"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("no rows"), "{}", stderr(&out));
+}
+
+#[test]
+fn ingest_cut_off_by_a_lost_connection_resumes() {
+    let server = Server::start(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = dir.path().join("c.csv");
+    write_csv(&csv, "key,bucket,value", (0..2000u64).map(|k| format!("{k},20260107,2")));
+    let csv_arg = format!("--csv={}", csv.display());
+    let proxy = HoldingProxy::start(server.port, 5);
+    let via_proxy = format!("--url=karma://127.0.0.1:{}", proxy.port);
+    let args = ["ingest", &via_proxy, &csv_arg, "--series=c", "--mode=add", "--chunk-items=100"];
+    let child = karma().args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+    let child = child.expect("spawn ingest");
+    proxy.held.recv().expect("begin and 4 chunks went through");
+    drop(proxy.go);
+    let out = child.wait_with_output().expect("ingest exits");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("ingest.chunk: connection error"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("rerun the same command to resume"), "{}", stderr(&out));
+    assert!(summary(&server, "c").contains("\"total\":800,"), "{}", summary(&server, "c"));
+
+    let u = url(&server);
+    let out = tool(&["ingest", &u, &csv_arg, "--series=c", "--mode=add", "--chunk-items=100"], &[], "");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("after chunk 4 of 20"), "{}", stderr(&out));
+    assert!(summary(&server, "c").contains("\"total\":4000,"), "{}", summary(&server, "c"));
 }
 
 #[test]

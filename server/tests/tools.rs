@@ -91,6 +91,30 @@ fn one_shot_requests_print_answers_and_errors() {
 }
 
 #[test]
+fn every_tool_has_help_and_the_server_help_points_to_them() {
+    let out = tool(&["--help"], &[], "");
+    assert!(stdout(&out).ends_with("Operator tools: karma cli|ingest|reconcile --help (docs/operations.md)\n"));
+    for (name, flag) in [("cli", "--raw"), ("ingest", "--chunk-items"), ("reconcile", "--sample-step")] {
+        let out = tool(&[name, "--help"], &[], "");
+        assert_eq!(out.status.code(), Some(0), "{name}");
+        assert!(stdout(&out).contains(flag), "{name}: {}", stdout(&out));
+        assert!(stdout(&out).contains("--url"), "{name}");
+    }
+    // Usage mistakes are clap's: exit 2 with the problem named.
+    let out = tool(&["ingest", "--series=s", "--mode=add"], &[], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--csv <FILE>"), "{}", stderr(&out));
+    let out = tool(&["ingest", "--csv=x", "--series=s", "--mode=upsert"], &[], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("invalid value 'upsert'"), "{}", stderr(&out));
+    let out = tool(&["reconcile", "--csv=x", "--series=s", "--sample-step=0"], &[], "");
+    assert_eq!(out.status.code(), Some(2));
+    let out = tool(&["ingest", "--csv=/nonexistent.csv", "--series=s", "--mode=add"], &[], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("/nonexistent.csv: No such file"), "{}", stderr(&out));
+}
+
+#[test]
 fn tokens_come_from_flags_or_the_servers_variables() {
     let server = Server::start(&["--auth-token=w-secret"]);
     let port = server.port.to_string();

@@ -206,15 +206,21 @@ fn interactive_session_on_a_terminal() {
     let mut out = Transcript::new(child.stdout.take().expect("stdout"));
     let prompt = format!("127.0.0.1:{}> ", server.port);
     let mut at = out.wait_for(&format!("connected to karma://127.0.0.1:{}", server.port), 0);
-    // Each line is typed once the prompt is back; each answer awaited.
+    // Each line is typed once the prompt is back; each answer awaited (an
+    // empty line: only wait for the next answer).
     // `value=45` then DEL: line editing at work, the 5 is erased.
     for (line, answer) in [
         (&b"counter.increment series=t key=1 value=45\x7f\r"[..], "4\r\n"),
         (b"help\r", "ingest.chunk                       stream_id series chunk_seq items"),
+        // Tab completes the op name.
+        (b"counter.su\t series=t key=1\r", "> counter.sum"),
+        (b"", "4\r\n"),
         (b"tree.info series=none\r", "(error) not_found: Tree \"none\" not found"),
     ] {
-        at = out.wait_for(&prompt, at);
-        input.write_all(line).expect("type a line");
+        if !line.is_empty() {
+            at = out.wait_for(&prompt, at);
+            input.write_all(line).expect("type a line");
+        }
         at = out.wait_for(answer, at);
     }
     out.wait_for(&prompt, at);

@@ -10,7 +10,7 @@ use support::{send, T0};
 
 fn open(dir: &std::path::Path) -> Result<Engine, karma_engine::Error> {
     let clock = karma_engine::clock::ManualClock::new(T0);
-    Engine::open(Options { wal_fsync: false, clock, ..Options::durable(dir) })
+    Engine::open(Options { wal_fsync: karma_engine::options::FsyncPolicy::Never, clock, ..Options::durable(dir) })
 }
 
 /// A `*.tree` symlink planted in the directory is neither listed nor served

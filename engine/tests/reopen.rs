@@ -33,7 +33,11 @@ const SEED_ENV: &str = "KARMA_REOPEN_SEED";
 /// Every child and every replay uses this clock, so a run is a pure
 /// function of its seed and the directory it starts from.
 fn open_durable(dir: &Path) -> Engine {
-    let options = Options { wal_fsync: true, clock: ManualClock::new(1_780_000_000), ..Options::durable(dir) };
+    let options = Options {
+        wal_fsync: karma_engine::options::FsyncPolicy::Always,
+        clock: ManualClock::new(1_780_000_000),
+        ..Options::durable(dir)
+    };
     Engine::open(Options { idempotency_max_age_seconds: 0, ..options }).expect("open")
 }
 

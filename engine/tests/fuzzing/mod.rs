@@ -431,7 +431,11 @@ pub fn run(
         // Records never expire here: an expired record that no write has
         // pruned yet is dropped by a restart (Karma 1.0's lazy expiry), which
         // is not a change of acknowledged state.
-        let options = Options { wal_fsync: false, clock: clock.clone(), ..Options::durable(&dir) };
+        let options = Options {
+            wal_fsync: karma_engine::options::FsyncPolicy::Never,
+            clock: clock.clone(),
+            ..Options::durable(&dir)
+        };
         Engine::open(Options { idempotency_max_age_seconds: 0, ..options })
             .map_err(|e| format!("seed {seed}: reopen failed: {e}"))
     };

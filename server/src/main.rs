@@ -6,6 +6,8 @@
 //! `--shutdown-timeout`, take a full snapshot, close the engine and exit 0.
 //! SIGUSR1 takes a full snapshot and keeps running.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -732,12 +732,8 @@ pub fn parse_transcript(text: &str, ctx: &str) -> Result<Vec<Entry>, String> {
 /// Loads every `*.jsonl` scenario of `dir` (sorted by name) with its meta file.
 /// Errors if the directory is missing or holds no scenario.
 pub fn load_scenarios(dir: &Path) -> Result<Vec<Scenario>, String> {
-    let listing = fs::read_dir(dir).map_err(|e| {
-        format!(
-            "conformance corpus directory {} is not readable ({e})",
-            dir.display()
-        )
-    })?;
+    let listing = fs::read_dir(dir)
+        .map_err(|e| format!("conformance corpus directory {} is not readable ({e})", dir.display()))?;
     let mut names = Vec::new();
     for item in listing {
         let item = item.map_err(|e| format!("{}: {e}", dir.display()))?;

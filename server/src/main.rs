@@ -5,6 +5,9 @@
 //! SIGINT/SIGTERM stop accepting, drain connections up to
 //! `--shutdown-timeout`, take a full snapshot, close the engine and exit 0.
 //! SIGUSR1 takes a full snapshot and keeps running.
+//!
+//! `karma cli|ingest|reconcile ...` runs an operator tool instead (the
+//! karma-cli crate); everything else is the server's own command line.
 
 #![forbid(unsafe_code)]
 
@@ -20,6 +23,9 @@ use tokio::sync::watch;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    if args.first().is_some_and(|first| karma_cli::is_tool(first)) {
+        return karma_cli::run(&args);
+    }
     let config = match config::parse_process_args(&args) {
         Ok(Cli::Run(config)) => config,
         Ok(Cli::Help(text)) => {

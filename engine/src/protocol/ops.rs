@@ -122,6 +122,107 @@ impl Op {
     }
 }
 
+/// How a request field's value is written, so that tools can build a
+/// request from `name=value` words and list what each op takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldKind {
+    /// A JSON string (`series` also accepts its alias `tree`).
+    Str,
+    /// An unsigned integer.
+    Uint,
+    /// A signed integer (`limit`, reconciliation counts).
+    Int,
+    /// A day bucket: `YYYYMMDD` as an integer, or a `YYYY-MM-DD` string.
+    Bucket,
+    /// A string or an integer (recovery offsets and event ids).
+    Text,
+    /// Unix seconds or an RFC 3339 timestamp string.
+    Timestamp,
+    /// `[u64, ...]`.
+    Keys,
+    /// `[[key, bucket, value], ...]`.
+    Items,
+    /// `[{"series": s, "key": k}, ...]`.
+    SeriesKeys,
+    /// `{"from": bucket, "to": bucket}`.
+    Range,
+}
+
+/// One field an op reads from its request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Field {
+    pub name: &'static str,
+    pub kind: FieldKind,
+    pub required: bool,
+}
+
+const fn req(name: &'static str, kind: FieldKind) -> Field {
+    Field { name, kind, required: true }
+}
+
+const fn opt(name: &'static str, kind: FieldKind) -> Field {
+    Field { name, kind, required: false }
+}
+
+const SERIES: Field = req("series", FieldKind::Str);
+const KEY: Field = req("key", FieldKind::Uint);
+const KEYS: Field = req("keys", FieldKind::Keys);
+const ITEMS: Field = req("items", FieldKind::Items);
+const RANGE: Field = req("range", FieldKind::Range);
+const OPT_RANGE: Field = opt("range", FieldKind::Range);
+const LIMIT: Field = opt("limit", FieldKind::Int);
+const STREAM_ID: Field = req("stream_id", FieldKind::Str);
+const FILE: Field = req("file", FieldKind::Str);
+
+impl Op {
+    /// The fields this op reads (besides `v`, `op`, `token` and the
+    /// idempotency fields of §12), required ones first. Mirrors
+    /// `request::parse_command`; a test keeps the two in step.
+    pub const fn fields(self) -> &'static [Field] {
+        use FieldKind::*;
+        use Op::*;
+        match self {
+            Ping | Health | Stats | Metrics | TreeList | SnapshotList | SnapshotInfo | SnapshotVerify
+            | ReplicationStatus | SystemCompact | SnapshotCreateAll => const { &[] },
+            TreeInfo | TreeCreate | TreeDrop | TreeReset | SeriesCompact | SnapshotCreate => const { &[SERIES] },
+            TreeKeys => const { &[SERIES, opt("cursor", Uint), LIMIT] },
+            TreeSummary => const { &[SERIES, OPT_RANGE] },
+            TreeSeries | TreeDeleteRange => const { &[SERIES, RANGE] },
+            TreeTop => const { &[SERIES, LIMIT, OPT_RANGE] },
+            Sum => const { &[SERIES, KEY, OPT_RANGE] },
+            CounterReset => const { &[SERIES, KEY] },
+            CounterSeries | CounterDeleteRange => const { &[SERIES, KEY, RANGE] },
+            BatchSum => const { &[SERIES, KEYS, OPT_RANGE] },
+            BatchReset => const { &[SERIES, KEYS] },
+            BatchDeleteRange => const { &[SERIES, KEYS, RANGE] },
+            MultiSum => const { &[req("items", SeriesKeys), OPT_RANGE] },
+            Increment | Decrement => const { &[SERIES, KEY, opt("bucket", Bucket), opt("value", Uint)] },
+            BatchAdd | BatchSet => const { &[SERIES, ITEMS] },
+            DeleteBefore => const { &[SERIES, req("before", Bucket)] },
+            SnapshotFetch | SnapshotLoad => const { &[FILE] },
+            SnapshotFetchChunk => const { &[FILE, opt("offset", Uint), LIMIT] },
+            IdempotencySnapshotFetchChunk => const { &[opt("offset", Uint), LIMIT] },
+            RecoveryStatus => const { &[opt("source", Str)] },
+            RecoveryCheckpoint => const { &[req("source", Str), opt("offset", Text), opt("event_id", Text)] },
+            ReplicationEntries => const { &[req("after_lsn", Uint), LIMIT] },
+            IngestBegin => const { &[STREAM_ID, req("mode", Str), opt("granularity", Str)] },
+            IngestChunk => const { &[STREAM_ID, SERIES, req("chunk_seq", Uint), ITEMS] },
+            IngestCommit | IngestAbort => const { &[STREAM_ID] },
+            IdempotencyPrune => const { &[req("before", Timestamp), LIMIT] },
+            ReconciliationReport => {
+                const {
+                    &[
+                        req("checked_points", Int),
+                        req("mismatch_count", Int),
+                        opt("absolute_drift", Int),
+                        opt("max_abs_delta", Int),
+                    ]
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,5 +261,46 @@ mod tests {
         assert!(!Op::ReconciliationReport.is_logged());
         assert!(!Op::RecoveryCheckpoint.is_logged());
         assert!(Op::IngestChunk.is_logged());
+    }
+    /// A value of `kind` that the parser accepts.
+    fn sample(field: &Field) -> &'static str {
+        match (field.name, field.kind) {
+            ("file", _) => "\"links.20260101.tree\"",
+            ("mode", _) => "\"add\"",
+            (_, FieldKind::Str) => "\"s\"",
+            (_, FieldKind::Uint | FieldKind::Int | FieldKind::Text | FieldKind::Timestamp) => "1",
+            (_, FieldKind::Bucket) => "20260101",
+            (_, FieldKind::Keys) => "[1]",
+            (_, FieldKind::Items) => "[[1,20260101,1]]",
+            (_, FieldKind::SeriesKeys) => "[{\"series\":\"s\",\"key\":1}]",
+            (_, FieldKind::Range) => "{\"from\":20260101,\"to\":20260102}",
+        }
+    }
+
+    fn parses(op: Op, fields: &[&Field]) -> bool {
+        let mut line = format!("{{\"v\":2,\"op\":\"{}\"", op.name());
+        for f in fields {
+            line.push_str(&format!(",\"{}\":{}", f.name, sample(f)));
+        }
+        line.push('}');
+        let doc = crate::protocol::request::parse_document(line.as_bytes()).unwrap();
+        crate::protocol::request::parse_request(&doc).is_ok()
+    }
+
+    #[test]
+    fn field_table_matches_the_parser() {
+        for &op in Op::ALL {
+            let all: Vec<&Field> = op.fields().iter().collect();
+            assert!(parses(op, &all), "{}: every listed field accepted", op.name());
+            let required: Vec<&Field> = all.iter().copied().filter(|f| f.required).collect();
+            assert!(parses(op, &required), "{}: required fields are enough", op.name());
+            for (i, f) in required.iter().enumerate() {
+                let mut without = required.clone();
+                without.remove(i);
+                assert!(!parses(op, &without), "{}: {} is really required", op.name(), f.name);
+            }
+            let names: std::collections::HashSet<&str> = all.iter().map(|f| f.name).collect();
+            assert_eq!(names.len(), all.len(), "{}: no field listed twice", op.name());
+        }
     }
 }

@@ -203,6 +203,9 @@ fn ingest(args: &IngestArgs) -> Result<ExitCode, String> {
         }
         seq += 1;
         sent_rows += chunk.len() as u64;
+        if seq == resume_after {
+            progress.resume_from(sent_rows - chunk.len() as u64);
+        }
         if seq >= resume_after {
             if interrupt.requested() {
                 progress.finish();
@@ -210,6 +213,13 @@ fn ingest(args: &IngestArgs) -> Result<ExitCode, String> {
                     "interrupted before chunk {seq} of {chunks}; stream {stream_id} is not committed. \
                      Rerun the same command to resume."
                 );
+                if args.mode != Mode::ReplaceSeries {
+                    eprintln!(
+                        "(in {} mode the chunks sent so far are already applied: resume this stream \
+                         rather than start another)",
+                        args.mode.as_str()
+                    );
+                }
                 return Ok(ExitCode::from(EXIT_INTERRUPTED));
             }
             let items: Vec<[u64; 3]> = chunk.iter().map(|r| [r.key, r.bucket, r.value]).collect();
@@ -228,13 +238,17 @@ fn ingest(args: &IngestArgs) -> Result<ExitCode, String> {
     }
     call(&conn, "ingest.commit", json!({"stream_id": stream_id}))?;
     progress.finish();
-    let secs = progress.elapsed().as_secs_f64();
+    let resumed = match resume_after {
+        0 => String::new(),
+        n => format!(", resumed after chunk {n}"),
+    };
     println!(
-        "committed stream {stream_id}: {} rows in {chunks} chunks into series {} ({} mode) in {secs:.1}s ({:.0} rows/s)",
+        "committed stream {stream_id}: {} rows in {chunks} chunks into series {} ({} mode{resumed}) in {:.1}s ({:.0} rows/s)",
         checked.rows,
         args.series,
         args.mode.as_str(),
-        checked.rows as f64 / secs.max(1e-3)
+        progress.elapsed().as_secs_f64(),
+        progress.rate(),
     );
     Ok(ExitCode::SUCCESS)
 }

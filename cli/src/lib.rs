@@ -90,6 +90,10 @@ fn cli(args: &CliArgs) -> ExitCode {
     if args.request.is_empty() {
         return repl::run(&conn);
     }
+    if args.request[0] == "help" {
+        print!("{}", request::help(args.request.get(1).map(String::as_str)));
+        return ExitCode::SUCCESS;
+    }
     if args.raw {
         let line = match request::build(&args.request) {
             Ok(line) => line,

@@ -18,6 +18,9 @@ pub struct Progress {
     started: Instant,
     last_line: Instant,
     done: u64,
+    /// Where this run started (a resumed run skips what was done before),
+    /// so rates count only this run's work.
+    base: u64,
 }
 
 impl Progress {
@@ -33,7 +36,22 @@ impl Progress {
             bar
         });
         let now = Instant::now();
-        Progress { label, unit, total, bar, started: now, last_line: now, done: 0 }
+        Progress { label, unit, total, bar, started: now, last_line: now, done: 0, base: 0 }
+    }
+
+    /// Marks `done` units as finished before this run started.
+    pub fn resume_from(&mut self, done: u64) {
+        self.done = done;
+        self.base = done;
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
+            bar.reset_eta();
+        }
+    }
+
+    /// Units done in this run per second so far.
+    pub fn rate(&self) -> f64 {
+        self.done.saturating_sub(self.base) as f64 / self.started.elapsed().as_secs_f64().max(1e-3)
     }
 
     pub fn set(&mut self, done: u64) {
@@ -56,14 +74,13 @@ impl Progress {
         }
     }
 
-    /// Seconds since the start.
+    /// Time since the start.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }
 
     fn line(&self) -> String {
-        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-        let rate = self.done as f64 / secs;
+        let rate = self.rate();
         let percent = if self.total == 0 { 100.0 } else { self.done as f64 * 100.0 / self.total as f64 };
         let eta =
             if rate > 0.0 { format!("{:.0}s", self.total.saturating_sub(self.done) as f64 / rate) } else { "?".into() };

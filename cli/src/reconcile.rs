@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::connect::{ConnectArgs, Connection, RequestLimit};
@@ -156,12 +157,9 @@ fn reconcile(args: &ReconcileArgs) -> Result<ExitCode, String> {
     }
     progress.finish();
 
-    let reported = if args.report {
-        report(&conn, &totals)?;
-        true
-    } else {
-        false
-    };
+    // The results are printed even when the report is refused.
+    let report_error = if args.report { report(&conn, &totals).err() } else { None };
+    let reported = args.report && report_error.is_none();
     if args.json {
         println!("{}", summary_json(&args.series, &totals, &listed, reported));
     } else {
@@ -178,6 +176,9 @@ fn reconcile(args: &ReconcileArgs) -> Result<ExitCode, String> {
             totals.max_abs_delta,
             if reported { " (reported)" } else { "" }
         );
+    }
+    if let Some(err) = report_error {
+        return Err(err);
     }
     Ok(if totals.mismatch_count == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
@@ -267,24 +268,52 @@ fn report(conn: &Connection, totals: &Totals) -> Result<(), String> {
     conn.call("reconciliation.report", fields).map(|_| ()).map_err(|e| format!("reconciliation.report: {e}"))
 }
 
-fn summary_json(series: &str, totals: &Totals, listed: &[Mismatch], reported: bool) -> Value {
-    let mismatches: Vec<Value> = listed
-        .iter()
-        .map(|m| {
-            json!({"line": m.line, "key": m.key, "bucket": m.bucket, "expected": m.expected,
-                   "actual": m.actual, "delta": m.delta_text()})
-        })
-        .collect();
-    json!({
-        "series": series,
-        "checked_points": totals.checked_points,
-        "mismatch_count": totals.mismatch_count,
-        "absolute_drift": totals.absolute_drift,
-        "max_abs_delta": totals.max_abs_delta,
-        "mismatches": mismatches,
-        "mismatches_listed": listed.len(),
-        "reported": reported,
-    })
+/// The `--json` output, fields in this order.
+#[derive(Serialize)]
+struct Summary<'a> {
+    series: &'a str,
+    checked_points: u64,
+    mismatch_count: u64,
+    absolute_drift: u64,
+    max_abs_delta: u64,
+    reported: bool,
+    mismatches_listed: usize,
+    mismatches: Vec<MismatchJson>,
+}
+
+#[derive(Serialize)]
+struct MismatchJson {
+    line: u64,
+    key: u64,
+    bucket: u64,
+    expected: u64,
+    actual: u64,
+    /// Signed, as text: it may lie outside i64.
+    delta: String,
+}
+
+fn summary_json(series: &str, totals: &Totals, listed: &[Mismatch], reported: bool) -> String {
+    let summary = Summary {
+        series,
+        checked_points: totals.checked_points,
+        mismatch_count: totals.mismatch_count,
+        absolute_drift: totals.absolute_drift,
+        max_abs_delta: totals.max_abs_delta,
+        reported,
+        mismatches_listed: listed.len(),
+        mismatches: listed
+            .iter()
+            .map(|m| MismatchJson {
+                line: m.line,
+                key: m.key,
+                bucket: m.bucket,
+                expected: m.expected,
+                actual: m.actual,
+                delta: m.delta_text(),
+            })
+            .collect(),
+    };
+    serde_json::to_string(&summary).unwrap_or_else(|e| format!("{{\"error\":\"cannot encode the summary: {e}\"}}"))
 }
 
 #[cfg(test)]

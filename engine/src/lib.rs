@@ -14,6 +14,8 @@ pub mod client;
 pub mod clock;
 mod engine;
 pub mod error;
+#[cfg(feature = "fault-injection")]
+mod fault;
 pub mod files;
 pub mod idempotency;
 pub mod ingest;
@@ -27,5 +29,5 @@ pub mod wal;
 
 pub use engine::{Engine, KeysPage, Outcome, Reply, Response, Session, Summary, TreeInfo, REPLICATION_LSN_FILE};
 pub use error::{Error, ErrorCode, Result};
-pub use options::{Options, Role};
+pub use options::{FsyncPolicy, Options, Role};
 pub use protocol::{Item, Range};

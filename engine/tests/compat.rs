@@ -443,7 +443,11 @@ fn b12_idempotent_batch_add_with_total_above_i64_max_replays() {
     drop(d);
     // Reopened with the same clock, so the 7-day age limit keeps the record.
     let clock = karma_engine::clock::ManualClock::new(T0 + 60);
-    let options = karma_engine::Options { wal_fsync: false, clock, ..karma_engine::Options::durable(dir.path()) };
+    let options = karma_engine::Options {
+        wal_fsync: karma_engine::FsyncPolicy::Never,
+        clock,
+        ..karma_engine::Options::durable(dir.path())
+    };
     let d = Engine::open(options).unwrap();
     expect(&d, &req, &idem(&resp, true));
     expect_ok(&d, r#"{"v":2,"op":"counter.sum","series":"s","key":1}"#, &I64_MAX.to_string());
@@ -699,9 +703,12 @@ fn b2_snapshot_create_then_restart_does_not_double_count() {
     e.close().unwrap();
     drop(e);
     let clock = karma_engine::clock::ManualClock::new(T0);
-    let e =
-        Engine::open(karma_engine::Options { wal_fsync: false, clock, ..karma_engine::Options::durable(dir.path()) })
-            .unwrap();
+    let e = Engine::open(karma_engine::Options {
+        wal_fsync: karma_engine::FsyncPolicy::Never,
+        clock,
+        ..karma_engine::Options::durable(dir.path())
+    })
+    .unwrap();
     expect_ok(&e, r#"{"v":2,"op":"counter.sum","series":"s","key":1}"#, "7");
     assert_eq!(response(&e, r#"{"v":2,"op":"snapshot.verify"}"#)["status"], "ok");
 }
@@ -719,8 +726,11 @@ fn b15_drop_survives_a_snapshot_cycle_and_restart() {
     e.close().unwrap();
     drop(e);
     let clock = karma_engine::clock::ManualClock::new(T0);
-    let e =
-        Engine::open(karma_engine::Options { wal_fsync: false, clock, ..karma_engine::Options::durable(dir.path()) })
-            .unwrap();
+    let e = Engine::open(karma_engine::Options {
+        wal_fsync: karma_engine::FsyncPolicy::Never,
+        clock,
+        ..karma_engine::Options::durable(dir.path())
+    })
+    .unwrap();
     expect_ok(&e, r#"{"v":2,"op":"tree.list"}"#, r#"["kept"]"#);
 }

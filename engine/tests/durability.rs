@@ -35,7 +35,11 @@ impl Db {
     }
 
     fn options(&self) -> Options {
-        Options { wal_fsync: false, clock: self.clock.clone(), ..Options::durable(&self.dir) }
+        Options {
+            wal_fsync: karma_engine::FsyncPolicy::Never,
+            clock: self.clock.clone(),
+            ..Options::durable(&self.dir)
+        }
     }
 
     fn open(&self) -> Engine {

@@ -45,7 +45,7 @@ fn open_copy(fixture: &str) -> Opened {
     let dir = tmp.path().join("data");
     copy_dir(&src, &dir);
     let options = Options {
-        wal_fsync: false,
+        wal_fsync: karma_engine::FsyncPolicy::Never,
         restore: true,
         // The records are dated when the fixtures were made; keep them
         // whatever today's date is.

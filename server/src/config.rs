@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Arg, ArgAction, Command};
-use karma_engine::{Options, Role};
+use karma_engine::{FsyncPolicy, Options, Role};
 
 /// The server's version (`karma --version`, the `server.start` log event).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -40,6 +40,9 @@ enum Kind {
     Int,
     /// Exactly `true` or `false`.
     Bool,
+    /// An fsync policy: `always`, `everysec` or `never` (`true` and
+    /// `false`, Karma 1.0's values, mean `always` and `never`).
+    Fsync,
 }
 
 /// Identifies one option; the order of [`OPTIONS`] is the order environment
@@ -124,7 +127,15 @@ const OPTIONS: &[OptDef] = &[
         "Set TCP_NODELAY on client sockets (default true)",
     ),
     opt(Key::Wal, "wal", Some('w'), "KARMA_WAL", Kind::Bool, "flag", "Write-ahead log on/off (default true)"),
-    opt(Key::WalFsync, "wal-fsync", None, "KARMA_WAL_FSYNC", Kind::Bool, "flag", "fsync WAL batches (default true)"),
+    opt(
+        Key::WalFsync,
+        "wal-fsync",
+        None,
+        "KARMA_WAL_FSYNC",
+        Kind::Fsync,
+        "policy",
+        "always (fsync each WAL group before acknowledging), everysec or never; true/false mean always/never (default always)",
+    ),
     opt(
         Key::WalSegmentBytes,
         "wal-segment-bytes",
@@ -312,7 +323,7 @@ pub struct Config {
     pub restore: bool,
     pub nodelay: bool,
     pub wal: bool,
-    pub wal_fsync: bool,
+    pub wal_fsync: FsyncPolicy,
     pub wal_segment_bytes: i32,
     pub wal_batch_size: i32,
     pub wal_batch_wait_us: i32,
@@ -347,7 +358,7 @@ impl Default for Config {
             restore: true,
             nodelay: true,
             wal: true,
-            wal_fsync: true,
+            wal_fsync: FsyncPolicy::Always,
             wal_segment_bytes: 67_108_864,
             wal_batch_size: 1024,
             wal_batch_wait_us: 0,
@@ -454,6 +465,14 @@ impl Source<'_> {
             Source::Flag(long) => ConfigError::new(format!("--{long} must be true or false")),
         }
     }
+
+    fn fsync_error(&self) -> ConfigError {
+        const WORDS: &str = "always, everysec or never (or true/false)";
+        match self {
+            Source::Env(name) => ConfigError::new(format!("Environment variable {name} must be {WORDS}")),
+            Source::Flag(long) => ConfigError::new(format!("--{long} must be {WORDS}")),
+        }
+    }
 }
 
 impl Config {
@@ -473,6 +492,7 @@ impl Config {
                 let v = parse_bool(raw).ok_or_else(|| source.bool_error())?;
                 self.set_bool(def.key, v);
             }
+            Kind::Fsync => self.wal_fsync = FsyncPolicy::parse(raw).ok_or_else(|| source.fsync_error())?,
         }
         Ok(())
     }
@@ -525,7 +545,6 @@ impl Config {
             Key::Restore => self.restore = v,
             Key::Nodelay => self.nodelay = v,
             Key::Wal => self.wal = v,
-            Key::WalFsync => self.wal_fsync = v,
             Key::Log => self.log = v,
             _ => unreachable_key(key),
         }
@@ -924,7 +943,8 @@ mod tests {
         assert_eq!(c.port, 8080);
         assert_eq!(c.directory, ".");
         assert_eq!(c.role(), Role::Master);
-        assert!(c.restore && c.nodelay && c.wal && c.wal_fsync && c.log);
+        assert!(c.restore && c.nodelay && c.wal && c.log);
+        assert_eq!(c.wal_fsync, FsyncPolicy::Always);
         assert_eq!(c.wal_segment_bytes, 67_108_864);
         assert_eq!(c.max_request_bytes(), 4096);
         assert_eq!(c.read_timeout(), Some(Duration::from_secs(5)));
@@ -1001,7 +1021,7 @@ mod tests {
             restore: false,
             nodelay: false,
             wal: false,
-            wal_fsync: false,
+            wal_fsync: FsyncPolicy::Never,
             wal_segment_bytes: 0,
             wal_batch_size: 7,
             wal_batch_wait_us: 250,
@@ -1084,10 +1104,40 @@ mod tests {
         assert_eq!((c.replication_poll_interval_ms, c.replication_batch_size, c.idempotency_max_records), (12, 13, 14));
         assert_eq!((c.idempotency_max_age_seconds, c.max_connections, c.metrics_port), (15, 16, 17));
         assert_eq!((c.host.as_str(), c.directory.as_str()), ("h", "d"));
-        assert!(!c.restore && !c.nodelay && !c.wal && !c.wal_fsync && !c.log);
+        assert!(!c.restore && !c.nodelay && !c.wal && !c.log);
+        assert_eq!(c.wal_fsync, FsyncPolicy::Never);
         assert_eq!(c.auth_token.as_deref(), Some("a"));
         assert_eq!(c.read_auth_token.as_deref(), Some("b"));
         assert_eq!(c.replication_token.as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn wal_fsync_takes_a_policy_and_the_1_0_booleans() {
+        for (word, policy) in [
+            ("always", FsyncPolicy::Always),
+            ("everysec", FsyncPolicy::EverySec),
+            ("never", FsyncPolicy::Never),
+            ("true", FsyncPolicy::Always),
+            ("false", FsyncPolicy::Never),
+        ] {
+            assert_eq!(config(&[&format!("--wal-fsync={word}")], &[]).wal_fsync, policy, "--wal-fsync={word}");
+            assert_eq!(config(&["--wal-fsync", word], &[]).wal_fsync, policy, "--wal-fsync {word}");
+            assert_eq!(config(&[], &[("KARMA_WAL_FSYNC", word)]).wal_fsync, policy, "KARMA_WAL_FSYNC={word}");
+            assert_eq!(config(&[&format!("--wal-fsync={word}")], &[]).engine_options().wal_fsync, policy);
+        }
+        // The flag wins over the environment.
+        let c = config(&["--wal-fsync=everysec"], &[("KARMA_WAL_FSYNC", "never")]);
+        assert_eq!(c.wal_fsync, FsyncPolicy::EverySec);
+        for bad in ["Always", "yes", "1", "", "every_sec"] {
+            assert_eq!(
+                error(&[&format!("--wal-fsync={bad}")], &[]),
+                "ERROR: --wal-fsync must be always, everysec or never (or true/false)"
+            );
+        }
+        assert_eq!(
+            error(&[], &[("KARMA_WAL_FSYNC", "sometimes")]),
+            "ERROR: Environment variable KARMA_WAL_FSYNC must be always, everysec or never (or true/false)"
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         Ok(Cli::Run(config)) => config,
         Ok(Cli::Help(text)) => {
             print!("{text}");
+            println!("\nOperator tools: karma cli|ingest|reconcile --help (docs/operations.md)");
             return ExitCode::SUCCESS;
         }
         Ok(Cli::Version(text)) => {

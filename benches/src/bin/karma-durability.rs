@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use karma_benches::{thousands, Histogram};
 use karma_engine::clock::{bucket_of_unix, days_from_civil};
-use karma_engine::{Engine, Item, Options};
+use karma_engine::{Engine, FsyncPolicy, Item, Options};
 
 const GROUP_COMMIT_TARGET: f64 = 20.0;
 const SNAPSHOT_TARGET_S: f64 = 1.0;
@@ -89,8 +89,11 @@ impl Cell {
 
 fn group_commit_cell(args: &Args, fsync: bool, threads: usize) -> Result<Cell, String> {
     let dir = tempdir(&args.dir, "karma-durability-wal-")?;
-    let engine = Engine::open(Options { wal_fsync: fsync, ..Options::durable(dir.path()) })
-        .map_err(|e| format!("open engine: {}", e.message()))?;
+    let engine = Engine::open(Options {
+        wal_fsync: if fsync { FsyncPolicy::Always } else { FsyncPolicy::Never },
+        ..Options::durable(dir.path())
+    })
+    .map_err(|e| format!("open engine: {}", e.message()))?;
     engine.create_series("bench").map_err(|e| format!("create series: {}", e.message()))?;
     let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(AtomicU64::new(0));
@@ -269,7 +272,8 @@ fn snapshot_restore(args: &Args) -> Result<bool, String> {
     println!();
     println!("== snapshot and restore: {keys} keys x {days} days = {} points ==", thousands(points));
     let dir = tempdir(&args.dir, "karma-durability-snap-")?;
-    let options = Options { wal: args.load_wal, wal_fsync: false, ..Options::durable(dir.path()) };
+    let options =
+        Options { wal: args.load_wal, wal_fsync: karma_engine::FsyncPolicy::Never, ..Options::durable(dir.path()) };
     let engine = Engine::open(options).map_err(|e| format!("open engine: {}", e.message()))?;
     engine.create_series("api").map_err(|e| format!("create series: {}", e.message()))?;
     let first_day = days_from_civil(2025, 1, 1) as u64;

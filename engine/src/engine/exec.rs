@@ -166,6 +166,7 @@ impl Engine {
             Health => plain(Ok(self.health())),
             Stats => plain(Ok(self.stats())),
             Metrics => plain(Ok(Response::Text(self.metrics_text()))),
+            Wal => plain(Ok(self.wal_status())),
             TreeList => plain(Ok(Response::Names(self.inner.store.names()))),
             TreeInfo | TreeKeys | TreeSummary | TreeTop | TreeSeries | Sum | BatchSum | MultiSum | CounterSeries => {
                 plain(self.read(req))

@@ -294,7 +294,9 @@ impl Engine {
 
     /// The Prometheus text of `system.metrics`.
     pub fn metrics_text(&self) -> String {
-        self.stats_view().prometheus()
+        let mut text = self.stats_view().prometheus();
+        self.wal_metrics(&mut text);
+        text
     }
 
     /// `None` when healthy; otherwise why writes are refused (e.g. the WAL

@@ -1065,7 +1065,7 @@ impl ServerFlags {
         let defaults = Options::default();
         Options {
             directory: Some(directory.to_path_buf()),
-            wal_fsync: false,
+            wal_fsync: karma_engine::FsyncPolicy::Never,
             auth_token: self.auth_token.clone(),
             read_auth_token: self.read_auth_token.clone(),
             role: if self.slave { Role::Slave } else { Role::Master },

@@ -431,7 +431,7 @@ mod tests {
 
     #[test]
     fn recovery_fixture_is_byte_identical_after_rewrite() {
-        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/karma1");
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/karma1");
         assert!(base.is_dir(), "fixtures missing at {}", base.display());
         for fx in ["snapshot-plus-wal", "segmented-wal", "snapshots-only"] {
             let dir = base.join(fx).join("data");

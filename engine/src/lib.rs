@@ -8,6 +8,8 @@
 //!
 //! The engine knows nothing of sockets, async runtimes or host languages.
 
+#![forbid(unsafe_code)]
+
 pub mod client;
 pub mod clock;
 mod engine;

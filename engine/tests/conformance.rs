@@ -1,6 +1,7 @@
-//! Replays the Karma 1.0 conformance corpus (`../shared/conformance`, or
-//! `$KARMA_SHARED/conformance`) through the engine in-process, with the
-//! verdicts of `replay.py --skip-known-bugs --relax parser-message`.
+//! Replays the Karma 1.0 conformance corpus (`tests/conformance/`, recorded
+//! from the original server) through the engine in-process, with the
+//! standard rules: lines tagged `known_bugs` are sent but not compared, and
+//! JSON parser messages are not compared (see `common/conformance.rs`).
 //!
 //! Every scenario runs on a fresh engine in a fresh temporary directory. All
 //! mismatches are collected and reported at once, followed by a

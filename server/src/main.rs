@@ -9,6 +9,8 @@
 //! `karma cli|ingest|reconcile ...` runs an operator tool instead (the
 //! karma-cli crate); everything else is the server's own command line.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -15,6 +15,9 @@
 //! Data goes to fresh temporary directories under `--dir` (default: the
 //! system temp dir), removed at the end.
 
+// The few unsafe blocks (each with a SAFETY comment) are allowed one by one.
+#![deny(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -224,6 +227,7 @@ fn files(dir: &Path) -> Vec<(PathBuf, u64)> {
 
 /// Drops the files' pages from the page cache (they are clean after the
 /// snapshot's fsync), so the next open reads them from the device.
+#[allow(unsafe_code)]
 fn evict(paths: &[(PathBuf, u64)]) {
     for (path, _) in paths {
         if let Ok(file) = std::fs::File::open(path) {

@@ -32,6 +32,8 @@
 //! `--max-request-bytes` above its default of 4096 for `batch_add`/`batch_sum`
 //! (and for the setup step, which always uses batches).
 
+#![forbid(unsafe_code)]
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;

@@ -390,7 +390,7 @@ mod tests {
 
     #[test]
     fn fixture_snapshot_dirs() {
-        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/karma1");
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/karma1");
         assert!(base.is_dir(), "fixtures missing at {}", base.display());
         let sd = SnapshotDir::new(base.join("snapshots-only/data"));
         let latest = sd.latest_by_series().unwrap();

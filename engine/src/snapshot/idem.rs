@@ -256,7 +256,7 @@ mod tests {
     use std::fs;
 
     fn fixtures() -> std::path::PathBuf {
-        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/karma1");
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/karma1");
         assert!(base.is_dir(), "fixtures missing at {}", base.display());
         base
     }

@@ -10,7 +10,7 @@ use crate::error::ErrorCode;
 use crate::options::FsyncPolicy;
 
 fn fixtures() -> PathBuf {
-    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/karma1");
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/karma1");
     assert!(base.is_dir(), "fixtures missing at {}", base.display());
     base
 }

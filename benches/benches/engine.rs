@@ -5,6 +5,8 @@
 //! Run with `cargo bench -p karma-benches`; results and targets are recorded
 //! in docs/benchmarks.md.
 
+#![forbid(unsafe_code)]
+
 use std::hint::black_box;
 use std::time::Duration;
 

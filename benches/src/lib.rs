@@ -1,5 +1,7 @@
 //! Shared helpers of the benchmark binaries (`karma-load`, `karma-durability`).
 
+#![forbid(unsafe_code)]
+
 /// Linear sub-buckets per power of two: 2^7 = 128, so a recorded value is
 /// reported within 1/128 (< 0.8%) of what was measured.
 const SUB_BITS: u32 = 7;

@@ -213,6 +213,13 @@ fn ingest(args: &IngestArgs) -> Result<ExitCode, String> {
                     "interrupted before chunk {seq} of {chunks}; stream {stream_id} is not committed. \
                      Rerun the same command to resume."
                 );
+                if args.mode != Mode::ReplaceSeries {
+                    eprintln!(
+                        "(in {} mode the chunks sent so far are already applied: resume this stream \
+                         rather than start another)",
+                        args.mode.as_str()
+                    );
+                }
                 return Ok(ExitCode::from(EXIT_INTERRUPTED));
             }
             let items: Vec<[u64; 3]> = chunk.iter().map(|r| [r.key, r.bucket, r.value]).collect();

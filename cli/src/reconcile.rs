@@ -157,12 +157,9 @@ fn reconcile(args: &ReconcileArgs) -> Result<ExitCode, String> {
     }
     progress.finish();
 
-    let reported = if args.report {
-        report(&conn, &totals)?;
-        true
-    } else {
-        false
-    };
+    // The results are printed even when the report is refused.
+    let report_error = if args.report { report(&conn, &totals).err() } else { None };
+    let reported = args.report && report_error.is_none();
     if args.json {
         println!("{}", summary_json(&args.series, &totals, &listed, reported));
     } else {
@@ -179,6 +176,9 @@ fn reconcile(args: &ReconcileArgs) -> Result<ExitCode, String> {
             totals.max_abs_delta,
             if reported { " (reported)" } else { "" }
         );
+    }
+    if let Some(err) = report_error {
+        return Err(err);
     }
     Ok(if totals.mismatch_count == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

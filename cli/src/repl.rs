@@ -6,8 +6,14 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use karma_engine::protocol::Op;
+use rustyline::completion::Completer;
 use rustyline::error::ReadlineError;
-use rustyline::DefaultEditor;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::DefaultHistory;
+use rustyline::validate::Validator;
+use rustyline::{Context, Editor, Helper};
 
 use crate::answer;
 use crate::connect::Connection;
@@ -28,8 +34,11 @@ pub fn run(conn: &Connection) -> ExitCode {
 }
 
 fn interactive(conn: &Connection) -> ExitCode {
-    let mut editor = match DefaultEditor::new() {
-        Ok(editor) => editor,
+    let mut editor = match Editor::<OpCompleter, DefaultHistory>::new() {
+        Ok(mut editor) => {
+            editor.set_helper(Some(OpCompleter));
+            editor
+        }
         Err(err) => {
             eprintln!("karma cli: cannot start line editing ({err}); reading plain lines");
             return scripted(conn);
@@ -158,6 +167,60 @@ fn split_words(line: &str) -> Vec<String> {
     words
 }
 
+/// Tab completes op names in the first word and the op's `field=` names
+/// after it.
+struct OpCompleter;
+
+impl Completer for OpCompleter {
+    type Candidate = String;
+
+    fn complete(&self, line: &str, pos: usize, _: &Context<'_>) -> rustyline::Result<(usize, Vec<String>)> {
+        Ok(completions(line, pos))
+    }
+}
+
+impl Hinter for OpCompleter {
+    type Hint = String;
+}
+
+impl Highlighter for OpCompleter {}
+
+impl Validator for OpCompleter {}
+
+impl Helper for OpCompleter {}
+
+/// Where the word under the cursor starts, and what it may become.
+fn completions(line: &str, pos: usize) -> (usize, Vec<String>) {
+    let before = line.get(..pos).unwrap_or(line);
+    let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+    let prefix = &before[start..];
+    let mut words = before[..start].split_whitespace();
+    let candidates = match words.next() {
+        None => Op::ALL
+            .iter()
+            .map(|op| op.name())
+            .chain(["help", "quit"])
+            .filter(|name| name.starts_with(prefix))
+            .map(str::to_string)
+            .collect(),
+        Some(first) => match (first, Op::from_name(first)) {
+            ("help", _) => {
+                Op::ALL.iter().map(|op| op.name().to_string()).filter(|name| name.starts_with(prefix)).collect()
+            }
+            (_, Some(op)) if !prefix.contains('=') => {
+                let given: Vec<&str> = words.filter_map(|w| w.split_once('=').map(|(n, _)| n)).collect();
+                op.fields()
+                    .iter()
+                    .filter(|f| f.name.starts_with(prefix) && !given.contains(&f.name))
+                    .map(|f| format!("{}=", f.name))
+                    .collect()
+            }
+            _ => Vec::new(),
+        },
+    };
+    (start, candidates)
+}
+
 /// `$KARMA_HISTORY`, else `~/.karma_history`; none without a home.
 fn history_file() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("KARMA_HISTORY").filter(|p| !p.is_empty()) {
@@ -169,6 +232,18 @@ fn history_file() -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tab_completes_ops_then_their_fields() {
+        assert_eq!(completions("counter.su", 10), (0, vec!["counter.sum".to_string()]));
+        let (start, ops) = completions("ingest.", 7);
+        assert_eq!((start, ops.len()), (0, 4));
+        assert_eq!(completions("counter.sum series=a k", 22), (21, vec!["key=".to_string()]));
+        assert_eq!(completions("counter.sum series=a ", 21), (21, vec!["key=".to_string(), "range=".to_string()]));
+        assert_eq!(completions("help tree.to", 12), (5, vec!["tree.top".to_string()]));
+        assert!(completions("nope.op s", 9).1.is_empty());
+        assert!(completions("counter.sum series=", 19).1.is_empty());
+    }
 
     #[test]
     fn words_split_like_a_shell_would() {

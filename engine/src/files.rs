@@ -33,6 +33,69 @@ pub(crate) fn random_hex16() -> String {
     format!("{:016x}", h.finish())
 }
 
+/// How a file of the data directory is named in messages: its name inside
+/// the directory, never the host's absolute path.
+pub fn label(path: &Path) -> String {
+    path.file_name().map_or_else(|| "(data directory)".to_owned(), |n| n.to_string_lossy().into_owned())
+}
+
+const REFUSED: &str = "not a regular file (symbolic links and special files in the data directory are refused)";
+
+fn refused() -> std::io::Error {
+    std::io::Error::new(ErrorKind::InvalidInput, REFUSED)
+}
+
+/// The error of a failed operation on the data-directory file `name`: a
+/// refused file (a symbolic link, a FIFO, a directory) is a
+/// `validation_error` naming it; any other failure an `internal_error`
+/// naming it. Neither carries the host's path of the directory.
+pub fn file_error(action: &str, name: &str, e: std::io::Error) -> Error {
+    if e.kind() == ErrorKind::InvalidInput && e.get_ref().is_some_and(|r| r.to_string() == REFUSED) {
+        Error::validation(format!("Refusing {name}: {REFUSED}"))
+    } else {
+        Error::io(format!("{action} {name}"), e)
+    }
+}
+
+/// Opens a file of the data directory, refusing a symbolic link (which
+/// could point anywhere on the host) and anything that is not a regular
+/// file. `O_NONBLOCK` keeps a FIFO planted there from blocking the open; it
+/// changes nothing for regular files.
+pub fn open_regular(path: &Path, options: &mut OpenOptions) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            refused()
+        } else {
+            e
+        }
+    })?;
+    if !file.metadata()?.is_file() {
+        return Err(refused());
+    }
+    Ok(file)
+}
+
+/// The whole content of a regular file of the data directory (see
+/// [`open_regular`]).
+pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = open_regular(path, OpenOptions::new().read(true))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The metadata of a regular file of the data directory, without following
+/// a symbolic link; anything else is refused.
+pub fn regular_metadata(path: &Path) -> std::io::Result<fs::Metadata> {
+    let md = fs::symlink_metadata(path)?;
+    if !md.is_file() {
+        return Err(refused());
+    }
+    Ok(md)
+}
+
 /// fsyncs a directory so that renames/creations inside it are durable.
 pub fn fsync_dir(dir: &Path) -> Result<()> {
     let d = File::open(dir).map_err(|e| Error::io(format!("Cannot open directory {}", dir.display()), e))?;
@@ -50,13 +113,28 @@ pub fn atomic_write(dir: &Path, file_name: &str, bytes: &[u8]) -> Result<()> {
     atomic_write_opts(dir, file_name, bytes, true)
 }
 
+/// The longest file name most file systems accept.
+const NAME_MAX: usize = 255;
+
+/// `.<name>.<pid>.<hex>.tmp`, with `<name>` shortened (at a character
+/// boundary) so the whole stays within [`NAME_MAX`] bytes whatever the pid:
+/// a snapshot of a series with a long name must not fail on its temp file.
+fn temp_name(file_name: &str, pid: u32, hex: &str) -> String {
+    let tail = format!(".{pid}.{hex}.tmp");
+    let mut keep = file_name.len().min(NAME_MAX - 1 - tail.len());
+    while !file_name.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!(".{}{tail}", &file_name[..keep])
+}
+
 /// [`atomic_write`] with optional fsync (of the file and the directory).
 pub fn atomic_write_opts(dir: &Path, file_name: &str, bytes: &[u8], fsync: bool) -> Result<()> {
     if file_name.is_empty() || file_name.contains('/') || file_name.contains('\0') {
         return Err(Error::validation(format!("Invalid file name \"{file_name}\"")));
     }
     ensure_dir(dir)?;
-    let tmp = dir.join(format!(".{file_name}.{}.{}.tmp", std::process::id(), random_hex16()));
+    let tmp = dir.join(temp_name(file_name, std::process::id(), &random_hex16()));
     let target = dir.join(file_name);
     let result = (|| -> Result<()> {
         let mut f = OpenOptions::new()
@@ -87,10 +165,10 @@ pub fn atomic_write_opts(dir: &Path, file_name: &str, bytes: &[u8], fsync: bool)
 /// Missing or blank = 0. `what` is `"WAL"` or `"replication"` and names the
 /// file in the error: `Invalid WAL LSN file <path>`.
 pub fn read_lsn_file(path: &Path, what: &str) -> Result<u64> {
-    let bytes = match fs::read(path) {
+    let bytes = match read_regular(path) {
         Ok(b) => b,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(Error::io(format!("Cannot read {}", path.display()), e)),
+        Err(e) => return Err(Error::io(format!("Cannot read {}", label(path)), e)),
     };
     let invalid = || Error::validation(format!("Invalid {what} LSN file {}", path.display()));
     let text = std::str::from_utf8(&bytes).map_err(|_| invalid())?.trim();
@@ -123,13 +201,8 @@ impl DirLock {
     pub fn acquire(dir: &Path) -> Result<DirLock> {
         ensure_dir(dir)?;
         let path = dir.join(LOCK_FILE);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| Error::io(format!("Cannot open {}", path.display()), e))?;
+        let mut file = open_regular(&path, OpenOptions::new().read(true).write(true).create(true).truncate(false))
+            .map_err(|e| Error::io(format!("Cannot open {}", label(&path)), e))?;
         // std's file lock is flock(2) on Unix: per open file description, so
         // a second acquire in the same process fails too.
         match file.try_lock() {
@@ -201,10 +274,10 @@ fn value_to_string(v: Option<serde_json::Value>) -> Option<String> {
 /// `validation_error` `Invalid recovery file <path>: <why>`.
 pub fn read_recovery(dir: &Path) -> Result<Vec<Checkpoint>> {
     let path = dir.join(RECOVERY_FILE);
-    let bytes = match fs::read(&path) {
+    let bytes = match read_regular(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(format!("Cannot read {}", path.display()), e)),
+        Err(e) => return Err(Error::io(format!("Cannot read {}", label(&path)), e)),
     };
     let parsed: RecoveryFileIn = serde_json::from_slice(&bytes)
         .map_err(|e| Error::validation(format!("Invalid recovery file {}: {e}", path.display())))?;
@@ -247,6 +320,18 @@ pub fn write_recovery(dir: &Path, checkpoints: &[Checkpoint]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn temp_names_fit_in_a_file_name_whatever_the_pid() {
+        let series = "é".repeat(100);
+        let file = format!("1780000000_{series}.tree.meta.json");
+        for pid in [1, 4_194_304, u32::MAX] {
+            let name = temp_name(&file, pid, "0123456789abcdef");
+            assert!(name.len() <= NAME_MAX, "{} bytes: {name}", name.len());
+            assert!(name.starts_with(".1780000000_é") && name.ends_with(".0123456789abcdef.tmp"), "{name}");
+        }
+        assert_eq!(temp_name("x.json", 7, "ab"), ".x.json.7.ab.tmp");
+    }
 
     fn tmp() -> tempfile::TempDir {
         tempfile::tempdir().unwrap()
@@ -346,7 +431,7 @@ mod tests {
 
     #[test]
     fn recovery_fixture_is_byte_identical_after_rewrite() {
-        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/karma1");
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/karma1");
         assert!(base.is_dir(), "fixtures missing at {}", base.display());
         for fx in ["snapshot-plus-wal", "segmented-wal", "snapshots-only"] {
             let dir = base.join(fx).join("data");

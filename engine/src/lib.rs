@@ -8,10 +8,14 @@
 //!
 //! The engine knows nothing of sockets, async runtimes or host languages.
 
+#![forbid(unsafe_code)]
+
 pub mod client;
 pub mod clock;
 mod engine;
 pub mod error;
+#[cfg(feature = "fault-injection")]
+mod fault;
 pub mod files;
 pub mod idempotency;
 pub mod ingest;
@@ -26,5 +30,5 @@ pub mod wal;
 pub use engine::{Engine, KeysPage, Outcome, Reply, Response, Session, Summary, TreeInfo, REPLICATION_LSN_FILE};
 pub use error::{Error, ErrorCode, Result};
 pub use metrics::Limit;
-pub use options::{Options, Role};
+pub use options::{FsyncPolicy, Options, Role};
 pub use protocol::{Item, Range};

@@ -24,6 +24,58 @@ impl Role {
     }
 }
 
+/// When the WAL reaches the disk, named like Redis' `appendfsync`.
+///
+/// Every policy acknowledges a write only after `write(2)` handed it to the
+/// kernel, so a process crash (even `kill -9`) never loses an acknowledged
+/// write; the policies differ in what a power failure or kernel crash may
+/// lose (docs/durability.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FsyncPolicy {
+    /// fsync every group commit before acknowledging any write in it.
+    #[default]
+    Always,
+    /// Acknowledge after `write(2)`; a background fsync runs at most once a
+    /// second, so a power failure loses at most about the last two seconds.
+    EverySec,
+    /// Never fsync the WAL: the kernel writes it back when it chooses.
+    Never,
+}
+
+impl FsyncPolicy {
+    /// The configuration word: `always`, `everysec` or `never`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FsyncPolicy::Always => "always",
+            FsyncPolicy::EverySec => "everysec",
+            FsyncPolicy::Never => "never",
+        }
+    }
+
+    /// Parses a configuration word. Karma 1.0 configured the WAL with a
+    /// boolean, so `true` and `false` still mean `always` and `never`.
+    pub fn parse(word: &str) -> Option<FsyncPolicy> {
+        match word {
+            "always" | "true" => Some(FsyncPolicy::Always),
+            "everysec" => Some(FsyncPolicy::EverySec),
+            "never" | "false" => Some(FsyncPolicy::Never),
+            _ => None,
+        }
+    }
+
+    /// Whether an acknowledgement waits for fsync.
+    pub fn fsync_before_ack(self) -> bool {
+        self == FsyncPolicy::Always
+    }
+
+    /// Whether rare metadata writes that the WAL's numbering depends on
+    /// (truncation, `karma.wal.lsn`, new files' directory entries) are
+    /// fsynced. Only `never` leaves them to the kernel.
+    pub fn fsync_metadata(self) -> bool {
+        self != FsyncPolicy::Never
+    }
+}
+
 /// Engine configuration. `Options::default()` is a safe in-memory engine;
 /// [`Options::durable`] is the server's default for a data directory.
 #[derive(Clone, Debug)]
@@ -34,8 +86,8 @@ pub struct Options {
     pub restore: bool,
     /// Append every mutation to the write-ahead log.
     pub wal: bool,
-    /// fsync each WAL group commit before acknowledging.
-    pub wal_fsync: bool,
+    /// When the WAL is fsynced, and so what an acknowledgement promises.
+    pub wal_fsync: FsyncPolicy,
     /// Rotate `karma.wal` into a segment past this size; 0 never rotates.
     pub wal_segment_bytes: u64,
     /// Most entries one group commit takes.
@@ -67,7 +119,7 @@ impl Default for Options {
             directory: None,
             restore: true,
             wal: true,
-            wal_fsync: true,
+            wal_fsync: FsyncPolicy::Always,
             wal_segment_bytes: 67_108_864,
             wal_batch_size: 1024,
             wal_batch_wait: Duration::ZERO,

@@ -1,5 +1,5 @@
 //! Who may do what, for every token configuration (spec/protocol.md §6 and
-//! the read-token-only choice in docs/compatibility.md).
+//! the fail-closed read-token-only rule in docs/compatibility.md).
 
 use karma_engine::{Engine, Options, Session};
 
@@ -39,16 +39,18 @@ fn code(response: &str) -> &str {
     }
 }
 
+/// Half-configured access control fails closed: with only a read token no
+/// request can write (docs/compatibility.md).
 #[test]
-fn read_token_only_reads_need_the_token_and_writes_need_none() {
+fn read_token_only_reads_need_the_token_and_nothing_can_write() {
     let e = engine(None, Some("r"));
-    assert_eq!(code(&ask(&e, &with_token(WRITE, None))), "ok");
+    assert_eq!(code(&ask(&e, &with_token(WRITE, None))), "unauthorized");
     assert_eq!(code(&ask(&e, &with_token(WRITE, Some("r")))), "forbidden");
     assert_eq!(code(&ask(&e, &with_token(WRITE, Some("nope")))), "unauthorized");
     assert_eq!(code(&ask(&e, &with_token(READ, None))), "unauthorized");
     assert_eq!(code(&ask(&e, &with_token(READ, Some("nope")))), "unauthorized");
     let sum = ask(&e, &with_token(READ, Some("r")));
-    assert_eq!(sum, "{\"protocol_version\":2,\"success\":true,\"response\":3,\"error_code\":null}\r\n");
+    assert_eq!(sum, "{\"protocol_version\":2,\"success\":false,\"response\":\"Tree \\\"api\\\" not found\",\"error_code\":\"not_found\"}\r\n");
 }
 
 #[test]

@@ -443,7 +443,11 @@ fn b12_idempotent_batch_add_with_total_above_i64_max_replays() {
     drop(d);
     // Reopened with the same clock, so the 7-day age limit keeps the record.
     let clock = karma_engine::clock::ManualClock::new(T0 + 60);
-    let options = karma_engine::Options { wal_fsync: false, clock, ..karma_engine::Options::durable(dir.path()) };
+    let options = karma_engine::Options {
+        wal_fsync: karma_engine::FsyncPolicy::Never,
+        clock,
+        ..karma_engine::Options::durable(dir.path())
+    };
     let d = Engine::open(options).unwrap();
     expect(&d, &req, &idem(&resp, true));
     expect_ok(&d, r#"{"v":2,"op":"counter.sum","series":"s","key":1}"#, &I64_MAX.to_string());
@@ -657,13 +661,18 @@ fn b1_failed_mutations_are_not_logged() {
     assert_eq!(ops[lsn as usize..], ["ingest.begin"], "{v}");
 }
 
-/// Karma 1.0 refused every write when only `--read-auth-token` was set (spec
-/// §6.1); since commit 4ab6962 such a server accepts token-less writes.
-/// Reads still need the read token and a wrong token is still refused.
+/// Only `--read-auth-token` set: as in Karma 1.0 (spec §6.1) no request can
+/// write; access control that is half configured fails closed. Reads need
+/// the read token and a wrong token is refused.
 #[test]
-fn read_token_only_server_accepts_token_less_writes() {
+fn read_token_only_server_refuses_every_write() {
     let e = engine_with(|o| o.read_auth_token = Some("r".into()));
-    expect_ok(&e, r#"{"v":2,"op":"counter.increment","series":"s","key":1,"bucket":1}"#, "1");
+    expect_err(
+        &e,
+        r#"{"v":2,"op":"counter.increment","series":"s","key":1,"bucket":1}"#,
+        "unauthorized",
+        "Unauthorized",
+    );
     expect_err(
         &e,
         r#"{"v":2,"op":"counter.increment","series":"s","key":1,"token":"x"}"#,
@@ -677,7 +686,12 @@ fn read_token_only_server_accepts_token_less_writes() {
         "Read-only token cannot execute command increment",
     );
     expect_err(&e, r#"{"v":2,"op":"counter.sum","series":"s","key":1}"#, "unauthorized", "Unauthorized");
-    expect_ok(&e, r#"{"v":2,"op":"counter.sum","series":"s","key":1,"token":"r"}"#, "1");
+    expect_err(
+        &e,
+        r#"{"v":2,"op":"counter.sum","series":"s","key":1,"token":"r"}"#,
+        "not_found",
+        r#"Tree "s" not found"#,
+    );
 }
 
 /// A slave still refuses writes first-class through the typed API (sanity for
@@ -699,9 +713,12 @@ fn b2_snapshot_create_then_restart_does_not_double_count() {
     e.close().unwrap();
     drop(e);
     let clock = karma_engine::clock::ManualClock::new(T0);
-    let e =
-        Engine::open(karma_engine::Options { wal_fsync: false, clock, ..karma_engine::Options::durable(dir.path()) })
-            .unwrap();
+    let e = Engine::open(karma_engine::Options {
+        wal_fsync: karma_engine::FsyncPolicy::Never,
+        clock,
+        ..karma_engine::Options::durable(dir.path())
+    })
+    .unwrap();
     expect_ok(&e, r#"{"v":2,"op":"counter.sum","series":"s","key":1}"#, "7");
     assert_eq!(response(&e, r#"{"v":2,"op":"snapshot.verify"}"#)["status"], "ok");
 }
@@ -719,8 +736,11 @@ fn b15_drop_survives_a_snapshot_cycle_and_restart() {
     e.close().unwrap();
     drop(e);
     let clock = karma_engine::clock::ManualClock::new(T0);
-    let e =
-        Engine::open(karma_engine::Options { wal_fsync: false, clock, ..karma_engine::Options::durable(dir.path()) })
-            .unwrap();
+    let e = Engine::open(karma_engine::Options {
+        wal_fsync: karma_engine::FsyncPolicy::Never,
+        clock,
+        ..karma_engine::Options::durable(dir.path())
+    })
+    .unwrap();
     expect_ok(&e, r#"{"v":2,"op":"tree.list"}"#, r#"["kept"]"#);
 }

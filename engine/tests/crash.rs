@@ -1,5 +1,5 @@
 //! SIGKILL crash test of the engine: a child process (this test binary,
-//! re-executed with `KARMA_CRASH_CHILD=<dir>`) writes with `wal_fsync: true`
+//! re-executed with `KARMA_CRASH_CHILD=<dir>`) writes with `wal_fsync: karma_engine::FsyncPolicy::Always`
 //! and prints `ACK <n>` after each write is acknowledged; the parent kills
 //! it with SIGKILL after a random number of acknowledgements, reopens the
 //! directory and checks that every acknowledged write is there exactly once
@@ -122,7 +122,8 @@ fn child_writer() {
     let Ok(dir) = std::env::var(CHILD_ENV) else { return };
     let start = env_u64("KARMA_CRASH_START").unwrap();
     let snapshot_every = env_u64("KARMA_CRASH_SNAPSHOT_EVERY").unwrap_or(0);
-    let engine = Engine::open(Options { wal_fsync: true, ..Options::durable(&dir) }).expect("child open");
+    let engine = Engine::open(Options { wal_fsync: karma_engine::FsyncPolicy::Always, ..Options::durable(&dir) })
+        .expect("child open");
     // libtest has printed "test child_writer ... " without a newline.
     println!();
     // libtest has printed "test child_writer ... " without a newline.
@@ -248,7 +249,7 @@ fn run_child(
 /// Checks every write's cells against `states`; the write `in_flight` may
 /// be present or absent but entirely so, and its state is returned.
 fn verify(dir: &Path, states: &BTreeMap<u64, State>, in_flight: Option<u64>, run: usize) -> Option<State> {
-    let engine = Engine::open(Options { wal_fsync: false, ..Options::durable(dir) })
+    let engine = Engine::open(Options { wal_fsync: karma_engine::FsyncPolicy::Never, ..Options::durable(dir) })
         .unwrap_or_else(|e| panic!("run {run}: reopen after SIGKILL failed: {e}"));
     let mut all: Vec<u64> = states.keys().copied().collect();
     all.extend(in_flight);
@@ -348,7 +349,8 @@ fn crash_loop(seed: u64, runs: usize, snapshots: bool) {
     }
     // One last clean look, and a final verify after a snapshot of it all.
     verify(&dir, &states, None, runs);
-    let engine = Engine::open(Options { wal_fsync: false, ..Options::durable(&dir) }).unwrap();
+    let engine =
+        Engine::open(Options { wal_fsync: karma_engine::FsyncPolicy::Never, ..Options::durable(&dir) }).unwrap();
     engine.snapshot_all().unwrap();
     engine.close().unwrap();
     drop(engine);

@@ -35,7 +35,11 @@ impl Db {
     }
 
     fn options(&self) -> Options {
-        Options { wal_fsync: false, clock: self.clock.clone(), ..Options::durable(&self.dir) }
+        Options {
+            wal_fsync: karma_engine::FsyncPolicy::Never,
+            clock: self.clock.clone(),
+            ..Options::durable(&self.dir)
+        }
     }
 
     fn open(&self) -> Engine {
@@ -995,7 +999,7 @@ fn snapshots_decode_with_a_plain_messagepack_reader() {
 
     // The worked example of §4.2, byte for byte, except that the two
     // top-level keys come in the order Karma 1.0 really writes them
-    // (`branches_num` first: see any `.tree` in shared/fixtures/karma1).
+    // (`branches_num` first: see any `.tree` in tests/fixtures/karma1).
     let db = Db::new();
     let engine = db.open();
     inc(&engine, "x", 42, 20260505, 1);

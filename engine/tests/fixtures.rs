@@ -1,6 +1,6 @@
-//! Opens the Karma 1.0 data directories in `shared/fixtures/karma1` (written
-//! by the original Crystal server) and checks every answer listed under
-//! "What a reader should assert" in `shared/fixtures/README.md`.
+//! Opens the Karma 1.0 data directories in `tests/fixtures/karma1` (written
+//! by the original Crystal server, see `tests/fixtures/README.md`) and checks
+//! every answer recorded in each fixture's `expected.json`.
 //!
 //! Each fixture's `data/` is copied to a temporary directory first: the
 //! fixtures themselves are never opened. A missing fixture fails the test.
@@ -15,7 +15,7 @@ const FIXTURES: [&str; 5] =
     ["snapshot-plus-wal", "segmented-wal", "snapshots-only", "large-values", "bug-replay-batch-total"];
 
 fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/karma1")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/karma1")
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -45,7 +45,7 @@ fn open_copy(fixture: &str) -> Opened {
     let dir = tmp.path().join("data");
     copy_dir(&src, &dir);
     let options = Options {
-        wal_fsync: false,
+        wal_fsync: karma_engine::FsyncPolicy::Never,
         restore: true,
         // The records are dated when the fixtures were made; keep them
         // whatever today's date is.

@@ -11,7 +11,8 @@ fn ask(engine: &Engine, line: &str) -> String {
 fn a_failed_wal_refuses_writes_and_reports_unhealthy() {
     let dir = tempfile::tempdir().unwrap();
     // Rotate before every group once karma.wal holds anything.
-    let opts = Options { wal_fsync: false, wal_segment_bytes: 1, ..Options::durable(dir.path()) };
+    let opts =
+        Options { wal_fsync: karma_engine::FsyncPolicy::Never, wal_segment_bytes: 1, ..Options::durable(dir.path()) };
     let engine = Engine::open(opts).unwrap();
     engine.increment("s", 1, Some(20260101), 1).unwrap();
     assert!(engine.unhealthy_reason().is_none());
@@ -43,7 +44,8 @@ fn a_failed_wal_refuses_writes_and_reports_unhealthy() {
 #[test]
 fn verify_does_not_touch_live_state() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(Options { wal_fsync: false, ..Options::durable(dir.path()) }).unwrap();
+    let engine =
+        Engine::open(Options { wal_fsync: karma_engine::FsyncPolicy::Never, ..Options::durable(dir.path()) }).unwrap();
     let write =
         r#"{"v":2,"op":"counter.increment","series":"s","key":1,"bucket":20260101,"value":2,"idempotency_key":"k1"}"#;
     assert!(ask(&engine, write).contains(r#""idempotent":false"#));

@@ -1,7 +1,7 @@
 //! WAL replay is idempotent against the snapshots it follows, for every
 //! mutating op kind, proven with real processes: a child (this test binary,
 //! re-executed with `KARMA_REPLAY_CHILD=<dir>`) runs a scenario with
-//! `wal_fsync: true`, prints the state it acknowledged and is killed with
+//! `wal_fsync: karma_engine::FsyncPolicy::Always`, prints the state it acknowledged and is killed with
 //! SIGKILL; the parent reopens the directory and must find exactly that
 //! state, again after a graceful close (`snapshot.create_all`, which
 //! truncates the WAL) and a second reopen.
@@ -37,7 +37,8 @@ fn dump(e: &Engine) -> String {
 fn child_scenario() {
     let Ok(dir) = std::env::var(CHILD_ENV) else { return };
     let lines = std::env::var(LINES_ENV).unwrap();
-    let engine = Engine::open(Options { wal_fsync: true, ..Options::durable(&dir) }).expect("child open");
+    let engine = Engine::open(Options { wal_fsync: karma_engine::FsyncPolicy::Always, ..Options::durable(&dir) })
+        .expect("child open");
     // libtest has printed "test child_scenario ... " without a newline.
     println!();
     for line in lines.lines() {
@@ -205,7 +206,9 @@ fn an_ingest_commit_replays_idempotently_against_its_snapshot() {
 #[test]
 fn create_all_removes_the_snapshots_a_replayed_drop_left_behind() {
     let dir = tempfile::tempdir().unwrap();
-    let open = || Engine::open(Options { wal_fsync: false, ..Options::durable(dir.path()) }).unwrap();
+    let open = || {
+        Engine::open(Options { wal_fsync: karma_engine::FsyncPolicy::Never, ..Options::durable(dir.path()) }).unwrap()
+    };
     let engine = open();
     send(&engine, &inc(1, 1));
     send(&engine, &line("snapshot.create", ""));
@@ -240,7 +243,8 @@ fn an_exhausted_lsn_refuses_writes_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("karma.wal.lsn"), format!("{}\n", u64::MAX - 2)).unwrap();
     let acknowledged = run_and_kill(dir.path(), &[inc(1, 1), inc(1, 2)]);
-    let engine = Engine::open(Options { wal_fsync: true, ..Options::durable(dir.path()) }).unwrap();
+    let engine =
+        Engine::open(Options { wal_fsync: karma_engine::FsyncPolicy::Always, ..Options::durable(dir.path()) }).unwrap();
     assert_eq!(dump(&engine), acknowledged);
     assert!(acknowledged.contains("\\\"total\\\":3"), "{acknowledged}");
     let answer = send(&engine, &inc(1, 4));
@@ -258,7 +262,9 @@ fn an_exhausted_lsn_refuses_writes_and_loses_nothing() {
 #[test]
 fn a_duplicate_lsn_is_replayed_once() {
     let dir = tempfile::tempdir().unwrap();
-    let open = || Engine::open(Options { wal_fsync: false, ..Options::durable(dir.path()) }).unwrap();
+    let open = || {
+        Engine::open(Options { wal_fsync: karma_engine::FsyncPolicy::Never, ..Options::durable(dir.path()) }).unwrap()
+    };
     let engine = open();
     send(&engine, &inc(1, 1));
     send(&engine, &inc(1, 2));
@@ -280,7 +286,9 @@ fn a_duplicate_lsn_is_replayed_once() {
 #[test]
 fn batch_write_metrics_count_applied_batches_only() {
     let dir = tempfile::tempdir().unwrap();
-    let open = || Engine::open(Options { wal_fsync: false, ..Options::durable(dir.path()) }).unwrap();
+    let open = || {
+        Engine::open(Options { wal_fsync: karma_engine::FsyncPolicy::Never, ..Options::durable(dir.path()) }).unwrap()
+    };
     let counts = |e: &Engine| {
         let v = support::response(e, r#"{"v":2,"op":"system.stats"}"#);
         (v["batch_write_count"].as_u64().unwrap(), v["batch_write_item_count"].as_u64().unwrap())

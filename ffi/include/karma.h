@@ -413,7 +413,8 @@ enum KarmaStatus karma_engine_increment(struct KarmaEngine *engine,
  * KARMA_VALIDATION_ERROR and a message saying so.
  *
  * `options_json_or_null`: NULL, "" or a JSON object with any of
- * `restore`, `wal`, `wal_fsync` (bool, default true),
+ * `restore`, `wal`, `wal_fsync` ("always" (the default), "everysec" or
+ * "never"; true and false mean "always" and "never"),
  * `wal_segment_bytes`, `wal_batch_size`, `wal_batch_wait_us`,
  * `max_request_bytes`, `max_response_bytes`, `query_timeout_ms` (0: none),
  * `dump_retention_per_tree`, `idempotency_max_records`,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use karma_engine::clock::bucket_of_unix;
-use karma_engine::{Engine, Options, Role, Session};
+use karma_engine::{Engine, FsyncPolicy, Options, Role, Session};
 use serde::Deserialize;
 
 use crate::args::{self, KarmaItem, KarmaRange, Out};
@@ -48,7 +48,7 @@ impl Handle for KarmaEngine {
 struct OptionsJson {
     restore: Option<bool>,
     wal: Option<bool>,
-    wal_fsync: Option<bool>,
+    wal_fsync: Option<FsyncJson>,
     wal_segment_bytes: Option<u64>,
     wal_batch_size: Option<usize>,
     wal_batch_wait_us: Option<u64>,
@@ -62,6 +62,28 @@ struct OptionsJson {
     dump_retention_per_tree: Option<usize>,
     idempotency_max_records: Option<usize>,
     idempotency_max_age_seconds: Option<u64>,
+}
+
+/// `"always"`, `"everysec"`, `"never"`, or Karma 1.0's `true`/`false`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FsyncJson {
+    Bool(bool),
+    Word(String),
+}
+
+impl FsyncJson {
+    fn policy(&self) -> Result<FsyncPolicy, Failure> {
+        match self {
+            FsyncJson::Bool(true) => Ok(FsyncPolicy::Always),
+            FsyncJson::Bool(false) => Ok(FsyncPolicy::Never),
+            FsyncJson::Word(w) => FsyncPolicy::parse(w).ok_or_else(|| {
+                Failure::invalid(format!(
+                    "options_json is refused: wal_fsync must be \"always\", \"everysec\", \"never\", true or false, got {w:?}"
+                ))
+            }),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -85,7 +107,6 @@ fn options(dir: Option<&[u8]>, json: Option<&[u8]>) -> Result<Options, Failure> 
     set!(
         restore,
         wal,
-        wal_fsync,
         wal_segment_bytes,
         max_request_bytes,
         max_response_bytes,
@@ -93,6 +114,9 @@ fn options(dir: Option<&[u8]>, json: Option<&[u8]>) -> Result<Options, Failure> 
         idempotency_max_records,
         idempotency_max_age_seconds
     );
+    if let Some(policy) = &j.wal_fsync {
+        o.wal_fsync = policy.policy()?;
+    }
     if let Some(n) = j.wal_batch_size {
         o.wal_batch_size = n.max(1);
     }
@@ -123,7 +147,8 @@ fn options(dir: Option<&[u8]>, json: Option<&[u8]>) -> Result<Options, Failure> 
 /// KARMA_VALIDATION_ERROR and a message saying so.
 ///
 /// `options_json_or_null`: NULL, "" or a JSON object with any of
-/// `restore`, `wal`, `wal_fsync` (bool, default true),
+/// `restore`, `wal`, `wal_fsync` ("always" (the default), "everysec" or
+/// "never"; true and false mean "always" and "never"),
 /// `wal_segment_bytes`, `wal_batch_size`, `wal_batch_wait_us`,
 /// `max_request_bytes`, `max_response_bytes`, `query_timeout_ms` (0: none),
 /// `dump_retention_per_tree`, `idempotency_max_records`,
@@ -331,7 +356,7 @@ mod tests {
     fn options_map_onto_the_engine_options() {
         let o = options(Some(b"/tmp/x"), None).unwrap();
         assert_eq!(o.directory, Some(PathBuf::from("/tmp/x")));
-        assert!(o.wal_fsync && o.restore);
+        assert!(o.wal_fsync == FsyncPolicy::Always && o.restore);
         let o = options(None, Some(b"  ")).unwrap();
         assert_eq!(o.directory, None);
         let json = br#"{"wal_fsync":false,"restore":false,"wal_batch_size":0,"wal_batch_wait_us":250,
@@ -339,7 +364,15 @@ mod tests {
             "read_auth_token":"","role":"slave","dump_retention_per_tree":2,"idempotency_max_records":3,
             "idempotency_max_age_seconds":4,"wal":true,"wal_segment_bytes":5}"#;
         let o = options(None, Some(json)).unwrap();
-        assert!(!o.wal_fsync && !o.restore && o.wal);
+        assert!(o.wal_fsync == FsyncPolicy::Never && !o.restore && o.wal);
+        for (json, policy) in [
+            (&br#"{"wal_fsync":"always"}"#[..], FsyncPolicy::Always),
+            (br#"{"wal_fsync":"everysec"}"#, FsyncPolicy::EverySec),
+            (br#"{"wal_fsync":"never"}"#, FsyncPolicy::Never),
+            (br#"{"wal_fsync":true}"#, FsyncPolicy::Always),
+        ] {
+            assert_eq!(options(None, Some(json)).unwrap().wal_fsync, policy);
+        }
         assert_eq!((o.wal_batch_size, o.wal_batch_wait), (1, Duration::from_micros(250)));
         assert_eq!((o.max_request_bytes, o.max_response_bytes, o.query_timeout), (100, 0, None));
         assert_eq!((o.auth_token.as_deref(), o.read_auth_token.as_deref()), (Some("w"), None));
@@ -350,7 +383,13 @@ mod tests {
         );
         let o = options(None, Some(br#"{"query_timeout_ms":1500}"#)).unwrap();
         assert_eq!(o.query_timeout, Some(Duration::from_millis(1500)));
-        for bad in [&br#"[]"#[..], br#"{"fsync":true}"#, br#"{"wal_fsync":"yes"}"#, br#"{"max_request_bytes":-1}"#] {
+        for bad in [
+            &br#"[]"#[..],
+            br#"{"fsync":true}"#,
+            br#"{"wal_fsync":"yes"}"#,
+            br#"{"wal_fsync":1}"#,
+            br#"{"max_request_bytes":-1}"#,
+        ] {
             let err = options(None, Some(bad)).map(|_| ()).unwrap_err();
             assert_eq!(err.status, KarmaStatus::KARMA_INVALID_ARGUMENT, "{}", String::from_utf8_lossy(bad));
         }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use karma_engine::client::{Client, ClientConfig};
-use karma_engine::{Engine, Options, Role};
+use karma_engine::{Engine, FsyncPolicy, Options, Role};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -17,7 +17,8 @@ use crate::errors::{self, Failure};
 /// A Karma database in this process: `Engine()` in memory, `Engine(path)`
 /// durable in a data directory (WAL + snapshots, compatible with the
 /// `karma` server's). Options (keyword arguments) are the server's flags:
-/// `restore`, `wal`, `wal_fsync`, `wal_segment_bytes`, `wal_batch_size`,
+/// `restore`, `wal`, `wal_fsync` (`"always"`, `"everysec"`, `"never"`, or
+/// `True`/`False` for always/never), `wal_segment_bytes`, `wal_batch_size`,
 /// `wal_batch_wait_us`, `max_request_bytes`, `max_response_bytes`,
 /// `query_timeout_ms` (0 = none), `auth_token`, `read_auth_token`, `role`
 /// (`"master"`/`"slave"`), `dump_retention_per_tree`,
@@ -27,6 +28,19 @@ pub struct PyEngine;
 
 fn bool_opt(v: &Bound<'_, PyAny>, name: &str) -> PyResult<bool> {
     v.extract::<bool>().map_err(|_| PyTypeError::new_err(format!("option {name} must be a bool")))
+}
+
+/// `"always"`, `"everysec"`, `"never"`, or Karma 1.0's `True`/`False`.
+fn fsync_opt(v: &Bound<'_, PyAny>, name: &str) -> PyResult<FsyncPolicy> {
+    if let Ok(on) = v.extract::<bool>() {
+        return Ok(if on { FsyncPolicy::Always } else { FsyncPolicy::Never });
+    }
+    let word = v.extract::<String>().map_err(|_| {
+        PyTypeError::new_err(format!("option {name} must be \"always\", \"everysec\", \"never\" or a bool"))
+    })?;
+    FsyncPolicy::parse(&word).ok_or_else(|| {
+        errors::argument(v.py(), format!("option {name} must be \"always\", \"everysec\" or \"never\", got {word:?}"))
+    })
 }
 
 fn uint_opt(v: &Bound<'_, PyAny>, name: &str) -> PyResult<u64> {
@@ -48,7 +62,7 @@ fn apply_option(o: &mut Options, name: &str, v: &Bound<'_, PyAny>) -> PyResult<(
     match name {
         "restore" => o.restore = bool_opt(v, name)?,
         "wal" => o.wal = bool_opt(v, name)?,
-        "wal_fsync" => o.wal_fsync = bool_opt(v, name)?,
+        "wal_fsync" => o.wal_fsync = fsync_opt(v, name)?,
         "wal_segment_bytes" => o.wal_segment_bytes = uint_opt(v, name)?,
         "wal_batch_size" => o.wal_batch_size = usize_opt(v, name)?.max(1),
         "wal_batch_wait_us" => o.wal_batch_wait = Duration::from_micros(uint_opt(v, name)?),

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Arg, ArgAction, Command};
-use karma_engine::{Options, Role};
+use karma_engine::{FsyncPolicy, Options, Role};
 
 /// The server's version (`karma --version`, the `server.start` log event).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -40,6 +40,9 @@ enum Kind {
     Int,
     /// Exactly `true` or `false`.
     Bool,
+    /// An fsync policy: `always`, `everysec` or `never` (`true` and
+    /// `false`, Karma 1.0's values, mean `always` and `never`).
+    Fsync,
 }
 
 /// Identifies one option; the order of [`OPTIONS`] is the order environment
@@ -128,7 +131,15 @@ const OPTIONS: &[OptDef] = &[
         "Set TCP_NODELAY on client sockets (default true)",
     ),
     opt(Key::Wal, "wal", Some('w'), "KARMA_WAL", Kind::Bool, "flag", "Write-ahead log on/off (default true)"),
-    opt(Key::WalFsync, "wal-fsync", None, "KARMA_WAL_FSYNC", Kind::Bool, "flag", "fsync WAL batches (default true)"),
+    opt(
+        Key::WalFsync,
+        "wal-fsync",
+        None,
+        "KARMA_WAL_FSYNC",
+        Kind::Fsync,
+        "policy",
+        "always (fsync each WAL group before acknowledging), everysec or never; true/false mean always/never (default always)",
+    ),
     opt(
         Key::WalSegmentBytes,
         "wal-segment-bytes",
@@ -352,7 +363,7 @@ pub struct Config {
     pub restore: bool,
     pub nodelay: bool,
     pub wal: bool,
-    pub wal_fsync: bool,
+    pub wal_fsync: FsyncPolicy,
     pub wal_segment_bytes: i32,
     pub wal_batch_size: i32,
     pub wal_batch_wait_us: i32,
@@ -363,6 +374,9 @@ pub struct Config {
     pub query_timeout_ms: i32,
     pub shutdown_timeout_seconds: i32,
     pub auth_token: Option<String>,
+    /// `--auth-token` / `KARMA_AUTH_TOKEN` was given, but empty: auth stays
+    /// off as in Karma 1.0, and the server says so at startup.
+    pub auth_token_empty: bool,
     pub read_auth_token: Option<String>,
     pub dump_retention_per_tree: i32,
     pub replication_source_host: Option<String>,
@@ -391,7 +405,7 @@ impl Default for Config {
             restore: true,
             nodelay: true,
             wal: true,
-            wal_fsync: true,
+            wal_fsync: FsyncPolicy::Always,
             wal_segment_bytes: 67_108_864,
             wal_batch_size: 1024,
             wal_batch_wait_us: 0,
@@ -402,6 +416,7 @@ impl Default for Config {
             query_timeout_ms: 1000,
             shutdown_timeout_seconds: 5,
             auth_token: None,
+            auth_token_empty: false,
             read_auth_token: None,
             dump_retention_per_tree: 5,
             replication_source_host: None,
@@ -502,9 +517,36 @@ impl Source<'_> {
             Source::Flag(long) => ConfigError::new(format!("--{long} must be true or false")),
         }
     }
+
+    fn fsync_error(&self) -> ConfigError {
+        const WORDS: &str = "always, everysec or never (or true/false)";
+        match self {
+            Source::Env(name) => ConfigError::new(format!("Environment variable {name} must be {WORDS}")),
+            Source::Flag(long) => ConfigError::new(format!("--{long} must be {WORDS}")),
+        }
+    }
 }
 
 impl Config {
+    /// What the operator should know about this configuration before the
+    /// server accepts its first client.
+    pub fn startup_warnings(&self) -> Vec<&'static str> {
+        let mut warnings = Vec::new();
+        if self.auth_token_empty && self.auth_token.is_none() {
+            warnings.push(
+                "the auth token is empty, so authentication is off for writes: set a non-empty --auth-token (or \
+                 KARMA_AUTH_TOKEN) to require one",
+            );
+        }
+        if self.read_auth_token.is_some() && self.auth_token.is_none() {
+            warnings.push(
+                "only a read-only token is configured: every write is refused until --auth-token (or \
+                 KARMA_AUTH_TOKEN) is set",
+            );
+        }
+        warnings
+    }
+
     fn apply(&mut self, def: &OptDef, raw: &str, source: Source<'_>) -> Result<(), ConfigError> {
         match def.kind {
             Kind::Str => self.set_str(def.key, raw.to_string()),
@@ -512,7 +554,12 @@ impl Config {
             // validation can say "must not be empty"; an empty token means
             // unset. (Empty environment values never get here.)
             Kind::OptStr if def.key == Key::ReplicationSourceHost => self.set_opt_str(def.key, Some(raw.to_string())),
-            Kind::OptStr => self.set_opt_str(def.key, (!raw.is_empty()).then(|| raw.to_string())),
+            Kind::OptStr => {
+                if def.key == Key::AuthToken {
+                    self.auth_token_empty = raw.is_empty();
+                }
+                self.set_opt_str(def.key, (!raw.is_empty()).then(|| raw.to_string()))
+            }
             Kind::Int => {
                 let v = parse_i32(raw).ok_or_else(|| source.integer_error())?;
                 self.set_int(def.key, v);
@@ -521,6 +568,7 @@ impl Config {
                 let v = parse_bool(raw).ok_or_else(|| source.bool_error())?;
                 self.set_bool(def.key, v);
             }
+            Kind::Fsync => self.wal_fsync = FsyncPolicy::parse(raw).ok_or_else(|| source.fsync_error())?,
         }
         Ok(())
     }
@@ -577,7 +625,6 @@ impl Config {
             Key::Restore => self.restore = v,
             Key::Nodelay => self.nodelay = v,
             Key::Wal => self.wal = v,
-            Key::WalFsync => self.wal_fsync = v,
             Key::Log => self.log = v,
             _ => unreachable_key(key),
         }
@@ -906,6 +953,7 @@ where
     for def in OPTIONS {
         let Some(raw) = env(def.env) else { continue };
         if def.kind == Kind::OptStr && raw.is_empty() {
+            config.auth_token_empty |= def.key == Key::AuthToken;
             continue;
         }
         config.apply(def, &raw, Source::Env(def.env))?;
@@ -998,7 +1046,8 @@ mod tests {
         assert_eq!(c.port, 8080);
         assert_eq!(c.directory, ".");
         assert_eq!(c.role(), Role::Master);
-        assert!(c.restore && c.nodelay && c.wal && c.wal_fsync && c.log);
+        assert!(c.restore && c.nodelay && c.wal && c.log);
+        assert_eq!(c.wal_fsync, FsyncPolicy::Always);
         assert_eq!(c.wal_segment_bytes, 67_108_864);
         assert_eq!(c.max_request_bytes(), 4096);
         assert_eq!(c.read_timeout(), Some(Duration::from_secs(5)));
@@ -1075,7 +1124,7 @@ mod tests {
             restore: false,
             nodelay: false,
             wal: false,
-            wal_fsync: false,
+            wal_fsync: FsyncPolicy::Never,
             wal_segment_bytes: 0,
             wal_batch_size: 7,
             wal_batch_wait_us: 250,
@@ -1086,6 +1135,7 @@ mod tests {
             query_timeout_ms: 0,
             shutdown_timeout_seconds: 3,
             auth_token: Some("w".into()),
+            auth_token_empty: false,
             read_auth_token: Some("r".into()),
             dump_retention_per_tree: 0,
             replication_source_host: Some("master".into()),
@@ -1159,10 +1209,40 @@ mod tests {
         assert_eq!((c.replication_poll_interval_ms, c.replication_batch_size, c.idempotency_max_records), (12, 13, 14));
         assert_eq!((c.idempotency_max_age_seconds, c.max_connections, c.metrics_port), (15, 16, 17));
         assert_eq!((c.host.as_str(), c.directory.as_str()), ("h", "d"));
-        assert!(!c.restore && !c.nodelay && !c.wal && !c.wal_fsync && !c.log);
+        assert!(!c.restore && !c.nodelay && !c.wal && !c.log);
+        assert_eq!(c.wal_fsync, FsyncPolicy::Never);
         assert_eq!(c.auth_token.as_deref(), Some("a"));
         assert_eq!(c.read_auth_token.as_deref(), Some("b"));
         assert_eq!(c.replication_token.as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn wal_fsync_takes_a_policy_and_the_1_0_booleans() {
+        for (word, policy) in [
+            ("always", FsyncPolicy::Always),
+            ("everysec", FsyncPolicy::EverySec),
+            ("never", FsyncPolicy::Never),
+            ("true", FsyncPolicy::Always),
+            ("false", FsyncPolicy::Never),
+        ] {
+            assert_eq!(config(&[&format!("--wal-fsync={word}")], &[]).wal_fsync, policy, "--wal-fsync={word}");
+            assert_eq!(config(&["--wal-fsync", word], &[]).wal_fsync, policy, "--wal-fsync {word}");
+            assert_eq!(config(&[], &[("KARMA_WAL_FSYNC", word)]).wal_fsync, policy, "KARMA_WAL_FSYNC={word}");
+            assert_eq!(config(&[&format!("--wal-fsync={word}")], &[]).engine_options().wal_fsync, policy);
+        }
+        // The flag wins over the environment.
+        let c = config(&["--wal-fsync=everysec"], &[("KARMA_WAL_FSYNC", "never")]);
+        assert_eq!(c.wal_fsync, FsyncPolicy::EverySec);
+        for bad in ["Always", "yes", "1", "", "every_sec"] {
+            assert_eq!(
+                error(&[&format!("--wal-fsync={bad}")], &[]),
+                "ERROR: --wal-fsync must be always, everysec or never (or true/false)"
+            );
+        }
+        assert_eq!(
+            error(&[], &[("KARMA_WAL_FSYNC", "sometimes")]),
+            "ERROR: Environment variable KARMA_WAL_FSYNC must be always, everysec or never (or true/false)"
+        );
     }
 
     #[test]
@@ -1265,6 +1345,7 @@ mod tests {
         // A flag can clear a token set in the environment.
         let c = config(&["--auth-token="], &[("KARMA_AUTH_TOKEN", "secret")]);
         assert_eq!(c.auth_token, None);
+        assert!(c.auth_token_empty);
         assert!(!c.engine_options().auth_enabled());
     }
 
@@ -1282,6 +1363,22 @@ mod tests {
         assert_eq!(c.request_deadline(), None);
         assert_eq!(c.max_heavy_requests(), 3);
         assert_eq!(c.replication_max_line_bytes, 1000);
+    }
+
+    #[test]
+    fn half_configured_auth_is_named_at_startup() {
+        assert!(config(&[], &[]).startup_warnings().is_empty());
+        assert!(config(&["--auth-token=w", "--read-auth-token=r"], &[]).startup_warnings().is_empty());
+        for c in [config(&["--auth-token="], &[]), config(&[], &[("KARMA_AUTH_TOKEN", "")])] {
+            let warnings = c.startup_warnings();
+            assert_eq!(warnings.len(), 1, "{warnings:?}");
+            assert!(warnings[0].starts_with("the auth token is empty"), "{warnings:?}");
+        }
+        // A later non-empty value wins, and then there is nothing to say.
+        assert!(config(&["--auth-token=w"], &[("KARMA_AUTH_TOKEN", "")]).startup_warnings().is_empty());
+        let warnings = config(&["--read-auth-token=r"], &[]).startup_warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("only a read-only token is configured"), "{warnings:?}");
     }
 
     #[test]

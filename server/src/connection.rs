@@ -148,9 +148,12 @@ pub fn run_batch(engine: &Engine, input: &[u8], max: usize, max_output: usize, e
 /// Waits (without blocking the runtime) until every WAL entry up to `lsn` is
 /// durable.
 pub async fn wait_durable(engine: &Engine, lsn: u64) -> Result<(), Error> {
-    // Commit the queued group right here when nobody else is committing:
-    // one write(2) (plus one fsync when configured) and no thread hop.
-    // Otherwise wait for whoever is, without blocking this worker.
+    // Already durable, or (no fsync before the acknowledgement) the writer
+    // was free and committed the queued group right here with one write(2):
+    // no thread hop. Otherwise (always under `--wal-fsync=always`, so an
+    // fsync never stalls the other connections of this worker) the WAL
+    // writer thread commits, with whatever else arrives meanwhile, and
+    // wakes this task.
     if let Some(result) = engine.try_durable_now(lsn) {
         return result;
     }

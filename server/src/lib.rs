@@ -4,6 +4,8 @@
 //! [`run`] takes an already bound listener (mini-redis style), so tests bind
 //! port 0 and run many servers in one process.
 
+#![forbid(unsafe_code)]
+
 pub mod config;
 pub mod connection;
 pub mod logging;

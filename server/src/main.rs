@@ -9,6 +9,8 @@
 //! `karma cli|ingest|reconcile ...` runs an operator tool instead (the
 //! karma-cli crate); everything else is the server's own command line.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
         Ok(Cli::Run(config)) => config,
         Ok(Cli::Help(text)) => {
             print!("{text}");
+            println!("\nOperator tools: karma cli|ingest|reconcile --help (docs/operations.md)");
             return ExitCode::SUCCESS;
         }
         Ok(Cli::Version(text)) => {
@@ -40,6 +43,9 @@ fn main() -> ExitCode {
         }
     };
     logging::init(config.log);
+    for warning in config.startup_warnings() {
+        tracing::warn!(event = "server.config_warning", "{warning}");
+    }
     raise_open_files_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -736,17 +736,20 @@ fn promoted_slave_continues_the_lsn_sequence_and_feeds_new_slaves() {
 #[test]
 fn slave_with_wrong_token_counts_poll_errors_and_keeps_serving() {
     let cluster = Cluster::new();
-    let master = cluster.master("master", &["--read-auth-token=reader"]);
+    // A read token alone refuses every write: the master has a write token too.
+    let master = cluster.master("master", &["--auth-token=writer", "--read-auth-token=reader"]);
     // With the right token the slave gets a copy...
     let mut slave = cluster.slave("slave", &master, &["--replication-token=reader"]);
-    master.ok(&json!({"v":2,"op":"counter.increment","series":"t","key":1,"bucket":20260110,"value":4}));
+    master
+        .ok(&json!({"v":2,"op":"counter.increment","series":"t","key":1,"bucket":20260110,"value":4,"token":"writer"}));
     wait_caught_up(&Node::viewer(&master, "reader"), &slave);
     slave.stop();
 
     // ... then it is restarted with a wrong one.
     let args = slave_args(&master, &["--replication-token=wrong"]);
     slave.restart_with(&args);
-    master.ok(&json!({"v":2,"op":"counter.increment","series":"t","key":1,"bucket":20260110,"value":1}));
+    master
+        .ok(&json!({"v":2,"op":"counter.increment","series":"t","key":1,"bucket":20260110,"value":1,"token":"writer"}));
     let started = Instant::now();
     let s = loop {
         let s = slave.status();

@@ -447,3 +447,39 @@ fn metrics_over_http() {
     assert!(response.contains("karma_uptime_seconds"), "{response}");
     drop(server);
 }
+
+/// A slow disk must not stall other connections: with every WAL fsync made
+/// to take seconds (the test build's fault injection) and one runtime
+/// worker, a connection whose write waits for its fsync does not stop
+/// another connection's reads from being answered meanwhile. (Before, the
+/// fsync ran on the worker itself, so the reads waited for it.)
+#[test]
+fn a_slow_fsync_does_not_hold_up_other_connections() {
+    const DELAY_MS: &str = "5000";
+    let server = Server::start_with_env(
+        &["--wal-fsync=always"],
+        &[("KARMA_FAULT_FSYNC_DELAY_MS", DELAY_MS), ("TOKIO_WORKER_THREADS", "1")],
+    );
+    let mut writer = server.connect();
+    let mut reader = server.connect();
+    writer.send(b"{\"v\":2,\"op\":\"counter.increment\",\"series\":\"s\",\"key\":1,\"bucket\":20260101,\"value\":5}\n");
+    for _ in 0..20 {
+        assert_eq!(reader.request(PING), PONG);
+        let sum = reader.request(r#"{"v":2,"op":"counter.sum","series":"s","key":1}"#);
+        assert!(sum.contains("\"success\":true"), "{sum}");
+    }
+    // The reads were answered while the write still waits for its fsync.
+    writer.stream.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let pending = writer.stream.peek(&mut byte);
+    assert!(
+        matches!(&pending, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the write was answered before its {DELAY_MS} ms fsync: {pending:?}"
+    );
+    writer.stream.set_nonblocking(false).unwrap();
+    let ack = writer.read_line().expect("the write's answer");
+    assert!(ack.contains("\"success\":true"), "{ack}");
+    // (A fresh connection: the reader may have been idle past --read-timeout.)
+    let sum = server.connect().request(r#"{"v":2,"op":"counter.sum","series":"s","key":1}"#);
+    assert!(sum.contains("\"response\":5"), "{sum}");
+}

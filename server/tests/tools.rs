@@ -91,6 +91,30 @@ fn one_shot_requests_print_answers_and_errors() {
 }
 
 #[test]
+fn every_tool_has_help_and_the_server_help_points_to_them() {
+    let out = tool(&["--help"], &[], "");
+    assert!(stdout(&out).ends_with("Operator tools: karma cli|ingest|reconcile --help (docs/operations.md)\n"));
+    for (name, flag) in [("cli", "--raw"), ("ingest", "--chunk-items"), ("reconcile", "--sample-step")] {
+        let out = tool(&[name, "--help"], &[], "");
+        assert_eq!(out.status.code(), Some(0), "{name}");
+        assert!(stdout(&out).contains(flag), "{name}: {}", stdout(&out));
+        assert!(stdout(&out).contains("--url"), "{name}");
+    }
+    // Usage mistakes are clap's: exit 2 with the problem named.
+    let out = tool(&["ingest", "--series=s", "--mode=add"], &[], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--csv <FILE>"), "{}", stderr(&out));
+    let out = tool(&["ingest", "--csv=x", "--series=s", "--mode=upsert"], &[], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("invalid value 'upsert'"), "{}", stderr(&out));
+    let out = tool(&["reconcile", "--csv=x", "--series=s", "--sample-step=0"], &[], "");
+    assert_eq!(out.status.code(), Some(2));
+    let out = tool(&["ingest", "--csv=/nonexistent.csv", "--series=s", "--mode=add"], &[], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("/nonexistent.csv: No such file"), "{}", stderr(&out));
+}
+
+#[test]
 fn tokens_come_from_flags_or_the_servers_variables() {
     let server = Server::start(&["--auth-token=w-secret"]);
     let port = server.port.to_string();
@@ -182,15 +206,21 @@ fn interactive_session_on_a_terminal() {
     let mut out = Transcript::new(child.stdout.take().expect("stdout"));
     let prompt = format!("127.0.0.1:{}> ", server.port);
     let mut at = out.wait_for(&format!("connected to karma://127.0.0.1:{}", server.port), 0);
-    // Each line is typed once the prompt is back; each answer awaited.
+    // Each line is typed once the prompt is back; each answer awaited (an
+    // empty line: only wait for the next answer).
     // `value=45` then DEL: line editing at work, the 5 is erased.
     for (line, answer) in [
         (&b"counter.increment series=t key=1 value=45\x7f\r"[..], "4\r\n"),
         (b"help\r", "ingest.chunk                       stream_id series chunk_seq items"),
+        // Tab completes the op name.
+        (b"counter.su\t series=t key=1\r", "> counter.sum"),
+        (b"", "4\r\n"),
         (b"tree.info series=none\r", "(error) not_found: Tree \"none\" not found"),
     ] {
-        at = out.wait_for(&prompt, at);
-        input.write_all(line).expect("type a line");
+        if !line.is_empty() {
+            at = out.wait_for(&prompt, at);
+            input.write_all(line).expect("type a line");
+        }
         at = out.wait_for(answer, at);
     }
     out.wait_for(&prompt, at);
@@ -220,7 +250,8 @@ fn summary(server: &Server, series: &str) -> String {
 }
 
 /// A TCP proxy in front of `port` that forwards the first `hold_after`
-/// request lines, then holds the next one until told to go on.
+/// request lines, then holds the next one until told to go on (or, if `go`
+/// is dropped, cuts the connection without forwarding it).
 struct HoldingProxy {
     port: u16,
     held: mpsc::Receiver<()>,
@@ -247,7 +278,11 @@ impl HoldingProxy {
             while lines.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
                 if count == hold_after {
                     let _ = held_tx.send(());
-                    let _ = go_rx.recv();
+                    if go_rx.recv().is_err() {
+                        // Told to cut the connection instead.
+                        let _ = lines.get_ref().shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
                 }
                 count += 1;
                 if server_w.write_all(&line).is_err() {
@@ -381,6 +416,69 @@ fn ingest_modes_and_explicit_stream_ids() {
 }
 
 #[test]
+fn ingest_cut_off_by_a_lost_connection_resumes() {
+    let server = Server::start(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = dir.path().join("c.csv");
+    write_csv(&csv, "key,bucket,value", (0..2000u64).map(|k| format!("{k},20260107,2")));
+    let csv_arg = format!("--csv={}", csv.display());
+    let proxy = HoldingProxy::start(server.port, 5);
+    let via_proxy = format!("--url=karma://127.0.0.1:{}", proxy.port);
+    let args = ["ingest", &via_proxy, &csv_arg, "--series=c", "--mode=add", "--chunk-items=100"];
+    let child = karma().args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+    let child = child.expect("spawn ingest");
+    proxy.held.recv().expect("begin and 4 chunks went through");
+    drop(proxy.go);
+    let out = child.wait_with_output().expect("ingest exits");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("ingest.chunk: connection error"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("rerun the same command to resume"), "{}", stderr(&out));
+    assert!(summary(&server, "c").contains("\"total\":800,"), "{}", summary(&server, "c"));
+
+    let u = url(&server);
+    let out = tool(&["ingest", &u, &csv_arg, "--series=c", "--mode=add", "--chunk-items=100"], &[], "");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("after chunk 4 of 20"), "{}", stderr(&out));
+    assert!(summary(&server, "c").contains("\"total\":4000,"), "{}", summary(&server, "c"));
+}
+
+#[test]
+fn resuming_with_another_file_is_refused() {
+    let server = Server::start(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = dir.path().join("r.csv");
+    write_csv(&csv, "key,bucket,value", ["1,20260101,5".to_string(), "2,20260101,6".to_string()]);
+    let csv_arg = format!("--csv={}", csv.display());
+    // An earlier run of stream "r" applied chunk 1 = [[1,20260101,4]] and was cut off.
+    let mut c = server.connect();
+    assert!(c.request(r#"{"v":2,"op":"ingest.begin","stream_id":"r","mode":"add"}"#).contains("\"success\":true"));
+    let chunk = r#"{"v":2,"op":"ingest.chunk","stream_id":"r","series":"s","chunk_seq":1,"items":[[1,20260101,4]]}"#;
+    assert!(c.request(chunk).contains("\"success\":true"));
+
+    let run = |extra: &str| {
+        tool(&["ingest", &url(&server), &csv_arg, "--series=s", "--mode=add", "--stream-id=r", extra], &[], "")
+    };
+    // The file's chunk 1 is [[1,20260101,5]]: not what the stream holds.
+    let out = run("--chunk-items=1");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("idempotency_conflict: Ingest chunk was already used with different payload (resuming: is this the same file and --chunk-items as the interrupted run?)"), "{}", stderr(&out));
+
+    // Two more chunks, then a file of one chunk: the stream is ahead of it.
+    for seq in [2, 3] {
+        let chunk = format!(
+            r#"{{"v":2,"op":"ingest.chunk","stream_id":"r","series":"s","chunk_seq":{seq},"items":[[9,20260101,1]]}}"#
+        );
+        assert!(c.request(&chunk).contains("\"success\":true"));
+    }
+    let out = run("--chunk-items=10");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("stream r already has 3 chunks but the file makes 1"), "{}", stderr(&out));
+    // Neither run committed or added anything.
+    assert!(summary(&server, "s").contains("\"total\":6,"), "{}", summary(&server, "s"));
+    assert_eq!(stats_field(&server, "ingest_active_streams"), 1);
+}
+
+#[test]
 fn bad_csvs_are_rejected_with_their_line_and_nothing_is_applied() {
     let server = Server::start(&[]);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -497,6 +595,28 @@ fn reconcile_finds_exactly_the_planted_mismatches_and_reports_them() {
     write_csv(&csv, "subject,day,expected", (1..=200u64).map(|k| format!("{k},2026030{},{}", 1 + k % 3, k * 10)));
     let out = reconcile(&[]);
     assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+
+    // Reporting needs the write token; the read token is refused.
+    let locked = Server::start(&["--auth-token=w", "--read-auth-token=r"]);
+    let line =
+        format!(r#"{{"v":2,"op":"series.batch_add","token":"w","series":"links","items":[{}]}}"#, items.join(","));
+    assert!(locked.connect().request(&line).contains("\"success\":true"));
+    let out = tool(
+        &[&["reconcile", &url(&locked), &csv_arg, "--series=links", "--report", "--token=r"][..], &columns[..]]
+            .concat(),
+        &[],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).ends_with(
+            "karma reconcile: reconciliation.report: forbidden: \
+             Read-only token cannot execute command reconciliation_report\n"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stdout(&out), "series links: checked 200 points, 0 mismatches, absolute drift 0, max |delta| 0\n");
 
     // An unknown series is an error, not drift.
     let out = tool(&[&["reconcile", &url(&server), &csv_arg, "--series=nope"][..], &columns[..]].concat(), &[], "");

@@ -28,6 +28,9 @@
 //! A slave that makes no progress for 30 s while its polls fail aborts the
 //! run with the slave's last poll error.
 
+// The few unsafe blocks (each with a SAFETY comment) are allowed one by one.
+#![deny(unsafe_code)]
+
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -83,6 +86,7 @@ fn parse_options() -> Options {
 /// destructors).
 static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
 
+#[allow(unsafe_code)]
 fn die(message: &str) -> ! {
     eprintln!("karma-catchup: {message}");
     if let Ok(children) = CHILDREN.lock() {

@@ -15,6 +15,9 @@
 //! Data goes to fresh temporary directories under `--dir` (default: the
 //! system temp dir), removed at the end.
 
+// The few unsafe blocks (each with a SAFETY comment) are allowed one by one.
+#![deny(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,7 +27,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use karma_benches::{thousands, Histogram};
 use karma_engine::clock::{bucket_of_unix, days_from_civil};
-use karma_engine::{Engine, Item, Options};
+use karma_engine::{Engine, FsyncPolicy, Item, Options};
 
 const GROUP_COMMIT_TARGET: f64 = 20.0;
 const SNAPSHOT_TARGET_S: f64 = 1.0;
@@ -86,8 +89,11 @@ impl Cell {
 
 fn group_commit_cell(args: &Args, fsync: bool, threads: usize) -> Result<Cell, String> {
     let dir = tempdir(&args.dir, "karma-durability-wal-")?;
-    let engine = Engine::open(Options { wal_fsync: fsync, ..Options::durable(dir.path()) })
-        .map_err(|e| format!("open engine: {}", e.message()))?;
+    let engine = Engine::open(Options {
+        wal_fsync: if fsync { FsyncPolicy::Always } else { FsyncPolicy::Never },
+        ..Options::durable(dir.path())
+    })
+    .map_err(|e| format!("open engine: {}", e.message()))?;
     engine.create_series("bench").map_err(|e| format!("create series: {}", e.message()))?;
     let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(AtomicU64::new(0));
@@ -221,6 +227,7 @@ fn files(dir: &Path) -> Vec<(PathBuf, u64)> {
 
 /// Drops the files' pages from the page cache (they are clean after the
 /// snapshot's fsync), so the next open reads them from the device.
+#[allow(unsafe_code)]
 fn evict(paths: &[(PathBuf, u64)]) {
     for (path, _) in paths {
         if let Ok(file) = std::fs::File::open(path) {
@@ -265,7 +272,8 @@ fn snapshot_restore(args: &Args) -> Result<bool, String> {
     println!();
     println!("== snapshot and restore: {keys} keys x {days} days = {} points ==", thousands(points));
     let dir = tempdir(&args.dir, "karma-durability-snap-")?;
-    let options = Options { wal: args.load_wal, wal_fsync: false, ..Options::durable(dir.path()) };
+    let options =
+        Options { wal: args.load_wal, wal_fsync: karma_engine::FsyncPolicy::Never, ..Options::durable(dir.path()) };
     let engine = Engine::open(options).map_err(|e| format!("open engine: {}", e.message()))?;
     engine.create_series("api").map_err(|e| format!("create series: {}", e.message()))?;
     let first_day = days_from_civil(2025, 1, 1) as u64;

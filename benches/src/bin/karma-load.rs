@@ -17,6 +17,12 @@
 //!
 //! Only loopback addresses are accepted: this is a local benchmark.
 //!
+//! `--protocol resp` drives a Redis server with the same loop, for side by
+//! side runs (benches/durable-vs-redis.sh): `increment` is `INCRBY k 1`,
+//! `batch_add` is `--batch` pipelined `INCRBY`s counted as one request. With
+//! `--server-pid`, the server's CPU time (utime + stime of
+//! `/proc/<pid>/stat`) over the measured seconds is reported per item.
+//!
 //! ```sh
 //! target/release/karma --bind=127.0.0.1 --port=7400 --directory=/tmp/k --log=false --max-request-bytes=1048576 &
 //! target/release/karma-load --port 7400 --clients 4 --pipeline 1 --duration 5 --op increment
@@ -25,6 +31,8 @@
 //! Batches of 1,000 items are ~18 KB per line: the server needs a
 //! `--max-request-bytes` above its default of 4096 for `batch_add`/`batch_sum`
 //! (and for the setup step, which always uses batches).
+
+#![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -38,6 +46,18 @@ use karma_benches::{thousands, Histogram};
 use karma_engine::clock::bucket_of_unix;
 
 const SUCCESS_PREFIX: &[u8] = b"{\"protocol_version\":2,\"success\":true,";
+/// A RESP integer reply (what `INCRBY` answers).
+const RESP_INTEGER_PREFIX: &[u8] = b":";
+/// Linux reports process CPU times in units of USER_HZ, fixed at 100 by its ABI.
+const USER_HZ: f64 = 100.0;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Protocol {
+    /// Karma's protocol v2 (NDJSON).
+    Karma,
+    /// Redis' RESP (only `increment` and `batch_add`).
+    Resp,
+}
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -118,6 +138,29 @@ struct Args {
     /// Free text copied into the JSON line (e.g. "wal=off").
     #[arg(long, default_value = "")]
     label: String,
+    #[arg(long, value_enum, default_value = "karma")]
+    protocol: Protocol,
+    /// The server's process id: report its CPU time per item.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+/// RESP commands for the same workloads.
+fn resp_incrby(out: &mut Vec<u8>, key: u64) {
+    let key = format!("bench:{key}");
+    out.extend_from_slice(format!("*3\r\n$6\r\nINCRBY\r\n${}\r\n{key}\r\n$1\r\n1\r\n", key.len()).as_bytes());
+}
+
+/// utime + stime of a process, in seconds.
+fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name (which may hold spaces):
+    // state is field 3, utime 14 and stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / USER_HZ)
 }
 
 fn today_bucket() -> u64 {
@@ -311,6 +354,10 @@ struct Plan {
     /// Measured requests per client (`u64::MAX`: time-bound only).
     quota: u64,
     requests: Vec<Vec<u8>>,
+    /// Reply lines each request gets (RESP batches get one per command).
+    replies: Vec<usize>,
+    /// How every successful reply line starts.
+    success: &'static [u8],
     stop: AtomicBool,
 }
 
@@ -321,14 +368,17 @@ async fn run_client(id: usize, plan: &Plan, stream: &mut tokio::net::TcpStream) 
     let requests = &plan.requests;
     let mut next = id * requests.len() / plan.clients.max(1);
     let mut out: Vec<u8> = Vec::with_capacity(plan.pipeline * requests[0].len());
+    let mut sent_requests: Vec<usize> = Vec::with_capacity(plan.pipeline);
     let mut reader = LineReader::new();
     loop {
         if plan.stop.load(Ordering::Relaxed) || result.ok + result.errors >= plan.quota {
             break;
         }
         out.clear();
+        sent_requests.clear();
         for _ in 0..plan.pipeline {
             out.extend_from_slice(&requests[next]);
+            sent_requests.push(next);
             next += 1;
             if next == requests.len() {
                 next = 0;
@@ -343,25 +393,30 @@ async fn run_client(id: usize, plan: &Plan, stream: &mut tokio::net::TcpStream) 
             result.io_error = Some(format!("write: {e}"));
             break;
         }
-        for _ in 0..plan.pipeline {
-            let line = match reader.next_line_async(stream).await {
-                Ok(line) => line,
-                Err(e) => {
-                    result.io_error = Some(format!("read: {e}"));
-                    return result;
+        for &request in &sent_requests {
+            let mut failed: Option<String> = None;
+            for _ in 0..plan.replies[request] {
+                let line = match reader.next_line_async(stream).await {
+                    Ok(line) => line,
+                    Err(e) => {
+                        result.io_error = Some(format!("read: {e}"));
+                        return result;
+                    }
+                };
+                if failed.is_none() && !line.starts_with(plan.success) {
+                    failed = Some(shorten(line));
                 }
-            };
+            }
             if !measured {
                 continue;
             }
             let latency = sent.elapsed();
             result.hist.record(latency.as_nanos() as u64);
-            if line.starts_with(SUCCESS_PREFIX) {
-                result.ok += 1;
-            } else {
-                result.errors += 1;
-                if result.first_error.is_none() {
-                    result.first_error = Some(shorten(line));
+            match failed {
+                None => result.ok += 1,
+                Some(line) => {
+                    result.errors += 1;
+                    result.first_error.get_or_insert(line);
                 }
             }
         }
@@ -459,14 +514,39 @@ fn run(args: &Args) -> Result<bool, String> {
     }
 
     let lines = Lines { series: args.series.clone(), token: args.token.clone() };
-    if !args.no_setup {
+    if !args.no_setup && args.protocol == Protocol::Karma {
         setup(addr, &lines, args.keys, args.batch)?;
     }
     let bucket = today_bucket();
-    let requests: Vec<Vec<u8>> = match args.op {
-        Op::Increment | Op::Sum => (0..args.keys).map(|k| lines.single(args.op, k)).collect(),
-        Op::BatchAdd => windows(args.keys, args.batch).map(|w| lines.batch_add(w, bucket)).collect(),
-        Op::BatchSum => windows(args.keys, args.batch).map(|w| lines.batch_sum(w)).collect(),
+    let requests: Vec<Vec<u8>> = match (args.protocol, args.op) {
+        (Protocol::Karma, Op::Increment | Op::Sum) => (0..args.keys).map(|k| lines.single(args.op, k)).collect(),
+        (Protocol::Karma, Op::BatchAdd) => windows(args.keys, args.batch).map(|w| lines.batch_add(w, bucket)).collect(),
+        (Protocol::Karma, Op::BatchSum) => windows(args.keys, args.batch).map(|w| lines.batch_sum(w)).collect(),
+        (Protocol::Resp, Op::Increment) => (0..args.keys)
+            .map(|k| {
+                let mut out = Vec::new();
+                resp_incrby(&mut out, k);
+                out
+            })
+            .collect(),
+        (Protocol::Resp, Op::BatchAdd) => windows(args.keys, args.batch)
+            .map(|w| {
+                let mut out = Vec::new();
+                w.for_each(|k| resp_incrby(&mut out, k));
+                out
+            })
+            .collect(),
+        (Protocol::Resp, op) => {
+            return Err(format!("--protocol resp supports increment and batch_add, not {}", op.name()))
+        }
+    };
+    let replies: Vec<usize> = match (args.protocol, args.op.is_batch()) {
+        (Protocol::Resp, true) => windows(args.keys, args.batch).map(|w| (w.end - w.start) as usize).collect(),
+        _ => vec![1; requests.len()],
+    };
+    let success = match args.protocol {
+        Protocol::Karma => SUCCESS_PREFIX,
+        Protocol::Resp => RESP_INTEGER_PREFIX,
     };
     let items_per_request: Vec<u64> = match args.op {
         Op::Increment | Op::Sum => vec![1],
@@ -498,7 +578,21 @@ fn run(args: &Args) -> Result<bool, String> {
         measure_end,
         quota,
         requests,
+        replies,
+        success,
         stop: AtomicBool::new(false),
+    });
+    // The server's CPU time over exactly the measured seconds.
+    let cpu_sampler = args.server_pid.map(|pid| {
+        std::thread::spawn(move || {
+            let sample_at = |at: Instant| {
+                std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                process_cpu_seconds(pid)
+            };
+            let before = sample_at(measure_start)?;
+            let after = sample_at(measure_end)?;
+            Some(after - before)
+        })
     });
     let threads = args.threads.min(args.clients);
     let barrier = Arc::new(Barrier::new(threads + 1));
@@ -558,6 +652,11 @@ fn run(args: &Args) -> Result<bool, String> {
     let done = ok + errors;
     let ops = if elapsed > 0.0 { done as f64 / elapsed } else { 0.0 };
     let items = ops * items_avg;
+    let server_cpu_seconds = cpu_sampler.and_then(|h| h.join().ok().flatten());
+    // The sampler's window is the planned one; the clients' may end a little
+    // later (their last batch), so this is items per planned second.
+    let server_cpu_us_per_item =
+        server_cpu_seconds.map(|cpu| if items > 0.0 { cpu * 1e6 / (items * duration) } else { 0.0 });
     let (p50, p95, p99, p999) = (hist.quantile(0.50), hist.quantile(0.95), hist.quantile(0.99), hist.quantile(0.999));
 
     println!(
@@ -582,6 +681,9 @@ fn run(args: &Args) -> Result<bool, String> {
         ms(p999),
         ms(hist.max())
     );
+    if let (Some(cpu), Some(per_item)) = (server_cpu_seconds, server_cpu_us_per_item) {
+        println!("server CPU: {cpu:.2} s over the measured {duration} s, {per_item:.3} us per item");
+    }
     if let Some(e) = &first_error {
         println!("first error response: {e}");
     }
@@ -608,6 +710,9 @@ fn run(args: &Args) -> Result<bool, String> {
         "p99_ms": ms(p99),
         "p999_ms": ms(p999),
         "max_ms": ms(hist.max()),
+        "protocol": match args.protocol { Protocol::Karma => "karma", Protocol::Resp => "resp" },
+        "server_cpu_seconds": server_cpu_seconds,
+        "server_cpu_us_per_item": server_cpu_us_per_item,
     });
     println!("{json}");
     Ok(errors == 0 && io_errors.is_empty() && done > 0)

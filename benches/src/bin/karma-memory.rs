@@ -11,6 +11,9 @@
 //! The default loads day by day (every key gets one new bucket per day, the way
 //! live traffic grows a counter); `--key-major` loads each key's whole year at once.
 
+// The few unsafe blocks (each with a SAFETY comment) are allowed one by one.
+#![deny(unsafe_code)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -40,6 +43,7 @@ fn shrank(bytes: usize) {
 // SAFETY: every method forwards its arguments unchanged to `System`, which
 // implements `GlobalAlloc` correctly; the only addition is bookkeeping on two
 // atomics, which neither allocates nor touches the returned memory.
+#[allow(unsafe_code)]
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract (non-zero size).
@@ -83,6 +87,7 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOCATOR: Counting = Counting;
 
 /// Resident set size in bytes (second field of /proc/self/statm, in pages).
+#[allow(unsafe_code)]
 fn rss_bytes() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("read /proc/self/statm");
     let pages: usize =

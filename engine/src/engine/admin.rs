@@ -121,6 +121,55 @@ impl Engine {
         self.wal().map_or(0, |w| w.bytes())
     }
 
+    /// `system.wal` (an extension; `system.stats` keeps Karma 1.0's keys):
+    /// the fsync policy, the LSNs and the writer's group and fsync counters.
+    pub(crate) fn wal_status(&self) -> Response {
+        let wal = self.wal();
+        let stats = wal.map(|w| w.stats()).unwrap_or_default();
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(b"{\"policy\":");
+        write_str(&mut out, self.inner.options.wal_fsync.as_str());
+        out.extend_from_slice(if wal.is_some() { b",\"enabled\":true" } else { b",\"enabled\":false" });
+        let fields = [
+            ("current_lsn", wal.map_or(0, |w| w.current_lsn())),
+            ("durable_lsn", wal.map_or(0, |w| w.durable_lsn())),
+            ("groups", stats.groups),
+            ("entries", stats.entries),
+            ("fsyncs", stats.fsyncs),
+            ("fsync_us_total", stats.fsync_micros_total),
+            ("fsync_us_max", stats.fsync_micros_max),
+        ];
+        for (name, value) in fields {
+            out.push(b',');
+            write_str(&mut out, name);
+            out.push(b':');
+            write_u64(&mut out, value);
+        }
+        out.extend_from_slice(b",\"fsync_us_avg\":");
+        let avg = if stats.fsyncs == 0 { 0.0 } else { stats.fsync_micros_total as f64 / stats.fsyncs as f64 };
+        write_f64(&mut out, (avg * 10.0).round() / 10.0);
+        out.push(b'}');
+        Response::Json(out)
+    }
+
+    /// The WAL's fsync figures for `system.metrics`, once there was an
+    /// fsync: a server that never fsyncs (like Karma 1.0's conformance
+    /// setup, `--wal-fsync=false`) keeps Karma 1.0's exact metrics text.
+    pub(crate) fn wal_metrics(&self, out: &mut String) {
+        let Some(stats) = self.wal().map(|w| w.stats()).filter(|s| s.fsyncs > 0) else { return };
+        let policy = self.inner.options.wal_fsync.as_str();
+        let seconds = |micros: u64| micros as f64 / 1e6;
+        out.push_str(&format!(
+            "# TYPE karma_wal_fsync_policy gauge\nkarma_wal_fsync_policy{{policy=\"{policy}\"}} 1\n\
+             # TYPE karma_wal_fsyncs_total counter\nkarma_wal_fsyncs_total {}\n\
+             # TYPE karma_wal_fsync_seconds_total counter\nkarma_wal_fsync_seconds_total {:?}\n\
+             # TYPE karma_wal_fsync_seconds_max gauge\nkarma_wal_fsync_seconds_max {:?}\n",
+            stats.fsyncs,
+            seconds(stats.fsync_micros_total),
+            seconds(stats.fsync_micros_max),
+        ));
+    }
+
     /// The LSN snapshots record: the last LSN applied. A slave logs every
     /// applied master entry under its LSN, so its WAL position is exact even
     /// in the middle of a page (its `replayed_lsn` advances per page, and a
@@ -384,12 +433,19 @@ impl Engine {
                     .ok_or_else(|| Error::not_found(format!("Dump \"{series}\" not found")))?;
                 let image = snapshot::decode_tree_named(&bytes, file)?;
                 let mut fresh = Some(data_of(image));
-                self.with_series(&series, true, |data| {
-                    if let Some(new) = fresh.take() {
-                        data.counters = new.counters;
-                    }
-                    Ok(())
-                })?;
+                // The load is not logged (B13): it becomes durable as a new
+                // snapshot of the series stamped with the current LSN, taken
+                // under the same lock, so a restart restores the loaded data
+                // and replays only the writes that came after it.
+                let (image, lsn) = self
+                    .with_series(&series, true, |data| {
+                        if let Some(new) = fresh.take() {
+                            data.counters = new.counters;
+                        }
+                        Ok((image_of(data), self.position_lsn()))
+                    })?
+                    .ok_or_else(|| Error::tree_not_found(&series))?;
+                disk.snapshots.write(&series, self.now() as i64, lsn, &snapshot::encode_tree(&image))?;
                 Ok(Response::Text(format!("Tree \"{series}\" loaded")))
             }
             (Op::SnapshotVerify, _) => self.verify(),

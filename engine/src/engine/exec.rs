@@ -40,12 +40,8 @@ impl Engine {
                 format!("Read-only token cannot execute command {}", req.op.internal_name()),
             ));
         }
-        // Only a read token configured: reads need it, writes need none (Karma
-        // 1.0 refused every write in this setup, which made it unusable). A
-        // token that matches nothing is still refused.
-        if token.is_none() && o.auth_token.is_none() && !req.op.is_read_only() {
-            return Ok(());
-        }
+        // With only a read token configured no request may write: access
+        // control that is half configured fails closed (as in Karma 1.0).
         Err(Error::new(ErrorCode::Unauthorized, "Unauthorized"))
     }
 
@@ -166,6 +162,7 @@ impl Engine {
             Health => plain(Ok(self.health())),
             Stats => plain(Ok(self.stats())),
             Metrics => plain(Ok(Response::Text(self.metrics_text()))),
+            Wal => plain(Ok(self.wal_status())),
             TreeList => plain(Ok(Response::Names(self.inner.store.names()))),
             TreeInfo | TreeKeys | TreeSummary | TreeTop | TreeSeries | Sum | BatchSum | MultiSum | CounterSeries => {
                 plain(self.read(req))

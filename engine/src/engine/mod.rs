@@ -296,6 +296,7 @@ impl Engine {
     pub fn metrics_text(&self) -> String {
         let mut text = self.stats_view().prometheus();
         self.inner.metrics.limits.write_prometheus(&mut text);
+        self.wal_metrics(&mut text);
         text
     }
 

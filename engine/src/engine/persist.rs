@@ -34,7 +34,7 @@ impl TimesLog {
     pub fn open(dir: &Path) -> Result<(TimesLog, HashMap<u64, u64>)> {
         let path = dir.join(TIMES_FILE);
         let mut times = HashMap::new();
-        if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Ok(text) = crate::files::read_regular(&path).map(|b| String::from_utf8_lossy(&b).into_owned()) {
             // A torn last line (crash mid-write) simply does not parse.
             for line in text.lines() {
                 let mut parts = line.split(' ');
@@ -53,7 +53,7 @@ impl TimesLog {
     pub fn record(&self, lsn: u64, created_at: u64) {
         let mut file = self.file.lock();
         if file.is_none() {
-            *file = OpenOptions::new().create(true).append(true).open(&self.path).ok();
+            *file = crate::files::open_regular(&self.path, OpenOptions::new().create(true).append(true)).ok();
         }
         if let Some(f) = file.as_mut() {
             if let Err(err) = f.write_all(format!("{lsn} {created_at}\n").as_bytes()) {
@@ -67,7 +67,8 @@ impl TimesLog {
     pub fn reset(&self) -> Result<()> {
         let mut file = self.file.lock();
         *file = None;
-        File::create(&self.path).map_err(|e| Error::io(format!("Cannot truncate {}", self.path.display()), e))?;
+        crate::files::open_regular(&self.path, OpenOptions::new().write(true).create(true).truncate(true))
+            .map_err(|e| Error::io(format!("Cannot truncate {TIMES_FILE}"), e))?;
         Ok(())
     }
 }

@@ -99,7 +99,12 @@ impl Engine {
     fn set_replayed(&self, lsn: u64) -> Result<()> {
         self.inner.replication.replayed_lsn.store(lsn, std::sync::atomic::Ordering::Relaxed);
         if let Some(disk) = &self.inner.disk {
-            write_lsn_file_atomic(&disk.dir, REPLICATION_LSN_FILE, lsn, self.inner.options.wal_fsync)?;
+            write_lsn_file_atomic(
+                &disk.dir,
+                REPLICATION_LSN_FILE,
+                lsn,
+                self.inner.options.wal_fsync.fsync_before_ack(),
+            )?;
         }
         Ok(())
     }

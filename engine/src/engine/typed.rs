@@ -145,6 +145,13 @@ impl Engine {
         self.inner.store.names()
     }
 
+    /// A copy of every counter of `series` (keys and buckets in insertion
+    /// order), as a snapshot would hold it: for exports and for tests that
+    /// compare whole states across a restart.
+    pub fn export_series(&self, series: &str) -> Result<crate::snapshot::SeriesImage> {
+        self.read_series(series, |d| Ok(super::admin::image_of(d)))
+    }
+
     pub fn info(&self, series: &str) -> Result<TreeInfo> {
         match self.run(Op::TreeInfo, Command::Series { series: Cow::Borrowed(series) })? {
             Response::TreeInfo(t) => Ok(t),

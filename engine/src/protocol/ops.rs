@@ -64,6 +64,8 @@ ops! {
     Health => "system.health", "health", Read, false;
     Stats => "system.stats", "stats", Read, false;
     Metrics => "system.metrics", "metrics", Read, false;
+    // An extension (not in Karma 1.0): the WAL's fsync policy and counters.
+    Wal => "system.wal", "wal", Read, false;
     TreeList => "tree.list", "trees", Read, false;
     TreeInfo => "tree.info", "tree_info", Read, false;
     TreeKeys => "tree.keys", "tree_keys", Read, false;
@@ -182,7 +184,7 @@ impl Op {
         use FieldKind::*;
         use Op::*;
         match self {
-            Ping | Health | Stats | Metrics | TreeList | SnapshotList | SnapshotInfo | SnapshotVerify
+            Ping | Health | Stats | Metrics | Wal | TreeList | SnapshotList | SnapshotInfo | SnapshotVerify
             | ReplicationStatus | SystemCompact | SnapshotCreateAll => const { &[] },
             TreeInfo | TreeCreate | TreeDrop | TreeReset | SeriesCompact | SnapshotCreate => const { &[SERIES] },
             TreeKeys => const { &[SERIES, opt("cursor", Uint), LIMIT] },
@@ -238,7 +240,8 @@ mod tests {
             "counter.batch_increment",
             "tree.delete_before",
         ];
-        assert_eq!(Op::ALL.len() + aliases.len(), 55);
+        // Karma 1.0's 55 names plus the extension system.wal.
+        assert_eq!(Op::ALL.len() + aliases.len(), 56);
         for op in Op::ALL {
             assert_eq!(Op::from_name(op.name()), Some(*op));
         }
@@ -256,7 +259,8 @@ mod tests {
     #[test]
     fn read_only_set_matches_the_spec() {
         let read: Vec<&str> = Op::ALL.iter().filter(|o| o.is_read_only()).map(|o| o.internal_name()).collect();
-        assert_eq!(read.len(), 23);
+        // Karma 1.0's 23 read ops plus the extension system.wal.
+        assert_eq!(read.len(), 24);
         assert!(!Op::SnapshotCreate.is_read_only());
         assert!(!Op::ReconciliationReport.is_logged());
         assert!(!Op::RecoveryCheckpoint.is_logged());

@@ -144,7 +144,7 @@ pub fn parse_request<'a>(doc: &Value<'a>) -> Result<Request<'a>> {
 fn parse_command<'a>(op: Op, f: Fields<'_, 'a>) -> Result<Command<'a>> {
     use Op::*;
     Ok(match op {
-        Ping | Health | Stats | Metrics | TreeList | SnapshotList | SnapshotInfo | SnapshotVerify
+        Ping | Health | Stats | Metrics | Wal | TreeList | SnapshotList | SnapshotInfo | SnapshotVerify
         | ReplicationStatus | SystemCompact | SnapshotCreateAll => Command::NoFields,
         TreeInfo | TreeCreate | TreeDrop | TreeReset | SeriesCompact | SnapshotCreate => {
             Command::Series { series: f.series()? }

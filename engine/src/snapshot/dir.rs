@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::files::atomic_write;
+use crate::files::{atomic_write, file_error, label, read_regular, regular_metadata};
 
 /// Metadata of one `.tree` snapshot (sidecar `<file>.meta.json`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,10 +175,10 @@ impl SnapshotDir {
     /// `validation_error` `Invalid snapshot metadata <path>: <why>` if malformed.
     pub fn read_sidecar(&self, file: &str) -> Result<Option<SnapshotMeta>> {
         let path = self.dir.join(format!("{file}{META_SUFFIX}"));
-        let bytes = match fs::read(&path) {
+        let bytes = match read_regular(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(format!("Cannot read {}", path.display()), e)),
+            Err(e) => return Err(file_error("Cannot read", &label(&path), e)),
         };
         serde_json::from_slice::<SnapshotMeta>(&bytes)
             .map(Some)
@@ -198,11 +198,10 @@ impl SnapshotDir {
     /// The bytes of a snapshot, `None` if it does not exist.
     pub fn read(&self, file: &str) -> Result<Option<Vec<u8>>> {
         check_tree_file(file)?;
-        let path = self.dir.join(file);
-        match fs::read(&path) {
+        match read_regular(&self.dir.join(file)) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(format!("Cannot read {}", path.display()), e)),
+            Err(e) => Err(file_error("Cannot read", file, e)),
         }
     }
 
@@ -213,11 +212,10 @@ impl SnapshotDir {
         let (ts, series) =
             parse_file_name(file).ok_or_else(|| Error::validation(format!("Invalid dump file name \"{file}\"")))?;
         let path = self.dir.join(file);
-        let size = match fs::metadata(&path) {
-            Ok(md) if md.is_file() => md.len(),
-            Ok(_) => return Ok(None),
+        let size = match regular_metadata(&path) {
+            Ok(md) => md.len(),
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(format!("Cannot stat {}", path.display()), e)),
+            Err(e) => return Err(file_error("Cannot stat", file, e)),
         };
         match self.read_sidecar(file) {
             Ok(Some(m)) => Ok(Some(m)),
@@ -392,7 +390,7 @@ mod tests {
 
     #[test]
     fn fixture_snapshot_dirs() {
-        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/karma1");
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/karma1");
         assert!(base.is_dir(), "fixtures missing at {}", base.display());
         let sd = SnapshotDir::new(base.join("snapshots-only/data"));
         let latest = sd.latest_by_series().unwrap();

@@ -361,7 +361,7 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     fn fixtures() -> PathBuf {
-        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/karma1");
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/karma1");
         assert!(base.is_dir(), "fixtures missing at {}", base.display());
         base
     }

@@ -2,7 +2,6 @@
 //! `karma.idempotency.json.meta.json` (spec/persistence.md §5).
 
 use std::fmt;
-use std::fs;
 use std::io::ErrorKind;
 use std::path::Path;
 use std::time::UNIX_EPOCH;
@@ -180,11 +179,10 @@ pub fn write_idempotency_with_active(
 
 /// The raw bytes of `karma.idempotency.json`, `None` if absent.
 pub fn read_idempotency_bytes(dir: &Path) -> Result<Option<Vec<u8>>> {
-    let path = dir.join(IDEMPOTENCY_FILE);
-    match fs::read(&path) {
+    match crate::files::read_regular(&dir.join(IDEMPOTENCY_FILE)) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io(format!("Cannot read {}", path.display()), e)),
+        Err(e) => Err(crate::files::file_error("Cannot read", IDEMPOTENCY_FILE, e)),
     }
 }
 
@@ -221,20 +219,20 @@ pub fn read_idempotency(dir: &Path) -> Result<Option<(Vec<RecordImage>, Vec<Stre
 /// there is no idempotency snapshot.
 pub fn idempotency_meta(dir: &Path) -> Result<Option<IdempotencyMeta>> {
     let path = dir.join(IDEMPOTENCY_FILE);
-    let md = match fs::metadata(&path) {
+    let md = match crate::files::regular_metadata(&path) {
         Ok(md) => md,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(format!("Cannot stat {}", path.display()), e)),
+        Err(e) => return Err(crate::files::file_error("Cannot stat", IDEMPOTENCY_FILE, e)),
     };
     let meta_path = dir.join(IDEMPOTENCY_META_FILE);
-    match fs::read(&meta_path) {
+    match crate::files::read_regular(&meta_path) {
         Ok(b) => {
             return serde_json::from_slice::<IdempotencyMeta>(&b).map(Some).map_err(|e| {
                 Error::validation(format!("Invalid idempotency snapshot metadata {}: {e}", meta_path.display()))
             })
         }
         Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io(format!("Cannot read {}", meta_path.display()), e)),
+        Err(e) => return Err(crate::files::file_error("Cannot read", IDEMPOTENCY_META_FILE, e)),
     }
     let timestamp =
         md.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs()).unwrap_or(0);
@@ -255,9 +253,10 @@ pub fn idempotency_meta(dir: &Path) -> Result<Option<IdempotencyMeta>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn fixtures() -> std::path::PathBuf {
-        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/karma1");
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/karma1");
         assert!(base.is_dir(), "fixtures missing at {}", base.display());
         base
     }

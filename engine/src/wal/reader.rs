@@ -156,10 +156,10 @@ pub(crate) fn scan_file<F>(
 where
     F: FnMut(ScannedLine<'_>) -> Result<bool>,
 {
-    let io_err = |e| Error::io(format!("Cannot read WAL file {}", path.display()), e);
+    let io_err = |e| Error::io(format!("Cannot read WAL file {}", crate::files::label(path)), e);
     let mut file = match file {
         Some(f) => f,
-        None => File::open(path).map_err(io_err)?,
+        None => crate::files::open_regular(path, std::fs::OpenOptions::new().read(true)).map_err(io_err)?,
     };
     if start > 0 {
         file.seek(SeekFrom::Start(start)).map_err(io_err)?;
@@ -240,11 +240,11 @@ pub fn read_all(dir: &Path, mut f: impl FnMut(u64, &str) -> Result<()>) -> Resul
     let mut stats = ReplayStats::default();
     let count = files.len();
     for (i, wf) in files.iter().enumerate() {
-        let file = match File::open(&wf.path) {
+        let file = match crate::files::open_regular(&wf.path, std::fs::OpenOptions::new().read(true)) {
             Ok(file) => file,
             // A concurrent truncation removed it: nothing left to replay there.
             Err(e) if e.kind() == ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io(format!("Cannot read WAL file {}", wf.path.display()), e)),
+            Err(e) => return Err(Error::io(format!("Cannot read WAL file {}", crate::files::label(&wf.path)), e)),
         };
         let end = scan_file(&wf.path, Some(file), 0, None, i + 1 == count, ErrorCode::ValidationError, |line| {
             let (Some(lsn), Some(entry)) = (line.parsed.lsn, line.parsed.entry) else {

@@ -7,9 +7,10 @@ use std::time::Duration;
 use super::index::{idx_path, read_index};
 use super::*;
 use crate::error::ErrorCode;
+use crate::options::FsyncPolicy;
 
 fn fixtures() -> PathBuf {
-    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/karma1");
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/karma1");
     assert!(base.is_dir(), "fixtures missing at {}", base.display());
     base
 }
@@ -26,7 +27,13 @@ fn copy_fixture(name: &str) -> tempfile::TempDir {
 }
 
 fn cfg(dir: &Path) -> WalConfig {
-    WalConfig { dir: dir.to_path_buf(), fsync: false, segment_bytes: 0, batch_size: 1024, batch_wait: Duration::ZERO }
+    WalConfig {
+        dir: dir.to_path_buf(),
+        fsync: FsyncPolicy::Never,
+        segment_bytes: 0,
+        batch_size: 1024,
+        batch_wait: Duration::ZERO,
+    }
 }
 
 fn entry(i: u64) -> String {
@@ -100,7 +107,7 @@ fn concurrent_appends_reopen_and_replay() {
 fn group_commit_fsyncs_less_than_entries() {
     let d = tempfile::tempdir().unwrap();
     let mut c = cfg(d.path());
-    c.fsync = true;
+    c.fsync = FsyncPolicy::Always;
     c.batch_wait = Duration::from_micros(200);
     let wal = Arc::new(Wal::open(c).unwrap());
     let threads: Vec<_> = (0..32)
@@ -256,7 +263,7 @@ fn truncate_keeps_lsns_going() {
     let d = tempfile::tempdir().unwrap();
     let mut c = cfg(d.path());
     c.segment_bytes = 500;
-    c.fsync = true;
+    c.fsync = FsyncPolicy::Always;
     let wal = Wal::open(c.clone()).unwrap();
     for i in 0..30u64 {
         wal.append(entry(i).as_bytes()).unwrap();
@@ -468,7 +475,7 @@ fn unwaited_entries_are_written_by_the_sweeper() {
 #[test]
 fn try_durable_now_commits_inline() {
     let d = tempfile::tempdir().unwrap();
-    let wal = Wal::open(WalConfig { fsync: true, ..cfg(d.path()) }).unwrap();
+    let wal = Wal::open(WalConfig { fsync: FsyncPolicy::Always, ..cfg(d.path()) }).unwrap();
     let lsn = wal.append(entry(1).as_bytes()).unwrap();
     // The writer thread may have taken it first; either way it is durable
     // once the call answers Some, and only None asks the caller to wait.
@@ -489,7 +496,7 @@ fn concurrent_try_durable_now_acknowledges_only_written_entries() {
     // are told, an entry acknowledged is in the file, and every entry is
     // written exactly once.
     let d = tempfile::tempdir().unwrap();
-    let wal = std::sync::Arc::new(Wal::open(WalConfig { fsync: false, ..cfg(d.path()) }).unwrap());
+    let wal = std::sync::Arc::new(Wal::open(WalConfig { fsync: FsyncPolicy::Never, ..cfg(d.path()) }).unwrap());
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let wal = std::sync::Arc::clone(&wal);

@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 use std::thread::{JoinHandle, ThreadId};
@@ -17,14 +17,16 @@ use super::index::{read_index, write_index};
 use super::reader::{scan_file, ScanEnd};
 use super::segments::{list_files, segment_name, ACTIVE_FILE, LSN_FILE};
 use crate::error::{Error, ErrorCode, Result};
-use crate::files::{fsync_dir, read_lsn_file, write_lsn_file_atomic};
+use crate::files::{fsync_dir, label, open_regular, read_lsn_file, write_lsn_file_atomic};
+use crate::options::FsyncPolicy;
 
 /// How a [`Wal`] is set up.
 #[derive(Clone, Debug)]
 pub struct WalConfig {
     pub dir: PathBuf,
-    /// fsync (`sync_data`) once per group commit, and after truncation.
-    pub fsync: bool,
+    /// When the active file is fsynced (`sync_data`): per group commit
+    /// before acknowledging, in the background once a second, or never.
+    pub fsync: FsyncPolicy,
     /// Rotate `karma.wal` into a segment once it reaches this size; 0 = never.
     pub segment_bytes: u64,
     /// Most entries written by one group commit.
@@ -38,7 +40,7 @@ impl WalConfig {
     pub fn new(dir: impl Into<PathBuf>) -> WalConfig {
         WalConfig {
             dir: dir.into(),
-            fsync: true,
+            fsync: FsyncPolicy::Always,
             segment_bytes: 67_108_864,
             batch_size: 1024,
             batch_wait: Duration::ZERO,
@@ -51,8 +53,13 @@ impl WalConfig {
 pub struct WalStats {
     /// Group commits written successfully.
     pub groups: u64,
-    /// fsync calls on the active file.
+    /// fsync calls on WAL data (per group under `always`, background ones
+    /// under `everysec`).
     pub fsyncs: u64,
+    /// Time spent in those fsync calls, in microseconds.
+    pub fsync_micros_total: u64,
+    /// The slowest of them, in microseconds.
+    pub fsync_micros_max: u64,
     /// Entries written successfully.
     pub entries: u64,
     /// Segment rotations.
@@ -125,17 +132,26 @@ struct Shared {
     /// A lower bound of `State::durable`, readable without the state lock:
     /// lets waiters check for their acknowledgement without contending.
     durable_hint: AtomicU64,
+    /// `everysec`: second handles on the active file and on files rotated
+    /// away since the last background fsync, so that fsync never holds the
+    /// writer that commits groups. The last one is the active file.
+    sync_files: Mutex<Vec<Arc<File>>>,
+    /// `everysec`: groups were written since the last background fsync.
+    unsynced: AtomicBool,
 }
 
 /// The write-ahead log of one data directory. `Send + Sync`.
 ///
-/// Group commit without a mandatory thread hop: whoever holds the writer
-/// (`core`) drains everything queued and writes it as one group. A caller of
-/// [`Wal::wait_durable`] that finds the writer free commits the queue itself
-/// (its own entry and everyone else's); otherwise it spins briefly, then
-/// waits for the holder. The writer thread sweeps up entries nobody waits on
-/// synchronously (every few milliseconds) and runs [`Wal::on_durable`]
-/// callbacks.
+/// Group commit: whoever holds the writer (`core`) drains everything queued
+/// and writes it as one group. A caller of [`Wal::wait_durable`] (a thread
+/// that may block) that finds the writer free commits the queue itself (its
+/// own entry and everyone else's); otherwise it spins briefly, then waits
+/// for the holder. [`Wal::try_durable_now`] (for async callers) commits
+/// inline only when no fsync is involved; under [`FsyncPolicy::Always`] the
+/// writer thread does every fsync of async callers and completes their
+/// [`Wal::on_durable`] callbacks, so writes arriving during one fsync join
+/// the next group. The writer thread also sweeps up entries nobody waits on
+/// (every few milliseconds) and runs the `everysec` background fsync.
 pub struct Wal {
     shared: Arc<Shared>,
     core: Arc<Mutex<Writer>>,
@@ -187,12 +203,10 @@ impl Wal {
                         reason = %t.reason,
                         "wal.torn_tail: truncating the torn last line of the WAL"
                     );
-                    let f = OpenOptions::new()
-                        .write(true)
-                        .open(&wf.path)
-                        .map_err(|e| Error::io(format!("Cannot open {}", wf.path.display()), e))?;
+                    let f = open_regular(&wf.path, OpenOptions::new().write(true))
+                        .map_err(|e| Error::io(format!("Cannot open {}", label(&wf.path)), e))?;
                     f.set_len(t.offset).map_err(|e| Error::io(format!("Cannot truncate {}", wf.path.display()), e))?;
-                    if cfg.fsync {
+                    if cfg.fsync.fsync_metadata() {
                         f.sync_all().map_err(|e| Error::io(format!("Cannot fsync {}", wf.path.display()), e))?;
                     }
                     set.active_len = t.offset;
@@ -236,6 +250,8 @@ impl Wal {
             work: Condvar::new(),
             durable: Condvar::new(),
             durable_hint: AtomicU64::new(max_lsn),
+            sync_files: Mutex::new(Vec::new()),
+            unsynced: AtomicBool::new(false),
             files: RwLock::new(set),
             idx_cache: Mutex::new(HashMap::new()),
         });
@@ -353,6 +369,21 @@ impl Wal {
     /// the queue; `None` when another thread holds the writer (use
     /// [`Wal::on_durable`] then). For async callers that must not block.
     pub fn try_durable_now(&self, lsn: u64) -> Option<Result<()>> {
+        if self.shared.durable_hint.load(Ordering::Acquire) >= lsn {
+            return Some(Ok(()));
+        }
+        if self.shared.cfg.fsync.fsync_before_ack() {
+            // An fsync can take milliseconds: never on the caller's thread,
+            // which would stop every other connection it serves. The writer
+            // thread commits the group (with whatever else arrives
+            // meanwhile) and runs the caller's callback.
+            let st = self.shared.state.lock();
+            return match &st.failure {
+                _ if st.durable >= lsn => Some(Ok(())),
+                Some(cause) => Some(Err(unavailable(cause))),
+                None => None,
+            };
+        }
         // Read the clock only once there is something to wait for.
         let mut start: Option<Instant> = None;
         loop {
@@ -372,7 +403,7 @@ impl Wal {
                 // one write(2), over in microseconds, and cheaper to wait
                 // out here than a callback from the writer thread.
                 let start = *start.get_or_insert_with(Instant::now);
-                if self.shared.cfg.fsync || start.elapsed() >= TRY_SPIN_LIMIT {
+                if start.elapsed() >= TRY_SPIN_LIMIT {
                     return None;
                 }
                 // Watch the atomic, not the state lock the writer needs to
@@ -523,9 +554,9 @@ impl Wal {
                 0
             };
             for (i, (_, path, active)) in all.iter().enumerate().skip(first) {
-                let file = match File::open(path) {
+                let file = match open_regular(path, OpenOptions::new().read(true)) {
                     Ok(f) => f,
-                    Err(e) => return Err(Error::io(format!("Cannot read WAL file {}", path.display()), e)),
+                    Err(e) => return Err(Error::io(format!("Cannot read WAL file {}", label(path)), e)),
                 };
                 let end = if *active { Some(set.active_len) } else { None };
                 let mut start = 0;
@@ -748,11 +779,14 @@ impl Writer {
             Some(cause) => Err(cause),
             None => self.write_group(&entries),
         };
+        if result.is_ok() && self.shared.cfg.fsync == FsyncPolicy::EverySec {
+            self.shared.unsynced.store(true, Ordering::Release);
+        }
         let last = entries.last().map(|(l, _)| *l).unwrap_or(0);
         let mut st = self.shared.state.lock();
         st.in_flight = false;
         match result {
-            Ok(written) => {
+            Ok((written, fsync_took)) => {
                 st.durable = st.durable.max(last);
                 if st.queue.is_empty() {
                     // Nothing else assigned is pending: LSN-floor raises are durable too.
@@ -761,8 +795,8 @@ impl Writer {
                 st.bytes += written;
                 st.stats.groups += 1;
                 st.stats.entries += entries.len() as u64;
-                if self.shared.cfg.fsync {
-                    st.stats.fsyncs += 1;
+                if let Some(took) = fsync_took {
+                    st.stats.count_fsync(took);
                 }
             }
             Err(e) => {
@@ -803,8 +837,9 @@ impl Writer {
     }
 
     /// Writes one group with one `write_all` and at most one fsync. Returns
-    /// the bytes written. On failure the file is cut back to its old length.
-    fn write_group(&mut self, entries: &[(u64, Vec<u8>)]) -> Result<u64> {
+    /// the bytes written and how long the fsync took, if there was one. On
+    /// failure the file is cut back to its old length.
+    fn write_group(&mut self, entries: &[(u64, Vec<u8>)]) -> Result<(u64, Option<Duration>)> {
         self.rotate_if_needed()?;
         let path = self.active_path();
         let pre_len = self.shared.files.read().active_len;
@@ -819,46 +854,52 @@ impl Writer {
             buf.extend_from_slice(entry);
             buf.extend_from_slice(b"}\n");
         }
-        let fsync = self.shared.cfg.fsync;
-        let result = (|| -> Result<()> {
+        let fsync = self.shared.cfg.fsync.fsync_before_ack();
+        let result = (|| -> Result<Option<Duration>> {
             let file = self.open_active()?;
-            file.write_all(&buf).map_err(|e| Error::io(format!("Cannot write WAL file {}", path.display()), e))?;
-            if fsync {
-                file.sync_data().map_err(|e| Error::io(format!("Cannot fsync WAL file {}", path.display()), e))?;
+            file.write_all(&buf).map_err(|e| Error::io(format!("Cannot write WAL file {}", label(&path)), e))?;
+            if !fsync {
+                return Ok(None);
             }
-            Ok(())
+            let took = sync_data(file).map_err(|e| Error::io(format!("Cannot fsync WAL file {}", label(&path)), e))?;
+            Ok(Some(took))
         })();
         let written = buf.len() as u64;
         self.line = buf;
-        if let Err(e) = result {
-            // Keep the file equal to what was acknowledged.
-            if let Some(f) = self.file.take() {
-                if let Err(te) = f.set_len(pre_len) {
-                    tracing::error!(error = %te, file = %path.display(), "wal.rollback_failed");
+        let fsync_took = match result {
+            Ok(took) => took,
+            Err(e) => {
+                // Keep the file equal to what was acknowledged.
+                if let Some(f) = self.file.take() {
+                    if let Err(te) = f.set_len(pre_len) {
+                        tracing::error!(error = %te, file = %path.display(), "wal.rollback_failed");
+                    }
                 }
+                return Err(e);
             }
-            return Err(e);
-        }
+        };
         let mut set = self.shared.files.write();
         set.active_len = pre_len + written;
         if set.active_first.is_none() {
             set.active_first = offsets.first().map(|&(l, _)| l);
         }
         set.active_index.extend_from_slice(&offsets);
-        Ok(written)
+        Ok((written, fsync_took))
     }
 
     fn open_active(&mut self) -> Result<&mut File> {
         if self.file.is_none() {
             let path = self.active_path();
             let existed = path.exists();
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(|e| Error::io(format!("Cannot open WAL file {}", path.display()), e))?;
-            if !existed && self.shared.cfg.fsync {
+            let f = open_regular(&path, OpenOptions::new().create(true).append(true))
+                .map_err(|e| Error::io(format!("Cannot open WAL file {}", label(&path)), e))?;
+            if !existed && self.shared.cfg.fsync.fsync_metadata() {
                 fsync_dir(&self.shared.cfg.dir)?;
+            }
+            if self.shared.cfg.fsync == FsyncPolicy::EverySec {
+                let second =
+                    f.try_clone().map_err(|e| Error::io(format!("Cannot open WAL file {}", path.display()), e))?;
+                self.shared.sync_files.lock().push(Arc::new(second));
             }
             self.file = Some(f);
         }
@@ -883,6 +924,8 @@ impl Writer {
         if target.exists() {
             return Err(Error::validation(format!("WAL segment already exists: {}", target.display())));
         }
+        // `everysec`: the outgoing file's second handle stays in
+        // `sync_files` until the next background fsync covered it.
         self.file = None;
         let mut set = self.shared.files.write();
         let active = dir.join(ACTIVE_FILE);
@@ -932,8 +975,10 @@ impl Writer {
 
     fn truncate_files(&mut self, lsn: u64) -> Result<()> {
         let dir = self.shared.cfg.dir.clone();
-        let fsync = self.shared.cfg.fsync;
+        let fsync = self.shared.cfg.fsync.fsync_metadata();
         self.file = None;
+        // Everything left is fsynced below (or deleted).
+        self.shared.sync_files.lock().clear();
         let mut set = self.shared.files.write();
         // Everything on disk, including segments this process never listed.
         let mut segments: Vec<PathBuf> =
@@ -955,12 +1000,8 @@ impl Writer {
         set.segments.clear();
         self.shared.idx_cache.lock().clear();
         let active = dir.join(ACTIVE_FILE);
-        let f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&active)
-            .map_err(|e| Error::io(format!("Cannot truncate {}", active.display()), e))?;
+        let f = open_regular(&active, OpenOptions::new().write(true).create(true).truncate(true))
+            .map_err(|e| Error::io(format!("Cannot truncate {}", label(&active)), e))?;
         if fsync {
             f.sync_all().map_err(|e| Error::io(format!("Cannot fsync {}", active.display()), e))?;
         }
@@ -985,30 +1026,42 @@ const SPIN_LIMIT: Duration = Duration::from_micros(200);
 /// thread's group write before it gives up.
 const TRY_SPIN_LIMIT: Duration = Duration::from_micros(20);
 
+/// `everysec`: the least time between two background fsyncs.
+const EVERYSEC_INTERVAL: Duration = Duration::from_secs(1);
+
 /// How often the writer thread looks for queued entries nobody waits on.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(2);
 
 /// The writer thread: commits whatever is queued whenever work arrives and
 /// the writer is free, until the WAL is closed and drained.
 fn writer_loop(shared: &Shared, core: &Mutex<Writer>) {
+    let mut last_sync = Instant::now();
     loop {
         {
             let mut st = shared.state.lock();
-            if !st.closing {
-                // Waiters commit their own groups and appends do not wake
-                // this thread; it sweeps up entries nobody waits on a few
-                // milliseconds late, and is woken for callbacks and closing.
+            // Someone awaits what is queued (a callback, or any write under
+            // `always`, whose async waiters never commit themselves): commit
+            // at once. Otherwise waiters commit their own groups and appends
+            // do not wake this thread; it sweeps up entries nobody waits on
+            // a few milliseconds late, and is woken for callbacks and closing.
+            let awaited = !st.queue.is_empty() && (shared.cfg.fsync.fsync_before_ack() || !st.callbacks.is_empty());
+            if !st.closing && !awaited {
                 let _ = shared.work.wait_for(&mut st, SWEEP_INTERVAL);
             }
             if st.queue.is_empty() {
                 if st.closing {
                     break;
                 }
+                drop(st);
+                background_sync(shared, &mut last_sync, false);
                 continue;
             }
         }
         core.lock().step();
+        background_sync(shared, &mut last_sync, false);
     }
+    // A clean shutdown leaves nothing unsynced behind.
+    background_sync(shared, &mut last_sync, true);
     let mut st = shared.state.lock();
     st.closed = true;
     let callbacks = std::mem::take(&mut st.callbacks);
@@ -1016,6 +1069,70 @@ fn writer_loop(shared: &Shared, core: &Mutex<Writer>) {
     shared.durable.notify_all();
     for (_, cb) in callbacks {
         cb(Err(closed_error()));
+    }
+}
+
+/// `everysec`: fsyncs the active file through the second handle when groups
+/// were written since the last time and a second has passed (or `now`),
+/// without holding the writer, so groups keep being written meanwhile. A
+/// failed fsync fails the WAL like a failed write.
+fn background_sync(shared: &Shared, last_sync: &mut Instant, now: bool) {
+    if shared.cfg.fsync != FsyncPolicy::EverySec || (!now && last_sync.elapsed() < EVERYSEC_INTERVAL) {
+        return;
+    }
+    *last_sync = Instant::now();
+    if !shared.unsynced.swap(false, Ordering::AcqRel) {
+        return;
+    }
+    let files = shared.sync_files.lock().clone();
+    if files.is_empty() {
+        return;
+    }
+    let mut result = Ok(Duration::ZERO);
+    for file in &files {
+        match sync_data(file) {
+            Ok(took) => result = result.map(|sum| sum + took),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    if result.is_ok() {
+        if let Some((_active, rotated)) = files.split_last() {
+            shared.sync_files.lock().retain(|f| !rotated.iter().any(|r| Arc::ptr_eq(r, f)));
+        }
+    }
+    let mut st = shared.state.lock();
+    match result {
+        Ok(took) => st.stats.count_fsync(took),
+        Err(e) => {
+            if st.failure.is_none() {
+                let e = Error::io("Cannot fsync the WAL in the background", e);
+                tracing::error!(error = %e, "wal.fsync_failed: refusing further writes");
+                st.failure = Some(e);
+            }
+        }
+    }
+}
+
+/// `sync_data` timed. Builds with the `fault-injection` feature first sleep
+/// for `KARMA_FAULT_FSYNC_DELAY_MS` milliseconds, so tests can make a disk
+/// slow.
+fn sync_data(file: &File) -> std::io::Result<Duration> {
+    let start = Instant::now();
+    #[cfg(feature = "fault-injection")]
+    crate::fault::fsync_delay();
+    file.sync_data()?;
+    Ok(start.elapsed())
+}
+
+impl WalStats {
+    fn count_fsync(&mut self, took: Duration) {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.fsyncs += 1;
+        self.fsync_micros_total = self.fsync_micros_total.saturating_add(micros);
+        self.fsync_micros_max = self.fsync_micros_max.max(micros);
     }
 }
 
@@ -1037,6 +1154,7 @@ mod tests {
     use super::*;
 
     fn open(dir: &Path, fsync: bool) -> Wal {
+        let fsync = if fsync { FsyncPolicy::Always } else { FsyncPolicy::Never };
         Wal::open(WalConfig { fsync, ..WalConfig::new(dir) }).unwrap()
     }
 
@@ -1064,6 +1182,87 @@ mod tests {
         let lsn = waiter.join().unwrap().unwrap();
         assert!(wal.durable_lsn() >= lsn);
         wal.close().unwrap();
+    }
+
+    #[test]
+    fn under_always_try_durable_now_leaves_the_fsync_to_the_writer_thread() {
+        // The writer is held (as during another group's slow fsync): the
+        // async path must neither commit nor wait, and the callback it then
+        // registers is completed by the writer thread once it is free.
+        let d = tempfile::tempdir().unwrap();
+        let wal = open(d.path(), true);
+        let lsn = wal.append(br#"{"op":"x"}"#).unwrap();
+        let holder = wal.core.lock();
+        assert_eq!(wal.try_durable_now(lsn), None);
+        let (tx, rx) = std::sync::mpsc::channel();
+        wal.on_durable(
+            lsn,
+            Box::new(move |r| {
+                let _ = tx.send((r, std::thread::current().name().map(str::to_owned)));
+            }),
+        );
+        assert!(rx.try_recv().is_err(), "acknowledged while the writer was held");
+        drop(holder);
+        let (result, thread) = rx.recv().unwrap();
+        assert_eq!(result, Ok(()));
+        assert_eq!(thread.as_deref(), Some("karma-wal-writer"));
+        assert_eq!(wal.try_durable_now(lsn), Some(Ok(())));
+        let stats = wal.stats();
+        assert_eq!((stats.groups, stats.fsyncs), (1, 1));
+        assert!(stats.fsync_micros_max <= stats.fsync_micros_total);
+        wal.close().unwrap();
+    }
+
+    #[test]
+    fn under_always_try_durable_now_never_commits_even_when_the_writer_is_free() {
+        let d = tempfile::tempdir().unwrap();
+        let wal = open(d.path(), true);
+        let lsn = wal.append(br#"{"op":"x"}"#).unwrap();
+        let first = wal.try_durable_now(lsn);
+        // Either the writer thread's sweep already committed it, or it is
+        // left to that thread; never written by this caller.
+        assert!(first.is_none() || first == Some(Ok(())));
+        wal.wait_durable(lsn).unwrap();
+        assert_eq!(wal.try_durable_now(lsn), Some(Ok(())));
+        wal.close().unwrap();
+    }
+
+    #[test]
+    fn everysec_acknowledges_after_the_write_and_fsyncs_in_the_background() {
+        let d = tempfile::tempdir().unwrap();
+        let wal = Wal::open(WalConfig { fsync: FsyncPolicy::EverySec, ..WalConfig::new(d.path()) }).unwrap();
+        let mut last = 0;
+        for _ in 0..3 {
+            last = wal.append(br#"{"op":"x"}"#).unwrap();
+            // Committed inline: write(2), no fsync, no waiting.
+            assert_eq!(wal.try_durable_now(last), Some(Ok(())));
+        }
+        let written = std::fs::read_to_string(d.path().join(ACTIVE_FILE)).unwrap();
+        assert_eq!(written.lines().count(), 3, "acknowledged entries are in the file");
+        assert!(written.ends_with(&format!("{{\"v\":2,\"lsn\":{last},\"entry\":{{\"op\":\"x\"}}}}\n")));
+        // Closing syncs what the background fsync has not covered yet.
+        wal.close().unwrap();
+        let stats = wal.stats();
+        assert!(stats.fsyncs >= 1, "{stats:?}");
+        assert!(stats.fsyncs <= stats.groups, "{stats:?}");
+    }
+
+    #[test]
+    fn everysec_background_fsync_covers_a_file_rotated_away() {
+        // Tiny segments: every group rotates the previous file away; each
+        // stays in the background fsync's list until it was synced once.
+        let d = tempfile::tempdir().unwrap();
+        let cfg = WalConfig { fsync: FsyncPolicy::EverySec, segment_bytes: 1, ..WalConfig::new(d.path()) };
+        let wal = Wal::open(cfg).unwrap();
+        for _ in 0..3 {
+            let lsn = wal.append(br#"{"op":"x"}"#).unwrap();
+            wal.wait_durable(lsn).unwrap();
+        }
+        assert_eq!(wal.stats().rotations, 2);
+        // Three files were written; a background fsync may have run already.
+        assert!((1..=3).contains(&wal.shared.sync_files.lock().len()));
+        wal.close().unwrap();
+        assert_eq!(wal.shared.sync_files.lock().len(), 1, "only the active file is left after a sync");
     }
 
     #[test]

@@ -1,8 +1,10 @@
-//! Replaying the Karma 1.0 conformance corpus (`shared/conformance/`).
+//! Replaying the Karma 1.0 conformance corpus (`tests/conformance/`, see its
+//! README for the file formats).
 //!
-//! This is a Rust port of the comparison logic of `shared/conformance/replay.py`
-//! so the corpus can be replayed in-process through [`Engine::handle_line`]
-//! with exactly the verdicts replay.py gives over TCP:
+//! The comparison rules of the corpus, implemented once and used by both
+//! targets: in-process through [`Engine::handle_line`]
+//! (`engine/tests/conformance.rs`) and over TCP against the `karma` binary
+//! (`server/tests/conformance_tcp.rs`, which includes this file by path):
 //!
 //! * a line without active `varying` entries must match byte for byte;
 //! * otherwise both sides are parsed keeping object key order, duplicate keys
@@ -639,13 +641,10 @@ pub struct Scenario {
     pub meta: Meta,
 }
 
-/// The corpus directory: `$KARMA_SHARED/conformance` if set, else the
-/// `shared/` checkout next to the repository.
+/// The corpus directory, `tests/conformance/` of the repository (the path
+/// holds from the engine's and from the server's manifest directory).
 pub fn corpus_dir() -> PathBuf {
-    match std::env::var_os("KARMA_SHARED") {
-        Some(shared) if !shared.is_empty() => PathBuf::from(shared).join("conformance"),
-        _ => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/conformance")),
-    }
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/conformance"))
 }
 
 fn str_field(v: &serde_json::Value, key: &str, ctx: &str) -> Result<String, String> {
@@ -733,12 +732,8 @@ pub fn parse_transcript(text: &str, ctx: &str) -> Result<Vec<Entry>, String> {
 /// Loads every `*.jsonl` scenario of `dir` (sorted by name) with its meta file.
 /// Errors if the directory is missing or holds no scenario.
 pub fn load_scenarios(dir: &Path) -> Result<Vec<Scenario>, String> {
-    let listing = fs::read_dir(dir).map_err(|e| {
-        format!(
-            "conformance corpus directory {} is not readable ({e}); set KARMA_SHARED to the shared/ checkout",
-            dir.display()
-        )
-    })?;
+    let listing = fs::read_dir(dir)
+        .map_err(|e| format!("conformance corpus directory {} is not readable ({e})", dir.display()))?;
     let mut names = Vec::new();
     for item in listing {
         let item = item.map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -1070,7 +1065,7 @@ impl ServerFlags {
         let defaults = Options::default();
         Options {
             directory: Some(directory.to_path_buf()),
-            wal_fsync: false,
+            wal_fsync: karma_engine::FsyncPolicy::Never,
             auth_token: self.auth_token.clone(),
             read_auth_token: self.read_auth_token.clone(),
             role: if self.slave { Role::Slave } else { Role::Master },

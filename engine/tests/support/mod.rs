@@ -48,7 +48,7 @@ pub fn engine_and_clock(tweak: impl FnOnce(&mut Options)) -> (Engine, Arc<Manual
 pub fn durable_with(tweak: impl FnOnce(&mut Options)) -> (Engine, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = ManualClock::new(T0);
-    let mut o = Options { wal_fsync: false, clock, ..Options::durable(dir.path()) };
+    let mut o = Options { wal_fsync: karma_engine::FsyncPolicy::Never, clock, ..Options::durable(dir.path()) };
     tweak(&mut o);
     (Engine::open(o).expect("open durable engine"), dir)
 }

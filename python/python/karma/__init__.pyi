@@ -89,7 +89,7 @@ class Engine(_Api):
         *,
         restore: bool = ...,
         wal: bool = ...,
-        wal_fsync: bool = ...,
+        wal_fsync: Union[bool, Literal["always", "everysec", "never"]] = ...,
         wal_segment_bytes: int = ...,
         wal_batch_size: int = ...,
         wal_batch_wait_us: int = ...,

@@ -52,11 +52,16 @@ impl Server {
     /// Starts a server with `--bind=127.0.0.1 --port=<free> --directory=<tmp>
     /// --log=false --wal-fsync=false` plus `extra`, and waits until it accepts.
     pub fn start(extra: &[&str]) -> Server {
+        Server::start_with_env(extra, &[])
+    }
+
+    /// [`Server::start`] with these environment variables set.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut last_err = String::new();
         for _ in 0..5 {
             let dir = tempfile::tempdir().expect("tempdir");
             let port = free_port();
-            match Server::try_start(dir, port, extra) {
+            match Server::try_start(dir, port, extra, env) {
                 Ok(server) => return server,
                 Err(e) => last_err = e,
             }
@@ -64,7 +69,7 @@ impl Server {
         panic!("karma did not start: {last_err}");
     }
 
-    fn try_start(dir: TempDir, port: u16, extra: &[&str]) -> Result<Server, String> {
+    fn try_start(dir: TempDir, port: u16, extra: &[&str], env: &[(&str, &str)]) -> Result<Server, String> {
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
         let stderr_path = dir.path().join("stderr.log");
@@ -76,6 +81,7 @@ impl Server {
             .arg("--log=false")
             .arg("--wal-fsync=false")
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);

@@ -24,18 +24,7 @@ const LINE_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[test]
 fn conformance_corpus() {
-    let dir = corpus_dir();
-    let mut scenarios = load_scenarios(&dir).unwrap_or_else(|e| panic!("conformance corpus: {e}"));
-    apply_overrides(&mut scenarios, &overrides_path()).unwrap_or_else(|e| panic!("conformance overrides: {e}"));
-
-    if let Ok(only) = std::env::var("KARMA_CONFORMANCE_ONLY") {
-        let wanted: BTreeSet<&str> = only.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-        let known: BTreeSet<&str> = scenarios.iter().map(|s| s.name.as_str()).collect();
-        let unknown: Vec<&&str> = wanted.difference(&known).collect();
-        assert!(unknown.is_empty(), "KARMA_CONFORMANCE_ONLY names unknown scenarios: {unknown:?}");
-        assert!(!wanted.is_empty(), "KARMA_CONFORMANCE_ONLY is set but names no scenario");
-        scenarios.retain(|s| wanted.contains(s.name.as_str()));
-    }
+    let scenarios = selected_scenarios();
 
     let opts = ReplayOptions::standard();
     let (mut passed, mut failed) = (0usize, 0usize);
@@ -52,7 +41,7 @@ fn conformance_corpus() {
         text.push_str(&report(scenario, &outcome));
     }
     let summary = format!("{passed} passed, {failed} failed");
-    println!("conformance corpus: {}\n{text}{summary}", dir.display());
+    println!("conformance corpus: {}\n{text}{summary}", corpus_dir().display());
     assert!(failed == 0, "conformance: {summary} (report above); failing scenarios: {}", failed_names.join(", "));
 }
 

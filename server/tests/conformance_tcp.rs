@@ -18,15 +18,14 @@ mod common;
 #[path = "../../engine/tests/common/conformance.rs"]
 mod conformance;
 
-use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 use common::Server;
 use conformance::{
-    apply_overrides, corpus_dir, load_scenarios, overrides_path, report, run_scenario, split_reply, Exchange, Failure,
-    Outcome, ReplayOptions, Scenario,
+    corpus_dir, load_scenarios, report, run_scenario, selected_scenarios, split_reply, Exchange, Failure, Outcome,
+    ReplayOptions, Scenario,
 };
 
 /// Longest wait for one answer; a server that takes longer is reported as
@@ -84,16 +83,7 @@ fn run_over_tcp(scenario: &Scenario, opts: &ReplayOptions) -> Outcome {
 
 #[test]
 fn corpus_replays_over_tcp() {
-    let dir = corpus_dir();
-    let mut scenarios = load_scenarios(&dir).unwrap_or_else(|e| panic!("conformance corpus: {e}"));
-    apply_overrides(&mut scenarios, &overrides_path()).unwrap_or_else(|e| panic!("conformance overrides: {e}"));
-    if let Ok(only) = std::env::var("KARMA_CONFORMANCE_ONLY") {
-        let wanted: BTreeSet<&str> = only.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-        let known: BTreeSet<&str> = scenarios.iter().map(|s| s.name.as_str()).collect();
-        let unknown: Vec<&&str> = wanted.difference(&known).collect();
-        assert!(unknown.is_empty(), "KARMA_CONFORMANCE_ONLY names unknown scenarios: {unknown:?}");
-        scenarios.retain(|s| wanted.contains(s.name.as_str()));
-    }
+    let scenarios = selected_scenarios();
     assert!(!scenarios.is_empty(), "no scenario to replay");
 
     let opts = ReplayOptions::standard();
@@ -109,7 +99,7 @@ fn corpus_replays_over_tcp() {
         text.push_str(&report(scenario, &outcome));
     }
     let summary = format!("{passed} passed, {} failed", failed_names.len());
-    println!("conformance corpus over TCP ({}): {}\n{text}{summary}", common::BIN, dir.display());
+    println!("conformance corpus over TCP ({}): {}\n{text}{summary}", common::BIN, corpus_dir().display());
     assert!(failed_names.is_empty(), "conformance over TCP: {summary}; failing: {}", failed_names.join(", "));
 }
 

@@ -765,6 +765,23 @@ pub fn load_scenarios(dir: &Path) -> Result<Vec<Scenario>, String> {
 
 /// `tests/conformance_overrides.json`: recorded answers Karma deliberately
 /// changes although the corpus does not tag them (see docs/compatibility.md).
+/// The corpus with its overrides applied, narrowed to the scenarios named in
+/// `KARMA_CONFORMANCE_ONLY` (comma-separated) when it is set; shared by the
+/// in-process and the TCP replay so both select alike.
+pub fn selected_scenarios() -> Vec<Scenario> {
+    let mut scenarios = load_scenarios(&corpus_dir()).unwrap_or_else(|e| panic!("conformance corpus: {e}"));
+    apply_overrides(&mut scenarios, &overrides_path()).unwrap_or_else(|e| panic!("conformance overrides: {e}"));
+    if let Ok(only) = std::env::var("KARMA_CONFORMANCE_ONLY") {
+        let wanted: BTreeSet<&str> = only.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+        let known: BTreeSet<&str> = scenarios.iter().map(|s| s.name.as_str()).collect();
+        let unknown: Vec<&&str> = wanted.difference(&known).collect();
+        assert!(unknown.is_empty(), "KARMA_CONFORMANCE_ONLY names unknown scenarios: {unknown:?}");
+        assert!(!wanted.is_empty(), "KARMA_CONFORMANCE_ONLY is set but names no scenario");
+        scenarios.retain(|s| wanted.contains(s.name.as_str()));
+    }
+    scenarios
+}
+
 pub fn overrides_path() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/conformance_overrides.json"))
 }

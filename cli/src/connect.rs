@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use clap::Args;
-use karma_engine::client::{Client, ClientConfig, ClientError};
+use karma_client::{Client, ClientConfig, ClientError};
 use serde_json::{Map, Value};
 
 /// Environment variable of the server's write token, used when no client

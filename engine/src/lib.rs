@@ -10,7 +10,7 @@
 
 #![forbid(unsafe_code)]
 
-pub mod client;
+pub mod api;
 pub mod clock;
 mod engine;
 pub mod error;

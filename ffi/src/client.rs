@@ -3,7 +3,7 @@
 
 use std::ffi::c_char;
 
-use karma_engine::client::Client;
+use karma_client::Client;
 use karma_engine::clock::{bucket_of_unix, Clock, SystemClock};
 
 use crate::args::{self, KarmaItem, KarmaRange, Out};

@@ -1,5 +1,5 @@
 //! The C ABI of Karma: an in-process [`karma_engine::Engine`] and a network
-//! [`karma_engine::client::Client`] behind opaque handles, for C and anything
+//! [`karma_client::Client`] behind opaque handles, for C and anything
 //! that speaks C (Go's cgo, Zig, Swift, ...). The header `include/karma.h` is
 //! generated from this crate by cbindgen (`cbindgen.toml`); `tests/header.rs`
 //! fails when the committed header is stale, and

@@ -6,7 +6,7 @@
 use std::ffi::{c_char, CString};
 use std::ptr;
 
-use karma_engine::client::Karma;
+use karma_engine::api::Karma;
 use serde_json::Value;
 
 use crate::args::{self, KarmaItem, KarmaRange, Out};

@@ -4,7 +4,7 @@
 
 use std::ffi::{c_char, c_int, CStr};
 
-use karma_engine::client::ClientError;
+use karma_client::ClientError;
 use karma_engine::{Error, ErrorCode};
 
 /// What a call did. `KARMA_OK` is 0; codes 1 to 14 mirror the protocol v2
@@ -152,7 +152,7 @@ pub extern "C" fn karma_status_name(status: c_int) -> *const c_char {
     name.as_ptr()
 }
 
-/// An error of either side of [`karma_engine::client::Karma`], as a status
+/// An error of either side of [`karma_engine::api::Karma`], as a status
 /// and the message `karma_last_error` returns.
 pub(crate) trait ToStatus {
     fn status(&self) -> KarmaStatus;

@@ -1,12 +1,13 @@
 //! `karma._karma._Api`: the methods `karma.Engine` and `karma.Client` share,
-//! written once over [`karma_engine::client::Karma`], which both the engine
+//! written once over [`karma_engine::api::Karma`], which both the engine
 //! and the network client implement.
 //!
 //! Every call converts its Python arguments while holding the GIL, then
 //! releases the GIL (`py.detach`) for the engine or network work, so other
 //! Python threads run meanwhile, and converts the result back.
 
-use karma_engine::client::{Client, Karma};
+use karma_client::Client;
+use karma_engine::api::Karma;
 use karma_engine::{Engine, Error, ErrorCode, Session};
 use parking_lot::RwLock;
 use pyo3::prelude::*;
@@ -513,7 +514,7 @@ impl Api {
             Backend::Engine(e) => engine_line(e, line.trim_end_matches(['\r', '\n']).as_bytes()).map_err(Failure::from),
             Backend::Client(c) => {
                 let envelope = c.request(line.trim_end_matches(['\r', '\n'])).map_err(Failure::from)?;
-                open_envelope(envelope).map_err(|e| Failure::Client(karma_engine::client::ClientError::Server(e)))
+                open_envelope(envelope).map_err(|e| Failure::Client(karma_client::ClientError::Server(e)))
             }
         })?;
         conv::from_json(py, &v)

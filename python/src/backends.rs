@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use karma_engine::client::{Client, ClientConfig};
+use karma_client::{Client, ClientConfig};
 use karma_engine::{Engine, FsyncPolicy, Options, Role};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;

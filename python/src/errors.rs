@@ -8,7 +8,7 @@
 //! `argument`, `connection`, `timeout`, `pool_timeout`, `protocol`, `closed`,
 //! `fork`) and `.message` (the engine's message, also `str(exc)`).
 
-use karma_engine::client::ClientError;
+use karma_client::ClientError;
 use karma_engine::{Error, ErrorCode};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;

@@ -2,7 +2,7 @@
 //! package itself, python/karma, re-exports it and defines the exceptions).
 //!
 //! * `Engine` and `Client` share every method through `_Api` (api.rs), which
-//!   is written once over `karma_engine::client::Karma`;
+//!   is written once over `karma_engine::api::Karma`;
 //! * every call that can block (all engine and client work) runs with the
 //!   GIL released;
 //! * ints are u64 end to end; negatives and ints over 2**64-1 raise

@@ -12,9 +12,9 @@ use serde::de::{DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-use crate::error::{Error, ErrorCode};
-use crate::json::{write_str, write_u64};
-use crate::protocol::{Item, Op, Range};
+use karma_engine::error::{Error, ErrorCode};
+use karma_engine::json::{write_str, write_u64};
+use karma_engine::protocol::{Item, Op, Range};
 
 use super::ClientError;
 

@@ -2,7 +2,7 @@
 //! engine's typed API, over the network.
 //!
 //! ```no_run
-//! use karma_engine::client::{Client, ClientConfig};
+//! use karma_client::{Client, ClientConfig};
 //!
 //! let client = Client::new(ClientConfig::from_url("karma://127.0.0.1:8080")?)?;
 //! client.increment("api_requests", 42, Some(20260301), 1)?;
@@ -24,10 +24,10 @@
 //! * After `fork()` the child notices the new pid and opens its own
 //!   connections; the parent's are never written to (see `pool.rs`).
 //! * With a token configured, every request carries `"token"`.
-//! * [`Karma`] is implemented by both [`crate::Engine`] and [`Client`], so
+//! * [`Karma`] is implemented by both [`karma_engine::Engine`] and [`Client`], so
 //!   code (bindings, tests) can be written once for both.
 
-pub mod api;
+mod api;
 mod config;
 mod connection;
 mod pool;
@@ -38,15 +38,15 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::error::{Error, ErrorCode};
-use crate::protocol::{Item, Range};
-use crate::{KeysPage, Summary, TreeInfo};
+use karma_engine::error::{Error, ErrorCode};
+use karma_engine::protocol::{Item, Range};
+use karma_engine::{KeysPage, Summary, TreeInfo};
 
-pub use api::{Karma, KarmaError};
 pub use config::{
     ClientConfig, DEFAULT_PORT, ENV_CHECKOUT_TIMEOUT, ENV_CONNECT_TIMEOUT, ENV_HOST, ENV_POOL_SIZE, ENV_PORT,
     ENV_READ_TIMEOUT, ENV_TOKEN, ENV_URL, ENV_WRITE_TIMEOUT,
 };
+pub use karma_engine::api::{Karma, KarmaError};
 pub use pool::PoolStatus;
 
 use pool::{Checkout, Pool};

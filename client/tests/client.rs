@@ -1,4 +1,4 @@
-//! `karma_engine::client` against the real `karma` server binary (and, for
+//! `karma_client` against the real `karma` server binary (and, for
 //! transport failures, against scripted fake servers).
 //!
 //! The server binary is `target/debug/karma` of this workspace (or
@@ -19,7 +19,7 @@ use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use karma_engine::client::{Client, ClientConfig, ClientError, Karma, KarmaError};
+use karma_client::{Client, ClientConfig, ClientError, Karma, KarmaError};
 use karma_engine::{Engine, ErrorCode, Range};
 use serde_json::{json, Map, Value};
 
@@ -653,7 +653,7 @@ fn config_from_url_and_environment_reach_the_server() {
 /// is sent (the server would answer `invalid_json` for the whole line).
 #[test]
 fn integers_above_i64_max_are_refused_before_sending() {
-    let client = karma_engine::client::Client::new(karma_engine::client::ClientConfig::new("127.0.0.1", 9)).unwrap();
+    let client = karma_client::Client::new(karma_client::ClientConfig::new("127.0.0.1", 9)).unwrap();
     let err = client.increment("s", u64::MAX, Some(20260101), 1).unwrap_err();
     assert_eq!(err.code(), Some(karma_engine::ErrorCode::ValidationError), "{err}");
     assert!(err.to_string().contains("9223372036854775807"), "{err}");

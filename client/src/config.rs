@@ -3,7 +3,7 @@
 //! Three ways to build one: the struct literal (with `..ClientConfig::default()`),
 //! a URL ([`ClientConfig::from_url`]) and the environment
 //! ([`ClientConfig::from_env`]). Invalid values are a
-//! [`crate::Error`] with [`ErrorCode::ValidationError`] that names the offending
+//! [`karma_engine::Error`] with [`ErrorCode::ValidationError`] that names the offending
 //! variable or URL part.
 //!
 //! Every timeout uses the server's convention: [`Duration::ZERO`] disables it
@@ -12,7 +12,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::{Error, ErrorCode, Result};
+use karma_engine::error::{Error, ErrorCode, Result};
 
 /// The port `karma` listens on by default.
 pub const DEFAULT_PORT: u16 = 8080;

@@ -7,7 +7,7 @@
 //! from: `engine`, `server`, `invalid`, `connection`, `timeout`,
 //! `pool_timeout`, `protocol`, `closed`, `fork`).
 
-use karma_engine::client::ClientError;
+use karma_client::ClientError;
 use karma_engine::{Error as KarmaError, ErrorCode};
 use magnus::{prelude::*, Error, Exception, RModule, Ruby};
 

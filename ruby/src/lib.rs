@@ -2,7 +2,7 @@
 //! half, ruby/lib, gives it keyword arguments, buckets and error classes).
 //!
 //! * `Karma::Native` wraps either an in-process [`karma_engine::Engine`] or a
-//!   pooled [`karma_engine::client::Client`]; `Karma::Engine` and
+//!   pooled [`karma_client::Client`]; `Karma::Engine` and
 //!   `Karma::Client` are its Ruby subclasses (native.rs);
 //! * every call that can block runs without the GVL (gvl.rs);
 //! * Ruby values cross as JSON values (json.rs); server and engine errors

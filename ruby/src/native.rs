@@ -7,7 +7,8 @@
 
 use std::path::PathBuf;
 
-use karma_engine::client::{Client, Karma};
+use karma_client::Client;
+use karma_engine::api::Karma;
 use karma_engine::{Engine, Error as KarmaError, ErrorCode, Session};
 use magnus::value::ReprValue;
 use magnus::{function, method, prelude::*, Error, Integer, RClass, RHash, RModule, Ruby, Value};
@@ -222,7 +223,7 @@ impl Native {
             let failure = if label == "Engine" {
                 Failure::Engine(e)
             } else {
-                Failure::Client(karma_engine::client::ClientError::Server(e))
+                Failure::Client(karma_client::ClientError::Server(e))
             };
             failure.into_error(ruby)
         })?;

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use karma_engine::client::ClientConfig;
+use karma_client::ClientConfig;
 use karma_engine::{FsyncPolicy, Options, Role};
 use magnus::{prelude::*, Error, Float, Integer, RHash, RString, Ruby, Symbol, Value};
 

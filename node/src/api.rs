@@ -203,8 +203,8 @@ impl Engine {
         self.handle.is_closed()
     }
 
-    #[napi]
-    pub fn to_string(&self) -> String {
+    #[napi(js_name = "toString")]
+    pub fn describe(&self) -> String {
         self.handle.describe()
     }
 }
@@ -249,8 +249,8 @@ impl Client {
         self.handle.is_closed()
     }
 
-    #[napi]
-    pub fn to_string(&self) -> String {
+    #[napi(js_name = "toString")]
+    pub fn describe(&self) -> String {
         self.handle.describe()
     }
 }

@@ -82,8 +82,11 @@ pub fn error_classes() -> Vec<ErrorClass> {
         .collect()
 }
 
+/// The factory's arguments: `(className, message, code, kind)`.
+type FactoryArgs = FnArgs<(String, String, Option<String>, String)>;
+
 /// `(className, message, code, kind) => Error`.
-type Factory = FunctionRef<FnArgs<(String, String, Option<String>, String)>, Unknown<'static>>;
+type Factory = FunctionRef<FactoryArgs, Unknown<'static>>;
 
 /// Called once per thread by `karma.js` with the function that builds the
 /// package's error objects.
@@ -91,10 +94,7 @@ type Factory = FunctionRef<FnArgs<(String, String, Option<String>, String)>, Unk
     js_name = "__registerErrorFactory",
     ts_args_type = "factory: (className: string, message: string, code: string | null, kind: string) => Error"
 )]
-pub fn register_error_factory(
-    env: Env,
-    factory: Function<FnArgs<(String, String, Option<String>, String)>, Unknown<'static>>,
-) -> napi::Result<()> {
+pub fn register_error_factory(env: Env, factory: Function<FactoryArgs, Unknown<'static>>) -> napi::Result<()> {
     let factory: Factory = factory.create_ref()?;
     env.set_instance_data(factory, (), |_| {})
 }

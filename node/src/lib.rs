@@ -11,10 +11,10 @@
 //! `karma.js` is the package's entry point: it loads this addon through the
 //! generated `index.js`, registers the error classes and re-exports both.
 
-mod api;
-mod calls;
-mod conv;
-mod errors;
-mod options;
-mod task;
-mod types;
+pub mod api;
+pub mod calls;
+pub mod conv;
+pub mod errors;
+pub mod options;
+pub mod task;
+pub mod types;

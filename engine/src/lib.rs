@@ -28,9 +28,9 @@ pub mod store;
 pub mod wal;
 
 pub use engine::{
-    Engine, KeysPage, Outcome, Reply, Response, Session, Summary, TreeInfo, WriteLease, REPLICATION_LSN_FILE,
+    Engine, KeysPage, Outcome, Quota, Reply, Response, Session, Summary, TreeInfo, WriteLease, REPLICATION_LSN_FILE,
 };
 pub use error::{Error, ErrorCode, Result};
 pub use metrics::Limit;
 pub use options::{FsyncPolicy, Options, Role};
-pub use protocol::{Item, Range};
+pub use protocol::{Item, Range, Window};

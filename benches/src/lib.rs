@@ -1,4 +1,5 @@
-//! Shared helpers of the benchmark binaries (`karma-load`, `karma-durability`).
+//! Shared helpers of the benchmark binaries (`karma-load`, `karma-durability`,
+//! `karma-memory`, `karma-idempotency`).
 
 #![forbid(unsafe_code)]
 
@@ -115,6 +116,17 @@ pub fn thousands(n: u64) -> String {
         out.extend(group.iter().map(|&b| b as char));
     }
     out
+}
+
+/// This process's resident set size in bytes (`VmRSS` of /proc/self/status,
+/// which the kernel reports in KiB), or 0 where that file is unavailable.
+pub fn rss_bytes() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        .map_or(0, |kib| kib * 1024)
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@
 //! All of them reach the server through the engine's client ([`connect`]),
 //! configured by flags or the same `KARMA_*` variables as the server.
 
+#![forbid(unsafe_code)]
+
 pub mod answer;
 pub mod connect;
 pub mod csv_rows;

@@ -15,6 +15,8 @@
 //! can be replayed with the same seed. The short version runs in the test
 //! suite (`engine/tests/reopen.rs`).
 
+#![forbid(unsafe_code)]
+
 #[path = "../tests/fuzzing/mod.rs"]
 mod fuzzing;
 

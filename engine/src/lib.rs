@@ -27,8 +27,8 @@ pub mod snapshot;
 pub mod store;
 pub mod wal;
 
-pub use engine::{Engine, KeysPage, Outcome, Reply, Response, Session, Summary, TreeInfo, REPLICATION_LSN_FILE};
+pub use engine::{Engine, KeysPage, Outcome, Quota, Reply, Response, Session, Summary, TreeInfo, REPLICATION_LSN_FILE};
 pub use error::{Error, ErrorCode, Result};
 pub use metrics::Limit;
 pub use options::{FsyncPolicy, Options, Role};
-pub use protocol::{Item, Range};
+pub use protocol::{Item, Range, Window};

@@ -28,8 +28,7 @@
 //! A slave that makes no progress for 30 s while its polls fail aborts the
 //! run with the slave's last poll error.
 
-// The few unsafe blocks (each with a SAFETY comment) are allowed one by one.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::net::{TcpListener, TcpStream};
@@ -40,6 +39,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use serde_json::Value;
 
 struct Options {
@@ -86,13 +87,11 @@ fn parse_options() -> Options {
 /// destructors).
 static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
 
-#[allow(unsafe_code)]
 fn die(message: &str) -> ! {
     eprintln!("karma-catchup: {message}");
     if let Ok(children) = CHILDREN.lock() {
         for &pid in children.iter() {
-            // SAFETY: kill(2) on a child this process spawned.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
         }
     }
     std::process::exit(2)

@@ -15,8 +15,7 @@
 //! Data goes to fresh temporary directories under `--dir` (default: the
 //! system temp dir), removed at the end.
 
-// The few unsafe blocks (each with a SAFETY comment) are allowed one by one.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -28,6 +27,7 @@ use clap::Parser;
 use karma_benches::{thousands, Histogram};
 use karma_engine::clock::{bucket_of_unix, days_from_civil};
 use karma_engine::{Engine, FsyncPolicy, Item, Options};
+use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
 
 const GROUP_COMMIT_TARGET: f64 = 20.0;
 const SNAPSHOT_TARGET_S: f64 = 1.0;
@@ -227,16 +227,11 @@ fn files(dir: &Path) -> Vec<(PathBuf, u64)> {
 
 /// Drops the files' pages from the page cache (they are clean after the
 /// snapshot's fsync), so the next open reads them from the device.
-#[allow(unsafe_code)]
 fn evict(paths: &[(PathBuf, u64)]) {
     for (path, _) in paths {
         if let Ok(file) = std::fs::File::open(path) {
             use std::os::fd::AsRawFd;
-            // SAFETY: a valid open descriptor; fadvise only drops cached
-            // clean pages and never touches our memory.
-            unsafe {
-                libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
-            }
+            let _ = posix_fadvise(file.as_raw_fd(), 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
         }
     }
 }

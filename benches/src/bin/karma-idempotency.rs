@@ -8,9 +8,12 @@
 //!
 //! Usage: `cargo run --release -p karma-benches --bin karma-idempotency -- --records 1000000`.
 
+#![forbid(unsafe_code)]
+
 use std::time::Instant;
 
 use clap::Parser;
+use karma_benches::rss_bytes;
 use karma_engine::{Engine, Options, Session};
 
 #[derive(Parser)]
@@ -18,15 +21,6 @@ struct Args {
     /// The cap (`idempotency_max_records`) and the number of requests per phase.
     #[arg(long, default_value_t = 1_000_000)]
     records: usize,
-}
-
-/// Resident set size in bytes (second field of /proc/self/statm, in pages).
-fn rss_bytes() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: usize = statm.split_whitespace().nth(1).and_then(|f| f.parse().ok()).unwrap_or(0);
-    // SAFETY: sysconf only reads a configuration value; _SC_PAGESIZE is always valid.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    pages * usize::try_from(page).unwrap_or(4096)
 }
 
 /// Sends `count` idempotent increments with keys `from..from + count`;

@@ -66,6 +66,9 @@ enum Op {
     Increment,
     /// `counter.sum` (total) of one key.
     Sum,
+    /// `counter.consume` of one key by 1 against a month-to-date limit it
+    /// never reaches (the allowed path: check and add).
+    Consume,
     /// `series.batch_add` of `--batch` items (distinct keys, today, value 1).
     #[value(name = "batch_add", alias = "batch-add")]
     BatchAdd,
@@ -79,6 +82,7 @@ impl Op {
         match self {
             Op::Increment => "increment",
             Op::Sum => "sum",
+            Op::Consume => "consume",
             Op::BatchAdd => "batch_add",
             Op::BatchSum => "batch_sum",
         }
@@ -191,11 +195,14 @@ impl Lines {
     fn single(&self, op: Op, key: u64) -> Vec<u8> {
         let mut s = match op {
             Op::Increment => self.start("counter.increment"),
+            Op::Consume => self.start("counter.consume"),
             _ => self.start("counter.sum"),
         };
         s.push_str(&format!(",\"key\":{key}"));
-        if op == Op::Increment {
-            s.push_str(",\"value\":1");
+        match op {
+            Op::Increment => s.push_str(",\"value\":1"),
+            Op::Consume => s.push_str(",\"value\":1,\"limit\":9223372036854775807,\"window\":\"month\""),
+            _ => {}
         }
         s.push_str("}\n");
         s.into_bytes()
@@ -519,7 +526,9 @@ fn run(args: &Args) -> Result<bool, String> {
     }
     let bucket = today_bucket();
     let requests: Vec<Vec<u8>> = match (args.protocol, args.op) {
-        (Protocol::Karma, Op::Increment | Op::Sum) => (0..args.keys).map(|k| lines.single(args.op, k)).collect(),
+        (Protocol::Karma, Op::Increment | Op::Sum | Op::Consume) => {
+            (0..args.keys).map(|k| lines.single(args.op, k)).collect()
+        }
         (Protocol::Karma, Op::BatchAdd) => windows(args.keys, args.batch).map(|w| lines.batch_add(w, bucket)).collect(),
         (Protocol::Karma, Op::BatchSum) => windows(args.keys, args.batch).map(|w| lines.batch_sum(w)).collect(),
         (Protocol::Resp, Op::Increment) => (0..args.keys)
@@ -549,7 +558,7 @@ fn run(args: &Args) -> Result<bool, String> {
         Protocol::Resp => RESP_INTEGER_PREFIX,
     };
     let items_per_request: Vec<u64> = match args.op {
-        Op::Increment | Op::Sum => vec![1],
+        Op::Increment | Op::Sum | Op::Consume => vec![1],
         _ => windows(args.keys, args.batch).map(|w| w.end - w.start).collect(),
     };
     // Items per request, averaged over the rotation (exact when keys is a

@@ -2,21 +2,21 @@
 //! in-memory engine and reports bytes per point two ways:
 //!
 //! - live heap: bytes requested from the allocator and not yet freed, counted
-//!   exactly by a wrapping global allocator (excludes malloc's own headers and
-//!   rounding);
-//! - RSS: resident pages from /proc/self/statm (includes them, and whatever
+//!   exactly by a wrapping global allocator (the `cap` crate; excludes
+//!   malloc's own headers and rounding);
+//! - RSS: resident memory from /proc/self/status (includes them, and whatever
 //!   the allocator keeps cached).
 //!
 //! Usage: `cargo run --release -p karma-benches --bin karma-memory [-- --key-major]`.
 //! The default loads day by day (every key gets one new bucket per day, the way
 //! live traffic grows a counter); `--key-major` loads each key's whole year at once.
 
-// The few unsafe blocks (each with a SAFETY comment) are allowed one by one.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::alloc::System;
 
+use cap::Cap;
+use karma_benches::rss_bytes;
 use karma_engine::clock::{bucket_of_unix, days_from_civil};
 use karma_engine::{Engine, Item};
 
@@ -25,77 +25,9 @@ const DAYS: u64 = 356;
 const CHUNK: usize = 10_000;
 const TARGET_BYTES_PER_POINT: f64 = 12.0;
 
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-/// `System`, counting the bytes currently allocated through it.
-struct Counting;
-
-fn grew(bytes: usize) {
-    let now = LIVE.fetch_add(bytes, Ordering::Relaxed) + bytes;
-    PEAK.fetch_max(now, Ordering::Relaxed);
-}
-
-fn shrank(bytes: usize) {
-    LIVE.fetch_sub(bytes, Ordering::Relaxed);
-}
-
-// SAFETY: every method forwards its arguments unchanged to `System`, which
-// implements `GlobalAlloc` correctly; the only addition is bookkeeping on two
-// atomics, which neither allocates nor touches the returned memory.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract (non-zero size).
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            grew(layout.size());
-        }
-        ptr
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: as for `alloc`.
-        let ptr = unsafe { System.alloc_zeroed(layout) };
-        if !ptr.is_null() {
-            grew(layout.size());
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller guarantees `ptr` came from this allocator (hence
-        // from `System`) with this `layout`.
-        unsafe { System.dealloc(ptr, layout) };
-        shrank(layout.size());
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: the caller guarantees `ptr` came from `System` with `layout`
-        // and that `new_size` is valid for `layout.align()`.
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
-        if !new.is_null() {
-            // On failure the old block is untouched and still counted.
-            grew(new_size);
-            shrank(layout.size());
-        }
-        new
-    }
-}
-
+/// `System`, counting the bytes currently allocated through it (no limit).
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-/// Resident set size in bytes (second field of /proc/self/statm, in pages).
-#[allow(unsafe_code)]
-fn rss_bytes() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("read /proc/self/statm");
-    let pages: usize =
-        statm.split_whitespace().nth(1).and_then(|f| f.parse().ok()).expect("resident field of /proc/self/statm");
-    // SAFETY: sysconf only reads a configuration value; _SC_PAGESIZE is always valid.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    pages * usize::try_from(page).expect("positive page size")
-}
+static ALLOCATOR: Cap<System> = Cap::new(System, usize::MAX);
 
 fn value(key: u64, day: u64) -> u64 {
     1 + (key * 7919 + day * 104_729) % 1000
@@ -113,15 +45,17 @@ fn main() {
     let engine = Engine::in_memory();
     engine.create_series("api").expect("create series");
 
-    let (live_before, rss_before) = (LIVE.load(Ordering::Relaxed), rss_bytes());
+    let (live_before, rss_before) = (ALLOCATOR.allocated(), rss_bytes());
     let started = std::time::Instant::now();
     let mut expected_total = 0u64;
+    let mut peak = 0usize;
     let mut push = |chunk: &mut Vec<Item>, item: Item| {
         expected_total += item[2];
         chunk.push(item);
         if chunk.len() == CHUNK {
             engine.batch_add("api", chunk).expect("batch_add");
             chunk.clear();
+            peak = peak.max(ALLOCATOR.allocated());
         }
     };
     if key_major {
@@ -141,7 +75,7 @@ fn main() {
         engine.batch_add("api", &chunk).expect("batch_add");
     }
     let elapsed = started.elapsed();
-    let (live_after, rss_after) = (LIVE.load(Ordering::Relaxed), rss_bytes());
+    let (live_after, rss_after) = (ALLOCATOR.allocated(), rss_bytes());
 
     let info = engine.info("api").expect("tree.info");
     let points = (KEYS * DAYS) as usize;
@@ -177,6 +111,6 @@ fn main() {
         mb(rss),
         verdict(rss_per_point)
     );
-    println!("peak live heap during load: {:.1} MiB", mb(PEAK.load(Ordering::Relaxed)));
+    println!("peak live heap after a chunk during load: {:.1} MiB", mb(peak));
     std::hint::black_box(&engine);
 }

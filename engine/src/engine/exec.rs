@@ -85,7 +85,7 @@ impl Engine {
             return Err(Error::validation("Field idempotency_key exceeds max size"));
         }
         let bucket = match &req.command {
-            Command::Write { bucket: None, .. } => Some(self.today()),
+            Command::Write { bucket: None, .. } | Command::Consume { bucket: None, .. } => Some(self.today()),
             _ => None,
         };
         let computed = fingerprint(req.op, &req.command, bucket);
@@ -117,6 +117,10 @@ impl Engine {
                     });
                 }
                 Lookup::Conflict => {
+                    if let Some(outcome) = self.consume_retry_after_replay(req, &idem.key, bucket, &registry)? {
+                        metrics::bump(&m.idempotency_hits);
+                        return Ok(outcome);
+                    }
                     metrics::bump(&m.idempotency_conflicts);
                     return Err(Error::new(
                         ErrorCode::IdempotencyConflict,
@@ -189,6 +193,7 @@ impl Engine {
             TreeCreate | TreeDrop | TreeReset | TreeDeleteRange | SystemCompact | SeriesCompact | Increment
             | Decrement | BatchAdd | BatchSet | CounterReset | BatchReset | CounterDeleteRange | BatchDeleteRange
             | DeleteBefore => self.write(req, ctx, bucket),
+            Consume => self.consume_op(req, ctx, bucket),
             IngestBegin | IngestChunk | IngestCommit | IngestAbort => self.ingest(req, ctx),
         }
     }

@@ -7,6 +7,7 @@ mod data;
 mod exec;
 mod ingest_ops;
 mod persist;
+mod quota;
 mod reads;
 mod replica;
 pub mod response;
@@ -34,6 +35,7 @@ use crate::snapshot::SnapshotDir;
 use crate::store::Store;
 use crate::wal::Wal;
 
+pub use quota::Quota;
 pub use replica::REPLICATION_LSN_FILE;
 pub use response::{KeysPage, Response, Summary, TreeInfo};
 

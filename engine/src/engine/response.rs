@@ -72,6 +72,8 @@ pub enum Response {
     Summary(Summary),
     /// `tree.series`: key → buckets.
     TreeSeries(Vec<(u64, Vec<(u64, u64)>)>),
+    /// `counter.consume`.
+    Quota(super::Quota),
     /// Anything rarer, already rendered.
     Json(Vec<u8>),
 }
@@ -241,6 +243,7 @@ impl Response {
                 }
                 out.push(b'}');
             }
+            Response::Quota(q) => q.write_json(out),
             Response::Json(raw) => out.extend_from_slice(raw),
         }
     }

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use crate::error::{Error, Result};
 use crate::json::Value;
 
-use super::request::Range;
+use super::request::{Range, Window};
 
 /// A request object being read field by field.
 #[derive(Clone, Copy)]
@@ -181,6 +181,26 @@ impl<'r, 'a> Fields<'r, 'a> {
             None => Ok(None),
             Some(Value::Str(s)) => parse_bucket_string(s).map(Some),
             Some(v) => unsigned(v, "bucket").map(Some),
+        }
+    }
+
+    /// `counter.consume`'s `window` (`"day"`, `"days"` with `days`, or
+    /// `"month"`). `days` alone implies `"days"`; `days` beside another
+    /// window is refused rather than guessed at.
+    pub fn window(&self) -> Result<Window> {
+        let days = self.optional_u64("days")?;
+        let window = match self.get("window") {
+            None => None,
+            Some(Value::Str(s)) => Some(s.as_ref()),
+            Some(_) => return Err(type_error("window", "a string")),
+        };
+        match (window, days) {
+            (None | Some("day"), None) => Ok(Window::Day),
+            (Some("month"), None) => Ok(Window::Month),
+            (None | Some("days"), Some(n)) => Ok(Window::Days(n)),
+            (Some("days"), None) => Err(required("days")),
+            (Some("day" | "month"), Some(_)) => Err(Error::validation("Field days requires window days")),
+            (Some(other), _) => Err(Error::validation(format!("Field window must be day, days or month, got {other}"))),
         }
     }
 

@@ -5,7 +5,7 @@
 use sha2::{Digest, Sha256};
 
 use super::ops::Op;
-use super::request::{Command, Item};
+use super::request::{Command, Item, Window};
 
 /// Builds the canonical text line by line.
 #[derive(Default)]
@@ -91,6 +91,20 @@ pub fn fingerprint(op: Op, command: &Command<'_>, resolved_bucket: Option<u64>) 
                 .unsigned("key", *key)
                 .unsigned("bucket", resolved_bucket.or(*bucket).unwrap_or(0))
                 .unsigned("value", value.unwrap_or(1));
+        }
+        Command::Consume { series, key, bucket, value, limit, window } => {
+            let (kind, days) = match window {
+                Window::Day => ("day", 1),
+                Window::Days(n) => ("days", *n),
+                Window::Month => ("month", 0),
+            };
+            c.string("series", series)
+                .unsigned("key", *key)
+                .unsigned("bucket", resolved_bucket.or(*bucket).unwrap_or(0))
+                .unsigned("value", value.unwrap_or(1))
+                .unsigned("limit", *limit)
+                .string("window", kind)
+                .unsigned("days", days);
         }
         Command::Items { series, items } => {
             c.string("series", series).items(items);

@@ -10,4 +10,4 @@ pub mod validate;
 pub mod wal_entry;
 
 pub use ops::{Class, Field, FieldKind, Op};
-pub use request::{Command, Idempotency, Item, MultiSumItem, PruneBefore, Range, Request};
+pub use request::{Command, Idempotency, Item, MultiSumItem, PruneBefore, Range, Request, Window};

@@ -99,6 +99,9 @@ ops! {
     BatchReset => "counter.batch_reset", "batch_reset", Mutating, true;
     CounterDeleteRange => "counter.delete_range", "delete", Mutating, true;
     BatchDeleteRange => "counter.batch_delete_range", "batch_delete_range", Mutating, true;
+    // An extension (not in Karma 1.0): an atomic quota check-and-add, logged
+    // as the counter.increment it amounts to (docs/protocol.md).
+    Consume => "counter.consume", "consume", Mutating, true;
     DeleteBefore => "series.delete_before" | "tree.delete_before", "delete_before", Mutating, false;
     IngestBegin => "ingest.begin", "ingest_begin", Mutating, false;
     IngestChunk => "ingest.chunk", "ingest_chunk", Mutating, false;
@@ -199,6 +202,19 @@ impl Op {
             BatchDeleteRange => const { &[SERIES, KEYS, RANGE] },
             MultiSum => const { &[req("items", SeriesKeys), OPT_RANGE] },
             Increment | Decrement => const { &[SERIES, KEY, opt("bucket", Bucket), opt("value", Uint)] },
+            Consume => {
+                const {
+                    &[
+                        SERIES,
+                        KEY,
+                        req("limit", Uint),
+                        opt("bucket", Bucket),
+                        opt("value", Uint),
+                        opt("window", Str),
+                        opt("days", Uint),
+                    ]
+                }
+            }
             BatchAdd | BatchSet => const { &[SERIES, ITEMS] },
             DeleteBefore => const { &[SERIES, req("before", Bucket)] },
             SnapshotFetch | SnapshotLoad => const { &[FILE] },
@@ -240,8 +256,8 @@ mod tests {
             "counter.batch_increment",
             "tree.delete_before",
         ];
-        // Karma 1.0's 55 names plus the extension system.wal.
-        assert_eq!(Op::ALL.len() + aliases.len(), 56);
+        // Karma 1.0's 55 names plus the extensions system.wal and counter.consume.
+        assert_eq!(Op::ALL.len() + aliases.len(), 57);
         for op in Op::ALL {
             assert_eq!(Op::from_name(op.name()), Some(*op));
         }
@@ -271,6 +287,7 @@ mod tests {
         match (field.name, field.kind) {
             ("file", _) => "\"links.20260101.tree\"",
             ("mode", _) => "\"add\"",
+            ("window", _) => "\"days\"",
             (_, FieldKind::Str) => "\"s\"",
             (_, FieldKind::Uint | FieldKind::Int | FieldKind::Text | FieldKind::Timestamp) => "1",
             (_, FieldKind::Bucket) => "20260101",

@@ -35,6 +35,18 @@ pub struct Idempotency<'a> {
     pub created_at_unix: Option<u64>,
 }
 
+/// Which buckets a `counter.consume` counts against its limit; each ends at
+/// the request's bucket (today by default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Window {
+    /// The bucket's day alone.
+    Day,
+    /// The last `n` days, the bucket's day included.
+    Days(u64),
+    /// The bucket's calendar month (UTC) up to and including the bucket.
+    Month,
+}
+
 /// `idempotency.prune`'s `before`, as sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PruneBefore {
@@ -54,6 +66,7 @@ pub enum Command<'a> {
     Keys { series: Cow<'a, str>, keys: Vec<u64>, range: Option<Range> },
     MultiSum { items: Vec<MultiSumItem<'a>>, range: Option<Range> },
     Write { series: Cow<'a, str>, key: u64, bucket: Option<u64>, value: Option<u64> },
+    Consume { series: Cow<'a, str>, key: u64, bucket: Option<u64>, value: Option<u64>, limit: u64, window: Window },
     Items { series: Cow<'a, str>, items: Vec<Item> },
     DeleteBefore { series: Cow<'a, str>, before: u64 },
     File { file: Cow<'a, str> },
@@ -93,6 +106,7 @@ impl<'a> Request<'a> {
             | Command::Key { series, .. }
             | Command::Keys { series, .. }
             | Command::Write { series, .. }
+            | Command::Consume { series, .. }
             | Command::Items { series, .. }
             | Command::DeleteBefore { series, .. }
             | Command::IngestChunk { series, .. } => Some(series),
@@ -222,6 +236,14 @@ fn parse_command<'a>(op: Op, f: Fields<'_, 'a>) -> Result<Command<'a>> {
             let bucket = f.write_bucket()?;
             let value = f.optional_u64("value")?;
             Command::Write { series, key, bucket, value }
+        }
+        Consume => {
+            let series = f.series()?;
+            let key = f.required_u64("key")?;
+            let limit = f.required_u64("limit")?;
+            let bucket = f.write_bucket()?;
+            let value = f.optional_u64("value")?;
+            Command::Consume { series, key, bucket, value, limit, window: f.window()? }
         }
         BatchAdd | BatchSet => {
             let series = f.series()?;

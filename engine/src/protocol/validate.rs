@@ -6,11 +6,13 @@ use crate::clock::bucket_day_number;
 use crate::error::{Error, Result};
 
 use super::ops::Op;
-use super::request::{Command, Range, Request};
+use super::request::{Command, Range, Request, Window};
 
 pub const MAX_KEYS: usize = 10_000;
 pub const MAX_ITEMS: usize = 10_000;
 pub const MAX_RANGE_DAYS: i64 = 366;
+/// Longest `counter.consume` window of `days`: a year, leap day included.
+pub const MAX_WINDOW_DAYS: u64 = 366;
 /// Longest series name: it becomes part of snapshot file names, which the
 /// file system limits to 255 bytes (`<unix>_<name>.tree.meta.json`).
 pub const MAX_SERIES_NAME_BYTES: usize = 200;
@@ -110,9 +112,10 @@ pub fn validate(req: &Request<'_>) -> Result<()> {
             check_size(items.len(), MAX_ITEMS, "items")?;
             check_range(range)?;
         }
-        (_, Command::Write { value: Some(0), .. }) => {
+        (_, Command::Write { value: Some(0), .. } | Command::Consume { value: Some(0), .. }) => {
             return Err(Error::validation("Field value must be greater than 0"));
         }
+        (_, Command::Consume { bucket, window, .. }) => validate_consume(*bucket, *window)?,
         (op, Command::Items { items, .. }) => {
             check_size(items.len(), MAX_ITEMS, "items")?;
             if *op == Op::BatchAdd && items.iter().any(|i| i[2] == 0) {
@@ -179,6 +182,22 @@ pub fn validate(req: &Request<'_>) -> Result<()> {
         _ => {}
     }
     Ok(())
+}
+
+/// `counter.consume`: a window of 1 to [`MAX_WINDOW_DAYS`] days, and a
+/// bucket that is a real date (the window is counted back from it).
+pub fn validate_consume(bucket: Option<u64>, window: Window) -> Result<()> {
+    match window {
+        Window::Days(0) => return Err(Error::validation("Field days must be greater than 0")),
+        Window::Days(n) if n > MAX_WINDOW_DAYS => {
+            return Err(Error::validation(format!("Field days exceeds max size of {MAX_WINDOW_DAYS}")))
+        }
+        _ => {}
+    }
+    match bucket {
+        Some(b) if bucket_day_number(b).is_none() => Err(Error::validation("Invalid bucket date")),
+        _ => Ok(()),
+    }
 }
 
 /// The series named by a snapshot file `<unix>_<series>.tree` (fix of Q23:

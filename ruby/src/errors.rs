@@ -1,0 +1,125 @@
+//! Rust failures to Ruby exceptions.
+//!
+//! The classes live in lib/karma/errors.rb (plain Ruby, so that
+//! `Karma::ValidationError` can also be an `ArgumentError`); each v2
+//! `error_code` has its own class, and every exception carries `#code` (the
+//! wire `error_code`, nil for transport failures) and `#kind` (where it came
+//! from: `engine`, `server`, `invalid`, `connection`, `timeout`,
+//! `pool_timeout`, `protocol`, `closed`, `fork`).
+
+use karma_engine::client::ClientError;
+use karma_engine::{Error as KarmaError, ErrorCode};
+use magnus::{prelude::*, Error, Exception, RModule, Ruby};
+
+/// Why a call failed. Built without the GVL and turned into an exception
+/// once it is held again.
+#[derive(Debug)]
+pub enum Failure {
+    Engine(KarmaError),
+    Client(ClientError),
+    /// `close` was called; the label names the class.
+    Closed(&'static str),
+    /// An `Engine` used in a process forked after it was opened.
+    Forked,
+}
+
+impl From<KarmaError> for Failure {
+    fn from(e: KarmaError) -> Failure {
+        Failure::Engine(e)
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Failure {
+        Failure::Client(e)
+    }
+}
+
+/// The Ruby class name (under `Karma::`) of an error code.
+pub fn class_name(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::InvalidJson => "InvalidJsonError",
+        ErrorCode::UnsupportedProtocol => "UnsupportedProtocolError",
+        ErrorCode::UnknownCommand => "UnknownCommandError",
+        ErrorCode::ValidationError => "ValidationError",
+        ErrorCode::NotFound => "NotFoundError",
+        ErrorCode::Unauthorized => "UnauthorizedError",
+        ErrorCode::Forbidden => "ForbiddenError",
+        ErrorCode::RequestTooLarge => "RequestTooLargeError",
+        ErrorCode::ResponseTooLarge => "ResponseTooLargeError",
+        ErrorCode::QueryTimeout => "QueryTimeoutError",
+        ErrorCode::IdempotencyConflict => "IdempotencyConflictError",
+        ErrorCode::ReplicationGap => "ReplicationGapError",
+        ErrorCode::ReplicationError => "ReplicationError",
+        ErrorCode::InternalError => "InternalError",
+        ErrorCode::LimitExceeded => "LimitExceededError",
+    }
+}
+
+/// `Karma.__error(class, message, code, kind)` (errors.rb) builds the
+/// exception; if even that fails, its failure is raised instead.
+pub fn build(ruby: &Ruby, class: &str, message: &str, code: Option<&str>, kind: &str) -> Error {
+    let made = (|| -> Result<Exception, Error> {
+        let karma: RModule = ruby.class_object().const_get("Karma")?;
+        karma.funcall("__error", (class, message, code, kind))
+    })();
+    match made {
+        Ok(exc) => Error::from(exc),
+        Err(e) => e,
+    }
+}
+
+/// A `Karma::ValidationError` from the binding's own argument checks.
+pub fn argument(ruby: &Ruby, message: impl AsRef<str>) -> Error {
+    build(ruby, "ValidationError", message.as_ref(), Some(ErrorCode::ValidationError.as_str()), "argument")
+}
+
+fn from_error(ruby: &Ruby, e: &KarmaError, kind: &str) -> Error {
+    build(ruby, class_name(e.code()), e.message(), Some(e.code().as_str()), kind)
+}
+
+impl Failure {
+    pub fn into_error(self, ruby: &Ruby) -> Error {
+        match self {
+            Failure::Engine(e) => from_error(ruby, &e, "engine"),
+            Failure::Client(ClientError::Server(e)) => from_error(ruby, &e, "server"),
+            Failure::Client(ClientError::Invalid(e)) => from_error(ruby, &e, "invalid"),
+            Failure::Client(e @ ClientError::Connection(_)) => {
+                build(ruby, "ConnectionError", &e.to_string(), None, "connection")
+            }
+            Failure::Client(e @ ClientError::Timeout(_)) => {
+                build(ruby, "TimeoutError", &e.to_string(), None, "timeout")
+            }
+            Failure::Client(e @ ClientError::PoolTimeout(_)) => {
+                build(ruby, "TimeoutError", &e.to_string(), None, "pool_timeout")
+            }
+            Failure::Client(e @ ClientError::Protocol(_)) => {
+                build(ruby, "ProtocolError", &e.to_string(), None, "protocol")
+            }
+            Failure::Closed(label) => {
+                build(ruby, "ClosedError", &format!("this Karma::{label} is closed"), None, "closed")
+            }
+            Failure::Forked => build(
+                ruby,
+                "ForkError",
+                "this Karma::Engine was opened before fork; its WAL writer thread does not exist in this process: \
+                 open a new Engine in the child (a Karma::Client, by contrast, reconnects by itself)",
+                None,
+                "fork",
+            ),
+        }
+    }
+}
+
+/// `Karma::Native.error_for_code(code, message)`: the exception a server
+/// error with this code becomes (for tests of codes no request can produce).
+pub fn error_for_code(ruby: &Ruby, code: String, message: String) -> Result<magnus::Value, Error> {
+    let err = match ErrorCode::from_wire(&code) {
+        Some(c) => build(ruby, class_name(c), &message, Some(c.as_str()), "server"),
+        None => build(ruby, "Error", &message, Some(&code), "server"),
+    };
+    match err.value() {
+        Some(exception) => Ok(exception),
+        None => Err(err),
+    }
+}

@@ -1,0 +1,290 @@
+//! `Karma::Native`, the wrapped Rust object behind `Karma::Engine` and
+//! `Karma::Client`. Its methods are the few the Ruby half builds on: a
+//! typed increment/decrement (the hot path), `_request` (any v2 op, the
+//! `response` value or an exception) and `_envelope` (the whole response,
+//! for the `KarmaClient` compatibility layer). Both backends answer through
+//! the same v2 ops, so every method gives the same result in both modes.
+
+use std::path::PathBuf;
+
+use karma_engine::client::{Client, Karma};
+use karma_engine::{Engine, Error as KarmaError, ErrorCode, Session};
+use magnus::value::ReprValue;
+use magnus::{function, method, prelude::*, Error, Integer, RClass, RHash, RModule, Ruby, Value};
+use parking_lot::RwLock;
+use serde_json::{Map, Value as Json};
+
+use crate::errors::{self, Failure};
+use crate::gvl::without_gvl;
+use crate::{fork, json, options};
+
+enum Backend {
+    Engine(Engine),
+    Client(Client),
+}
+
+#[magnus::wrap(class = "Karma::Native", free_immediately, size)]
+pub struct Native {
+    /// `None` once closed.
+    backend: RwLock<Option<Backend>>,
+    /// For an engine, the fork generation it was opened in (fork.rs).
+    engine_generation: Option<u64>,
+    label: &'static str,
+}
+
+impl Native {
+    fn new(backend: Backend) -> Native {
+        let (engine_generation, label) = match backend {
+            Backend::Engine(_) => (Some(fork::generation()), "Engine"),
+            Backend::Client(_) => (None, "Client"),
+        };
+        Native { backend: RwLock::new(Some(backend)), engine_generation, label }
+    }
+
+    fn forked(&self) -> bool {
+        self.engine_generation.is_some_and(|g| g != fork::generation())
+    }
+
+    /// In a forked child the engine's WAL writer thread does not exist:
+    /// closing or dropping the engine would wait for it forever, so it is leaked.
+    fn abandon_after_fork(&self) {
+        if let Some(backend) = self.backend.write().take() {
+            std::mem::forget(backend);
+        }
+    }
+
+    /// Runs `f` on the backend without the GVL.
+    fn run<R>(&self, ruby: &Ruby, f: impl FnOnce(&Backend) -> Result<R, Failure>) -> Result<R, Error> {
+        if self.forked() {
+            self.abandon_after_fork();
+            return Err(Failure::Forked.into_error(ruby));
+        }
+        let label = self.label;
+        without_gvl(|| match self.backend.read().as_ref() {
+            Some(backend) => f(backend),
+            None => Err(Failure::Closed(label)),
+        })
+        .map_err(|f| f.into_error(ruby))
+    }
+}
+
+impl Drop for Native {
+    fn drop(&mut self) {
+        if self.forked() {
+            self.abandon_after_fork();
+        }
+    }
+}
+
+/// A non-negative Integer up to 2**64-1, else `Karma::ValidationError`
+/// (or `TypeError` for a non-Integer).
+fn u64_arg(ruby: &Ruby, v: Value, what: &str) -> Result<u64, Error> {
+    match Integer::from_value(v) {
+        Some(i) => i.to_u64().map_err(|_| {
+            errors::argument(
+                ruby,
+                format!("{what} must be an Integer from 0 to 2**64-1 (18446744073709551615), got {}", i.inspect()),
+            )
+        }),
+        None => Err(Error::new(
+            ruby.exception_type_error(),
+            format!("{what} must be an Integer, got {}", v.class().inspect()),
+        )),
+    }
+}
+
+fn opt_u64(ruby: &Ruby, v: Value, what: &str) -> Result<Option<u64>, Error> {
+    if v.is_nil() {
+        Ok(None)
+    } else {
+        u64_arg(ruby, v, what).map(Some)
+    }
+}
+
+/// `{"v":2,"op":..}` plus `fields` through `Engine::handle_line`, exactly
+/// as the server runs it (authentication, limits and all); the whole
+/// envelope once the write is as durable as the fsync policy promises.
+fn engine_envelope(engine: &Engine, op: &str, fields: Map<String, Json>) -> Result<Json, KarmaError> {
+    let mut map = Map::with_capacity(fields.len() + 2);
+    map.insert("v".into(), Json::from(2));
+    map.insert("op".into(), Json::from(op));
+    for (k, v) in fields {
+        if k != "v" && k != "op" {
+            map.insert(k, v);
+        }
+    }
+    let line = serde_json::to_vec(&Json::Object(map))
+        .map_err(|e| KarmaError::validation(format!("cannot encode request: {e}")))?;
+    let reply = engine.handle_line(&line, &Session::client());
+    if let Some(lsn) = reply.lsn {
+        engine.wait_durable(lsn)?;
+    }
+    serde_json::from_slice(&reply.bytes)
+        .map_err(|e| KarmaError::internal(format!("engine sent an unparsable response: {e}")))
+}
+
+fn client_envelope(client: &Client, op: &str, fields: Map<String, Json>) -> Result<Json, Failure> {
+    let mut map = Map::with_capacity(fields.len() + 2);
+    map.insert("v".into(), Json::from(2));
+    map.insert("op".into(), Json::from(op));
+    for (k, v) in fields {
+        if k != "v" && k != "op" {
+            map.insert(k, v);
+        }
+    }
+    let line = serde_json::to_string(&Json::Object(map))
+        .map_err(|e| KarmaError::validation(format!("cannot encode request: {e}")))?;
+    Ok(client.request(&line)?)
+}
+
+/// A v2 envelope's `response`, or its error.
+fn open_envelope(mut envelope: Json) -> Result<Json, KarmaError> {
+    let response = envelope.get_mut("response").map(Json::take).unwrap_or(Json::Null);
+    if envelope.get("success") == Some(&Json::Bool(true)) {
+        return Ok(response);
+    }
+    let code = envelope.get("error_code").and_then(Json::as_str).and_then(ErrorCode::from_wire);
+    let message = match response {
+        Json::String(s) => s,
+        other => other.to_string(),
+    };
+    Err(KarmaError::new(code.unwrap_or(ErrorCode::InternalError), message))
+}
+
+impl Native {
+    fn open_engine(ruby: &Ruby, class: RClass, path: Option<PathBuf>, opts: Option<RHash>) -> Result<Value, Error> {
+        let opts = options::engine_options(ruby, path, opts)?;
+        // Opening replays the WAL: it can take a while, so without the GVL.
+        let engine = without_gvl(|| Engine::open(opts)).map_err(|e| Failure::Engine(e).into_error(ruby))?;
+        Ok(ruby.obj_wrap_as(Native::new(Backend::Engine(engine)), class).as_value())
+    }
+
+    fn open_client(ruby: &Ruby, class: RClass, url: Option<String>, opts: Option<RHash>) -> Result<Value, Error> {
+        let config = options::client_config(ruby, url, opts)?;
+        let client = Client::new(config)
+            .map_err(|e| errors::build(ruby, "ValidationError", e.message(), Some(e.code().as_str()), "invalid"))?;
+        Ok(ruby.obj_wrap_as(Native::new(Backend::Client(client)), class).as_value())
+    }
+
+    /// `_increment(series, key, value, bucket)`: bucket is nil (today) or
+    /// an Integer YYYYMMDD already (the Ruby half converts dates).
+    fn increment(
+        ruby: &Ruby,
+        rb_self: &Self,
+        series: String,
+        key: Value,
+        value: Value,
+        bucket: Value,
+    ) -> Result<u64, Error> {
+        let key = u64_arg(ruby, key, "key")?;
+        let value = u64_arg(ruby, value, "value")?;
+        let bucket = opt_u64(ruby, bucket, "bucket")?;
+        rb_self.run(ruby, |b| match b {
+            Backend::Engine(e) => Karma::increment(e, &series, key, bucket, value).map_err(Failure::from),
+            Backend::Client(c) => Karma::increment(c, &series, key, bucket, value).map_err(Failure::from),
+        })
+    }
+
+    fn decrement(
+        ruby: &Ruby,
+        rb_self: &Self,
+        series: String,
+        key: Value,
+        value: Value,
+        bucket: Value,
+    ) -> Result<u64, Error> {
+        let key = u64_arg(ruby, key, "key")?;
+        let value = u64_arg(ruby, value, "value")?;
+        let bucket = opt_u64(ruby, bucket, "bucket")?;
+        rb_self.run(ruby, |b| match b {
+            Backend::Engine(e) => Karma::decrement(e, &series, key, bucket, value).map_err(Failure::from),
+            Backend::Client(c) => Karma::decrement(c, &series, key, bucket, value).map_err(Failure::from),
+        })
+    }
+
+    fn envelope_json(ruby: &Ruby, rb_self: &Self, op: String, fields: Option<RHash>) -> Result<Json, Error> {
+        let fields = match fields {
+            Some(h) => json::hash_to_json(ruby, h, "fields")?,
+            None => Map::new(),
+        };
+        rb_self.run(ruby, |b| match b {
+            Backend::Engine(e) => engine_envelope(e, &op, fields).map_err(Failure::from),
+            Backend::Client(c) => client_envelope(c, &op, fields),
+        })
+    }
+
+    /// `_request(op, fields)`: the `response` value; an error envelope
+    /// raises its `Karma::*Error`.
+    fn request(ruby: &Ruby, rb_self: &Self, op: String, fields: Option<RHash>) -> Result<Value, Error> {
+        let envelope = Self::envelope_json(ruby, rb_self, op, fields)?;
+        let label = rb_self.label;
+        let response = open_envelope(envelope).map_err(|e| {
+            let failure = if label == "Engine" {
+                Failure::Engine(e)
+            } else {
+                Failure::Client(karma_engine::client::ClientError::Server(e))
+            };
+            failure.into_error(ruby)
+        })?;
+        json::from_json(ruby, &response)
+    }
+
+    /// `_envelope(op, fields)`: the whole response object, errors included.
+    fn envelope(ruby: &Ruby, rb_self: &Self, op: String, fields: Option<RHash>) -> Result<Value, Error> {
+        let envelope = Self::envelope_json(ruby, rb_self, op, fields)?;
+        json::from_json(ruby, &envelope)
+    }
+
+    /// Flushes and closes (engine: WAL flushed, directory lock released;
+    /// client: idle connections closed). Idempotent.
+    fn close(ruby: &Ruby, rb_self: &Self) -> Result<(), Error> {
+        if rb_self.forked() {
+            rb_self.abandon_after_fork();
+            return Ok(());
+        }
+        without_gvl(|| match rb_self.backend.write().take() {
+            Some(Backend::Engine(e)) => e.close().map_err(Failure::from),
+            Some(Backend::Client(c)) => {
+                c.close_idle();
+                Ok(())
+            }
+            None => Ok(()),
+        })
+        .map_err(|f| f.into_error(ruby))
+    }
+
+    fn is_closed(&self) -> bool {
+        self.backend.read().is_none()
+    }
+
+    fn describe(&self) -> String {
+        match self.backend.read().as_ref() {
+            Some(Backend::Engine(e)) => match &e.options().directory {
+                Some(d) => format!("#<Karma::Engine path={:?}>", d.display().to_string()),
+                None => "#<Karma::Engine in memory>".to_string(),
+            },
+            Some(Backend::Client(c)) => format!("#<Karma::Client {}>", c.config().address()),
+            None => format!("#<Karma::{} (closed)>", self.label),
+        }
+    }
+}
+
+pub fn define(ruby: &Ruby) -> Result<(), Error> {
+    let karma: RModule = ruby.define_module("Karma")?;
+    let native = karma.define_class("Native", ruby.class_object())?;
+    native.undef_default_alloc_func();
+    native.define_singleton_method("error_for_code", function!(errors::error_for_code, 2))?;
+    native.define_method("_increment", method!(Native::increment, 4))?;
+    native.define_method("_decrement", method!(Native::decrement, 4))?;
+    native.define_method("_request", method!(Native::request, 2))?;
+    native.define_method("_envelope", method!(Native::envelope, 2))?;
+    native.define_method("close", method!(Native::close, 0))?;
+    native.define_method("closed?", method!(Native::is_closed, 0))?;
+    native.define_method("inspect", method!(Native::describe, 0))?;
+
+    let engine = karma.define_class("Engine", native)?;
+    engine.define_singleton_method("_open", method!(Native::open_engine, 2))?;
+    let client = karma.define_class("Client", native)?;
+    client.define_singleton_method("_open", method!(Native::open_client, 2))?;
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! `Karma::Engine.new(path = nil, **options)` and
+//! `Karma::Client.new(url: nil, **options)` options to engine [`Options`] and
+//! [`ClientConfig`]. Option names are the server's flags (docs/server.md),
+//! as in the Python package.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use karma_engine::client::ClientConfig;
+use karma_engine::{FsyncPolicy, Options, Role};
+use magnus::{prelude::*, Error, Float, Integer, RHash, RString, Ruby, Symbol, Value};
+
+use crate::errors;
+
+/// Visits the `(name, value)` pairs of an options Hash (Symbol or String keys).
+fn each_option(ruby: &Ruby, options: RHash, mut f: impl FnMut(&str, Value) -> Result<(), Error>) -> Result<(), Error> {
+    let mut pairs = Vec::with_capacity(options.len());
+    options.foreach(|k: Value, v: Value| {
+        pairs.push((k, v));
+        Ok(magnus::r_hash::ForEach::Continue)
+    })?;
+    for (k, v) in pairs {
+        let name = if let Some(s) = Symbol::from_value(k) {
+            s.name()?.into_owned()
+        } else if let Some(s) = RString::from_value(k) {
+            s.to_string()?
+        } else {
+            return Err(Error::new(ruby.exception_type_error(), "option names must be Symbols"));
+        };
+        f(&name, v)?;
+    }
+    Ok(())
+}
+
+fn bool_opt(ruby: &Ruby, v: Value, name: &str) -> Result<bool, Error> {
+    if v.is_kind_of(ruby.class_true_class()) {
+        Ok(true)
+    } else if v.is_kind_of(ruby.class_false_class()) {
+        Ok(false)
+    } else {
+        Err(Error::new(ruby.exception_type_error(), format!("option {name} must be true or false")))
+    }
+}
+
+fn uint_opt(ruby: &Ruby, v: Value, name: &str) -> Result<u64, Error> {
+    match Integer::from_value(v) {
+        Some(i) => i
+            .to_u64()
+            .map_err(|_| errors::argument(ruby, format!("option {name} must be an Integer from 0 to 2**64-1"))),
+        None => Err(Error::new(ruby.exception_type_error(), format!("option {name} must be an Integer"))),
+    }
+}
+
+fn usize_opt(ruby: &Ruby, v: Value, name: &str) -> Result<usize, Error> {
+    Ok(usize::try_from(uint_opt(ruby, v, name)?).unwrap_or(usize::MAX))
+}
+
+fn str_opt(ruby: &Ruby, v: Value, name: &str) -> Result<Option<String>, Error> {
+    if v.is_nil() {
+        return Ok(None);
+    }
+    if let Some(s) = Symbol::from_value(v) {
+        return Ok(Some(s.name()?.into_owned()));
+    }
+    match RString::from_value(v) {
+        Some(s) => Ok(Some(s.to_string()?)),
+        None => Err(Error::new(ruby.exception_type_error(), format!("option {name} must be a String or nil"))),
+    }
+}
+
+/// Seconds (Integer or Float, 0 disables the timeout).
+fn seconds_opt(ruby: &Ruby, v: Value, name: &str) -> Result<Duration, Error> {
+    let secs = if let Some(i) = Integer::from_value(v) {
+        i.to_i64().map(|n| n as f64).unwrap_or(-1.0)
+    } else if let Some(f) = Float::from_value(v) {
+        f.to_f64()
+    } else {
+        return Err(Error::new(ruby.exception_type_error(), format!("option {name} must be a number of seconds")));
+    };
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| errors::argument(ruby, format!("option {name} must be a number of seconds >= 0, got {secs}")))
+}
+
+/// `:always`, `:everysec`, `:never` (Symbols or Strings), or Karma 1.0's
+/// true/false for always/never.
+fn fsync_opt(ruby: &Ruby, v: Value, name: &str) -> Result<FsyncPolicy, Error> {
+    if let Ok(on) = bool_opt(ruby, v, name) {
+        return Ok(if on { FsyncPolicy::Always } else { FsyncPolicy::Never });
+    }
+    let word = str_opt(ruby, v, name)?.unwrap_or_default();
+    FsyncPolicy::parse(&word).ok_or_else(|| {
+        errors::argument(ruby, format!("option {name} must be :always, :everysec or :never, got {word:?}"))
+    })
+}
+
+pub fn engine_options(ruby: &Ruby, path: Option<PathBuf>, options: Option<RHash>) -> Result<Options, Error> {
+    let mut o = match path {
+        Some(p) => Options::durable(p),
+        None => Options::default(),
+    };
+    let Some(options) = options else { return Ok(o) };
+    each_option(ruby, options, |name, v| {
+        match name {
+            "restore" => o.restore = bool_opt(ruby, v, name)?,
+            "wal" => o.wal = bool_opt(ruby, v, name)?,
+            "wal_fsync" => o.wal_fsync = fsync_opt(ruby, v, name)?,
+            "wal_segment_bytes" => o.wal_segment_bytes = uint_opt(ruby, v, name)?,
+            "wal_batch_size" => o.wal_batch_size = usize_opt(ruby, v, name)?.max(1),
+            "wal_batch_wait_us" => o.wal_batch_wait = Duration::from_micros(uint_opt(ruby, v, name)?),
+            "max_request_bytes" => o.max_request_bytes = usize_opt(ruby, v, name)?,
+            "max_response_bytes" => o.max_response_bytes = usize_opt(ruby, v, name)?,
+            "query_timeout_ms" => {
+                o.query_timeout = match uint_opt(ruby, v, name)? {
+                    0 => None,
+                    ms => Some(Duration::from_millis(ms)),
+                }
+            }
+            "auth_token" => o.auth_token = str_opt(ruby, v, name)?.filter(|t| !t.is_empty()),
+            "read_auth_token" => o.read_auth_token = str_opt(ruby, v, name)?.filter(|t| !t.is_empty()),
+            "role" => {
+                o.role = match str_opt(ruby, v, name)?.as_deref() {
+                    Some("master") | None => Role::Master,
+                    Some("slave") => Role::Slave,
+                    Some(other) => {
+                        return Err(errors::argument(
+                            ruby,
+                            format!("option role must be master or slave, got {other:?}"),
+                        ))
+                    }
+                }
+            }
+            "dump_retention_per_tree" => o.dump_retention_per_tree = usize_opt(ruby, v, name)?,
+            "idempotency_max_records" => o.idempotency_max_records = usize_opt(ruby, v, name)?,
+            "idempotency_max_age_seconds" => o.idempotency_max_age_seconds = uint_opt(ruby, v, name)?,
+            other => {
+                return Err(Error::new(
+                    ruby.exception_arg_error(),
+                    format!("Karma::Engine got an unknown option {other:?}"),
+                ))
+            }
+        }
+        Ok(())
+    })?;
+    Ok(o)
+}
+
+/// `url` (`karma://` or `tcp://`), or the `KARMA_*` environment without
+/// one; then the options: `host`, `port`, `token`, `pool_size`,
+/// `pool_timeout` (alias `checkout_timeout`), `connect_timeout`,
+/// `read_timeout`, `write_timeout`.
+pub fn client_config(ruby: &Ruby, url: Option<String>, options: Option<RHash>) -> Result<ClientConfig, Error> {
+    let invalid = |e: karma_engine::Error| {
+        errors::build(ruby, "ValidationError", e.message(), Some(e.code().as_str()), "invalid")
+    };
+    let mut config = match url {
+        Some(u) => ClientConfig::from_url(&u),
+        None => ClientConfig::from_env(),
+    }
+    .map_err(invalid)?;
+    if let Some(options) = options {
+        each_option(ruby, options, |name, v| {
+            if v.is_nil() {
+                return Ok(());
+            }
+            match name {
+                "host" => config.host = str_opt(ruby, v, name)?.unwrap_or_default(),
+                "port" => {
+                    config.port = u16::try_from(uint_opt(ruby, v, name)?)
+                        .map_err(|_| errors::argument(ruby, "option port must be from 1 to 65535"))?
+                }
+                "token" => config.token = str_opt(ruby, v, name)?.filter(|t| !t.is_empty()),
+                "pool_size" => config.pool_size = usize_opt(ruby, v, name)?,
+                "pool_timeout" | "checkout_timeout" => config.checkout_timeout = seconds_opt(ruby, v, name)?,
+                "connect_timeout" => config.connect_timeout = seconds_opt(ruby, v, name)?,
+                "read_timeout" => config.read_timeout = seconds_opt(ruby, v, name)?,
+                "write_timeout" => config.write_timeout = seconds_opt(ruby, v, name)?,
+                other => {
+                    return Err(Error::new(
+                        ruby.exception_arg_error(),
+                        format!("Karma::Client got an unknown option {other:?}"),
+                    ))
+                }
+            }
+            Ok(())
+        })?;
+    }
+    config.validate().map_err(invalid)?;
+    Ok(config)
+}

@@ -27,7 +27,9 @@ pub mod snapshot;
 pub mod store;
 pub mod wal;
 
-pub use engine::{Engine, KeysPage, Outcome, Quota, Reply, Response, Session, Summary, TreeInfo, REPLICATION_LSN_FILE};
+pub use engine::{
+    Engine, KeysPage, Outcome, Quota, Reply, Response, Session, Summary, TreeInfo, WriteLease, REPLICATION_LSN_FILE,
+};
 pub use error::{Error, ErrorCode, Result};
 pub use metrics::Limit;
 pub use options::{FsyncPolicy, Options, Role};

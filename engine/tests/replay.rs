@@ -312,3 +312,31 @@ fn batch_write_metrics_count_applied_batches_only() {
     let engine = open();
     assert_eq!(counts(&engine), (0, 0), "replaying the WAL at startup counts nothing");
 }
+
+/// Found by the `handle_line` fuzzer: an empty `series.batch_set` with an
+/// idempotency key answered and left a record, but logged nothing (1.0 logs
+/// no empty batch_set), so a restart forgot the record and the key could be
+/// reused for another request. The record now survives SIGKILL and a clean
+/// close alike, with its first answer.
+#[test]
+fn an_empty_batch_set_keeps_its_idempotency_record_across_restarts() {
+    let empty = line("series.batch_set", r#","items":[],"idempotency_key":"k""#);
+    let other = line("series.batch_set", r#","items":[[1,20260101,5]],"idempotency_key":"k""#);
+    let records =
+        |e: &Engine| support::response(e, r#"{"v":2,"op":"system.stats"}"#)["idempotency_record_count"].clone();
+    let check = |e: &Engine, what: &str| {
+        assert_eq!(records(e), 1, "{what}: the record is back");
+        assert_eq!(send(e, &empty), support::idem(r#"{"applied":0}"#, true), "{what}: the first answer, replayed");
+        let (code, _) = support::error_of(e, &other);
+        assert_eq!(code, "idempotency_conflict", "{what}: the key stays taken");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    run_and_kill(dir.path(), std::slice::from_ref(&empty));
+    let engine = Engine::open(Options::durable(dir.path())).unwrap();
+    check(&engine, "after SIGKILL");
+    engine.close().unwrap();
+    drop(engine);
+    let engine = Engine::open(Options::durable(dir.path())).unwrap();
+    check(&engine, "after a clean close");
+    assert_eq!(dump(&engine), "", "an empty batch_set creates no series");
+}

@@ -83,6 +83,12 @@ enum Key {
     RequestDeadline,
     MaxHeavyRequests,
     ReplicationMaxLineBytes,
+    ClusterEtcd,
+    ClusterName,
+    Shard,
+    NodeId,
+    Advertise,
+    ClusterLeaseTtl,
 }
 
 struct OptDef {
@@ -350,6 +356,36 @@ const OPTIONS: &[OptDef] = &[
         "bytes",
         "Longest reply line a slave reads from its master (default 268435456)",
     ),
+    opt(
+        Key::ClusterEtcd,
+        "cluster-etcd",
+        None,
+        "KARMA_CLUSTER_ETCD",
+        Kind::OptStr,
+        "host:port,...",
+        "Run as a cluster node coordinated by these etcd endpoints (docs/cluster.md)",
+    ),
+    opt(Key::ClusterName, "cluster-name", None, "KARMA_CLUSTER_NAME", Kind::Str, "name", "Cluster name (default karma)"),
+    opt(Key::Shard, "shard", None, "KARMA_SHARD", Kind::Int, "n", "Shard this node serves, from 0 (default 0)"),
+    opt(Key::NodeId, "node-id", None, "KARMA_NODE_ID", Kind::OptStr, "id", "This node's name in the cluster"),
+    opt(
+        Key::Advertise,
+        "advertise",
+        None,
+        "KARMA_ADVERTISE",
+        Kind::OptStr,
+        "host:port",
+        "Address clients and other nodes reach this node at",
+    ),
+    opt(
+        Key::ClusterLeaseTtl,
+        "cluster-lease-ttl",
+        None,
+        "KARMA_CLUSTER_LEASE_TTL_SECONDS",
+        Kind::Int,
+        "seconds",
+        "Leadership lease: a failover starts this long after a leader is lost (default 5)",
+    ),
 ];
 
 /// The validated server configuration. Integers keep the signed 32-bit type
@@ -393,6 +429,12 @@ pub struct Config {
     pub request_deadline_seconds: i32,
     pub max_heavy_requests: i32,
     pub replication_max_line_bytes: i32,
+    pub cluster_etcd: Option<String>,
+    pub cluster_name: String,
+    pub shard: i32,
+    pub node_id: Option<String>,
+    pub advertise: Option<String>,
+    pub cluster_lease_ttl_seconds: i32,
 }
 
 impl Default for Config {
@@ -433,6 +475,12 @@ impl Default for Config {
             request_deadline_seconds: 10,
             max_heavy_requests: 0,
             replication_max_line_bytes: 268_435_456,
+            cluster_etcd: None,
+            cluster_name: "karma".to_string(),
+            shard: 0,
+            node_id: None,
+            advertise: None,
+            cluster_lease_ttl_seconds: 5,
         }
     }
 }
@@ -578,6 +626,7 @@ impl Config {
             Key::Host => self.host = v,
             Key::Directory => self.directory = v,
             Key::Role => self.role = v,
+            Key::ClusterName => self.cluster_name = v,
             _ => unreachable_key(key),
         }
     }
@@ -588,6 +637,9 @@ impl Config {
             Key::ReadAuthToken => self.read_auth_token = v,
             Key::ReplicationToken => self.replication_token = v,
             Key::ReplicationSourceHost => self.replication_source_host = v,
+            Key::ClusterEtcd => self.cluster_etcd = v,
+            Key::NodeId => self.node_id = v,
+            Key::Advertise => self.advertise = v,
             _ => unreachable_key(key),
         }
     }
@@ -616,6 +668,8 @@ impl Config {
             Key::RequestDeadline => self.request_deadline_seconds = v,
             Key::MaxHeavyRequests => self.max_heavy_requests = v,
             Key::ReplicationMaxLineBytes => self.replication_max_line_bytes = v,
+            Key::Shard => self.shard = v,
+            Key::ClusterLeaseTtl => self.cluster_lease_ttl_seconds = v,
             _ => unreachable_key(key),
         }
     }
@@ -698,6 +752,41 @@ impl Config {
             if !(1..=10000).contains(&self.replication_batch_size) {
                 return invalid("replication_batch_size must be between 1 and 10000");
             }
+        }
+        self.validate_cluster()
+    }
+
+    /// Cluster mode decides the role and the replication source itself, so
+    /// setting them too is ambiguous and refused; a node must say who it is
+    /// and where it is reached.
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: &str| Err(ConfigError::new(format!("Invalid configuration: {msg}")));
+        let Some(etcd) = &self.cluster_etcd else { return Ok(()) };
+        if etcd.split(',').all(|e| e.trim().is_empty()) {
+            return invalid("cluster_etcd must name at least one endpoint");
+        }
+        if self.cluster_name.is_empty() || self.cluster_name.contains('/') {
+            return invalid("cluster_name must be non-empty and contain no /");
+        }
+        if self.shard < 0 {
+            return invalid("shard must be at least 0");
+        }
+        match &self.node_id {
+            Some(id) if !id.is_empty() && !id.contains('/') => {}
+            _ => return invalid("cluster mode needs --node-id (non-empty, no /)"),
+        }
+        match &self.advertise {
+            Some(a)
+                if a.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0)) => {}
+            _ => return invalid("cluster mode needs --advertise=<host:port>"),
+        }
+        if self.cluster_lease_ttl_seconds < 2 {
+            return invalid("cluster_lease_ttl_seconds must be at least 2");
+        }
+        if self.role != "master" || self.replication_source_host.is_some() {
+            return invalid(
+                "cluster mode chooses the role and replication source; do not set --role or --replication-source-host",
+            );
         }
         Ok(())
     }
@@ -1457,5 +1546,25 @@ mod tests {
         for bad in ["", " ", "1_0", "0x1", "1.0", "2147483648", "+-1", "--1", "1e3", "abc"] {
             assert_eq!(parse_i32(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn cluster_options_are_read_and_checked() {
+        let base = ["--cluster-etcd=127.0.0.1:2379", "--node-id=a", "--advertise=127.0.0.1:8080"];
+        let c = config(&base, &[("KARMA_SHARD", "1"), ("KARMA_CLUSTER_LEASE_TTL_SECONDS", "3")]);
+        assert_eq!(c.cluster_etcd.as_deref(), Some("127.0.0.1:2379"));
+        assert_eq!((c.shard, c.cluster_lease_ttl_seconds, c.cluster_name.as_str()), (1, 3, "karma"));
+        let with = |extra: &str| {
+            let mut args = base.to_vec();
+            args.push(extra);
+            error(&args, &[])
+        };
+        assert!(with("--role=slave").contains("cluster mode chooses the role"));
+        assert!(with("--cluster-lease-ttl=1").contains("at least 2"));
+        assert!(with("--shard=-1").contains("shard must be at least 0"));
+        assert!(with("--cluster-name=a/b").contains("no /"));
+        assert!(error(&["--cluster-etcd=e:1", "--advertise=h:1"], &[]).contains("--node-id"));
+        assert!(error(&["--cluster-etcd=e:1", "--node-id=a", "--advertise=nope"], &[]).contains("--advertise"));
+        assert!(error(&["--cluster-etcd=,", "--node-id=a", "--advertise=h:1"], &[]).contains("endpoint"));
     }
 }

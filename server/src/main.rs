@@ -86,6 +86,10 @@ async fn serve(config: Arc<Config>) -> ExitCode {
         let _ = stop_tx.send(true);
     });
 
+    if config.cluster_etcd.is_some() {
+        return karma_server::cluster::serve(config, stop_rx).await;
+    }
+
     // An empty slave first installs the master's newest snapshots.
     let source = config.replication_source();
     let mut bootstrap = replication::BootstrapReport::default();

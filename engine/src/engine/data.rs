@@ -170,8 +170,12 @@ impl Engine {
             }
             (Op::BatchSet, Command::Items { items, .. }) => {
                 if items.is_empty() {
+                    // Nothing to apply, and Karma 1.0 logs nothing. With an
+                    // idempotency key the record this answer leaves must still
+                    // survive a restart, and the WAL entry is what carries it.
+                    let lsn = if req.idempotency.is_some() { self.append(entry)? } else { None };
                     self.count_batch(ctx, 0);
-                    return Ok(Outcome { response: Response::Applied { applied: 0 }, lsn: None, idempotent: None });
+                    return Ok(Outcome { response: Response::Applied { applied: 0 }, lsn, idempotent: None });
                 }
                 if !self.inner.store.contains(series) {
                     check_batch_set(&SeriesData::default(), items)?;

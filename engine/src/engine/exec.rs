@@ -53,6 +53,9 @@ impl Engine {
                 format!("Slave role cannot execute command {}", op.internal_name()),
             ));
         }
+        if !ctx.internal && !op.is_read_only() {
+            self.inner.write_lease.check()?;
+        }
         Ok(())
     }
 

@@ -13,6 +13,9 @@ mod replica;
 pub mod response;
 mod restore;
 mod typed;
+mod write_lease;
+
+pub use write_lease::WriteLease;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -114,6 +117,7 @@ struct Inner {
     replication: ReplicationStats,
     /// Record times of idempotent WAL entries, used while replaying them.
     replay_times: Mutex<HashMap<u64, u64>>,
+    write_lease: write_lease::WriteLease,
     started: Instant,
 }
 
@@ -168,10 +172,16 @@ impl Engine {
                 metrics: Metrics::default(),
                 replication: ReplicationStats::default(),
                 replay_times: Mutex::new(HashMap::new()),
+                write_lease: write_lease::WriteLease::default(),
                 started: Instant::now(),
                 options,
             }),
         }
+    }
+
+    /// The lease client writes need when this node leads a cluster shard.
+    pub fn write_lease(&self) -> &WriteLease {
+        &self.inner.write_lease
     }
 
     pub fn options(&self) -> &Options {

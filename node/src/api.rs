@@ -1,0 +1,263 @@
+//! The two classes, `Engine` (in-process) and `Client` (network), and their
+//! methods, declared once in [`karma_methods!`]: every method returns a
+//! Promise on both classes, and `Engine` also gets a blocking `...Sync`
+//! variant of each.
+
+use std::sync::Arc;
+
+use karma_engine::client::Client as NetClient;
+use karma_engine::Engine as LocalEngine;
+use napi::bindgen_prelude::{AsyncTask, BigInt};
+use napi::{Env, Unknown};
+use napi_derive::napi;
+
+use crate::calls::{self, DeleteCounts, KeyValue, KeysPage, Point, ResetCounts, SeriesInfo, SeriesSummary};
+use crate::errors::{self, Failure};
+use crate::task::{Backend, Call, Handle, Job, Json};
+
+/// The method table. Each row: doc comment, the method's name and its
+/// `...Sync` name, its JavaScript parameters, the Rust result type, then
+/// the TypeScript parameters, result and Promise of result. `$mode` picks
+/// what each row becomes (`promise` or `sync` methods of `$class`).
+macro_rules! karma_methods {
+    ($mode:ident $class:ident) => {
+        karma_methods! { @$mode $class
+            /// Adds `value` (default 1) to one day bucket (today, UTC, by
+            /// default); resolves to the value added.
+            increment increment_sync (series, key, options) -> BigInt,
+                "series: string, key: number | bigint, options?: ChangeOptions", "bigint", "Promise<bigint>";
+            /// Subtracts up to `value` (default 1) from one bucket, never below
+            /// zero; resolves to the requested `value` (as the protocol does).
+            decrement decrement_sync (series, key, options) -> BigInt,
+                "series: string, key: number | bigint, options?: ChangeOptions", "bigint", "Promise<bigint>";
+            /// The counter's total, or the sum of its buckets in `range`.
+            sum sum_sync (series, key, range) -> BigInt,
+                "series: string, key: number | bigint, range?: Range", "bigint", "Promise<bigint>";
+            /// One sum per key, in order.
+            batch_sum batch_sum_sync (series, keys, range) -> Vec<BigInt>,
+                "series: string, keys: Array<number | bigint>, range?: Range", "Array<bigint>", "Promise<Array<bigint>>";
+            /// One sum per `[series, key]`, in order.
+            multi_sum multi_sum_sync (items, range) -> Vec<BigInt>,
+                "items: Array<[string, number | bigint]>, range?: Range", "Array<bigint>", "Promise<Array<bigint>>";
+            /// The `{ bucket, value }` points of one counter inside `range`.
+            points points_sync (series, key, range) -> Vec<Point>,
+                "series: string, key: number | bigint, range: Range", "Array<Point>", "Promise<Array<Point>>";
+            /// Same as `points` (the v2 op is `counter.series`).
+            series series_sync (series, key, range) -> Vec<Point>,
+                "series: string, key: number | bigint, range: Range", "Array<Point>", "Promise<Array<Point>>";
+            /// Adds `[key, bucket, value]` items atomically; resolves to their total.
+            batch_add batch_add_sync (series, items) -> BigInt,
+                "series: string, items: Array<[number | bigint, Date | string | number, number | bigint]>",
+                "bigint", "Promise<bigint>";
+            /// Sets exact bucket values (0 deletes the bucket); resolves to the item count.
+            batch_set batch_set_sync (series, items) -> i64,
+                "series: string, items: Array<[number | bigint, Date | string | number, number | bigint]>",
+                "number", "Promise<number>";
+            /// Clears one counter, or every counter of the series without `key`.
+            reset reset_sync (series, key) -> (),
+                "series: string, key?: number | bigint | null", "void", "Promise<void>";
+            /// Clears many counters.
+            batch_reset batch_reset_sync (series, keys) -> ResetCounts,
+                "series: string, keys: Array<number | bigint>", "ResetCounts", "Promise<ResetCounts>";
+            /// Deletes the buckets in `range` of one counter (of every counter without `key`).
+            delete_range delete_range_sync (series, range, key) -> (),
+                "series: string, range: Range, key?: number | bigint | null", "void", "Promise<void>";
+            /// Deletes `range` from many counters.
+            batch_delete_range batch_delete_range_sync (series, keys, range) -> DeleteCounts,
+                "series: string, keys: Array<number | bigint>, range: Range", "DeleteCounts", "Promise<DeleteCounts>";
+            /// Creates an empty series.
+            create_series create_series_sync (series) -> (),
+                "series: string", "void", "Promise<void>";
+            /// Deletes a series and its snapshots.
+            drop_series drop_series_sync (series) -> (),
+                "series: string", "void", "Promise<void>";
+            /// The series names.
+            list_series list_series_sync () -> Vec<String>,
+                "", "Array<string>", "Promise<Array<string>>";
+            /// Key, bucket and value counts of one series.
+            info info_sync (series) -> SeriesInfo,
+                "series: string", "SeriesInfo", "Promise<SeriesInfo>";
+            /// One page of keys after `cursor`, ascending, with their totals.
+            keys keys_sync (series, options) -> KeysPage,
+                "series: string, options?: KeysOptions", "KeysPage", "Promise<KeysPage>";
+            /// The largest counters, largest first.
+            top top_sync (series, options) -> Vec<KeyValue>,
+                "series: string, options?: TopOptions", "Array<KeyValue>", "Promise<Array<KeyValue>>";
+            /// Totals of a series (over `range`, or all time).
+            summary summary_sync (series, range) -> SeriesSummary,
+                "series: string, range?: Range", "SeriesSummary", "Promise<SeriesSummary>";
+            /// Retention: drops the buckets before `before`, then compacts.
+            delete_before delete_before_sync (series, before) -> (),
+                "series: string, before: Date | string | number", "void", "Promise<void>";
+            /// Removes empty counters of one series (of all without `series`).
+            compact compact_sync (series) -> (),
+                "series?: string | null", "void", "Promise<void>";
+            /// Snapshots every series and truncates the WAL (`snapshot.create_all`).
+            snapshot_all snapshot_all_sync () -> (),
+                "", "void", "Promise<void>";
+            /// `'pong'`.
+            ping ping_sync () -> String,
+                "", "string", "Promise<string>";
+            /// The `system.health` object.
+            health health_sync () -> Json,
+                "", "any", "Promise<any>";
+            /// The `system.stats` object (integers above 2**53 as `bigint`).
+            stats stats_sync () -> Json,
+                "", "any", "Promise<any>";
+            /// The Prometheus text of `system.metrics`.
+            metrics metrics_sync () -> String,
+                "", "string", "Promise<string>";
+            /// Deletes idempotency records created before `before` (unix seconds,
+            /// a `Date` or an RFC 3339 string); resolves to how many.
+            idempotency_prune idempotency_prune_sync (before, options) -> Json,
+                "before: number | bigint | Date | string, options?: PruneOptions", "number", "Promise<number>";
+            /// Any v2 op: sends `{ v: 2, op, ...fields }` and resolves to its
+            /// `response`; an error envelope rejects with its error class.
+            request request_sync (op, fields) -> Json,
+                "op: string, fields?: Record<string, unknown>", "any", "Promise<any>";
+            /// Sends one raw request line and resolves to its `response`.
+            request_line request_line_sync (line) -> Json,
+                "line: string", "any", "Promise<any>";
+        }
+    };
+    (@promise $class:ident $(
+        $(#[doc = $doc:tt])* $name:ident $sync:ident ($($arg:ident),*) -> $out:ty,
+        $args_ts:tt, $ret_ts:tt, $promise_ts:tt;
+    )*) => {
+        #[napi]
+        impl $class {
+            $(
+                $(#[doc = $doc])*
+                #[napi(ts_args_type = $args_ts, ts_return_type = $promise_ts)]
+                pub fn $name(&self, $($arg: Unknown<'_>),*) -> AsyncTask<Job<$out>> {
+                    let call = calls::$name($($arg),*).map(|c| Box::new(c) as Call<$out>);
+                    AsyncTask::new(Job::new(&self.handle, call))
+                }
+            )*
+        }
+    };
+    (@sync $class:ident $(
+        $(#[doc = $doc:tt])* $name:ident $sync:ident ($($arg:ident),*) -> $out:ty,
+        $args_ts:tt, $ret_ts:tt, $promise_ts:tt;
+    )*) => {
+        #[napi]
+        impl $class {
+            $(
+                $(#[doc = $doc])*
+                ///
+                /// Blocks the calling thread (an fsync under `walFsync: 'always'`).
+                #[napi(ts_args_type = $args_ts, ts_return_type = $ret_ts)]
+                pub fn $sync(&self, env: Env, $($arg: Unknown<'_>),*) -> napi::Result<$out> {
+                    calls::$name($($arg),*)
+                        .and_then(|call| self.handle.run(call))
+                        .map_err(|f| errors::to_js(&env, f))
+                }
+            )*
+        }
+    };
+}
+
+/// A Karma database in this process: `new Engine()` in memory,
+/// `new Engine(path)` durable in a data directory (WAL + snapshots, the same
+/// files as the `karma` server's). Every method returns a Promise and runs
+/// on the libuv thread pool; the `...Sync` variants run on the calling
+/// thread (for the hot path, e.g. with `walFsync: 'never'` or `wal: false`).
+/// Worker threads share a durable engine by opening the same path: the
+/// second `new Engine(path)` in a process (without options) returns the
+/// engine already open there, and closing it closes it for every thread.
+#[napi]
+pub struct Engine {
+    handle: Arc<Handle>,
+}
+
+#[napi]
+impl Engine {
+    /// Opens (and recovers) the database; throws on a bad option or an
+    /// unreadable directory. Opening replays the WAL on the calling thread.
+    #[napi(constructor, ts_args_type = "path?: string | null, options?: EngineOptions")]
+    pub fn new(env: Env, path: Unknown<'_>, options: Unknown<'_>) -> napi::Result<Engine> {
+        let opened =
+            crate::options::engine(&path, &options).and_then(|opts| LocalEngine::open(opts).map_err(Failure::Engine));
+        match opened {
+            Ok(engine) => Ok(Engine { handle: Handle::new(Backend::Engine(engine)) }),
+            Err(f) => Err(errors::to_js(&env, f)),
+        }
+    }
+
+    /// Flushes the WAL and releases the directory lock, after the calls in
+    /// flight; later calls reject. Idempotent.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close(&self) -> AsyncTask<Job<()>> {
+        close_job(&self.handle)
+    }
+
+    /// `close()` on the calling thread.
+    #[napi]
+    pub fn close_sync(&self, env: Env) -> napi::Result<()> {
+        self.handle.close().map_err(|f| errors::to_js(&env, f))
+    }
+
+    /// Whether `close()` ran.
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+
+    #[napi(js_name = "toString")]
+    pub fn describe(&self) -> String {
+        self.handle.describe()
+    }
+}
+
+karma_methods!(promise Engine);
+karma_methods!(sync Engine);
+
+/// A pooled connection to a `karma` server. `url` is
+/// `karma://host:port[?token=..&pool_size=..]`; without it the environment
+/// is read (`KARMA_URL`, or `KARMA_HOST`/`KARMA_PORT`, plus `KARMA_TOKEN`,
+/// `KARMA_POOL_SIZE`, `KARMA_*_TIMEOUT`; default 127.0.0.1:8080). Options
+/// override both. Every method returns a Promise; up to `poolSize` requests
+/// are on the wire at once (each waits on the libuv thread pool, so raise
+/// `UV_THREADPOOL_SIZE` with the pool size).
+#[napi]
+pub struct Client {
+    handle: Arc<Handle>,
+}
+
+#[napi]
+impl Client {
+    /// Configures the pool; connections open on first use.
+    #[napi(constructor, ts_args_type = "url?: string | null, options?: ClientOptions")]
+    pub fn new(env: Env, url: Unknown<'_>, options: Unknown<'_>) -> napi::Result<Client> {
+        let made = crate::options::client(&url, &options).and_then(|c| NetClient::new(c).map_err(Failure::Engine));
+        match made {
+            Ok(client) => Ok(Client { handle: Handle::new(Backend::Client(client)) }),
+            Err(f) => Err(errors::to_js(&env, f)),
+        }
+    }
+
+    /// Closes the pooled connections, after the calls in flight; later
+    /// calls reject. Idempotent.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close(&self) -> AsyncTask<Job<()>> {
+        close_job(&self.handle)
+    }
+
+    /// Whether `close()` ran.
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+
+    #[napi(js_name = "toString")]
+    pub fn describe(&self) -> String {
+        self.handle.describe()
+    }
+}
+
+karma_methods!(promise Client);
+
+fn close_job(handle: &Arc<Handle>) -> AsyncTask<Job<()>> {
+    let closing = Arc::clone(handle);
+    AsyncTask::new(Job::detached(Box::new(move || closing.close())))
+}

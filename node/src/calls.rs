@@ -1,0 +1,400 @@
+//! The methods `Engine` and `Client` share, each written once over
+//! [`karma_engine::client::Karma`] (which both the engine and the network
+//! client implement): a function per method converts the JavaScript
+//! arguments and returns the call, which runs later on whichever thread
+//! (`api.rs` decides: the JavaScript thread for `...Sync`, libuv otherwise).
+
+use karma_engine::client::Karma;
+use karma_engine::{Engine, Error, ErrorCode, Session};
+use napi::bindgen_prelude::BigInt;
+use napi::Unknown;
+use napi_derive::napi;
+use serde_json::{Map, Value};
+
+use crate::conv::{self, Arg};
+use crate::errors::Failure;
+use crate::task::{Backend, Json};
+
+/// A prepared call of result `T`.
+pub trait Prepared<T>: FnOnce(&Backend) -> Result<T, Failure> + Send + 'static {}
+impl<T, F: FnOnce(&Backend) -> Result<T, Failure> + Send + 'static> Prepared<T> for F {}
+
+/// The call running `$body` with `$k` bound to the engine or the client
+/// (both `Karma`); either's error becomes a [`Failure`].
+macro_rules! both {
+    (|$k:ident| $body:expr) => {
+        move |backend: &Backend| match backend {
+            Backend::Engine($k) => $body.map_err(Failure::from),
+            Backend::Client($k) => $body.map_err(Failure::from),
+        }
+    };
+}
+
+/// One `(bucket, value)` point of a counter.
+#[napi(object)]
+pub struct Point {
+    /// The day, `YYYYMMDD`.
+    pub bucket: i64,
+    pub value: BigInt,
+}
+
+/// A key and its value (`top`).
+#[napi(object)]
+pub struct KeyValue {
+    pub key: BigInt,
+    pub value: BigInt,
+}
+
+/// A key and its total over all buckets (`keys`).
+#[napi(object)]
+pub struct KeyTotal {
+    pub key: BigInt,
+    pub total: BigInt,
+}
+
+/// One page of `keys`.
+#[napi(object)]
+pub struct KeysPage {
+    pub tree: String,
+    pub limit: i64,
+    /// The cursor this page started after, `null` for the first page.
+    pub cursor: Option<BigInt>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    pub next_cursor: Option<BigInt>,
+    pub keys: Vec<KeyTotal>,
+}
+
+/// `info`.
+#[napi(object)]
+pub struct SeriesInfo {
+    pub tree: String,
+    pub key_count: i64,
+    pub bucket_count: i64,
+    pub total: BigInt,
+}
+
+/// A range of buckets as results give it back.
+#[napi(object)]
+pub struct BucketRange {
+    pub from: i64,
+    pub to: i64,
+}
+
+/// `summary`.
+#[napi(object)]
+pub struct SeriesSummary {
+    pub tree: String,
+    /// The range asked for, `null` for all time.
+    pub range: Option<BucketRange>,
+    pub total: BigInt,
+    pub active_keys: i64,
+    pub bucket_count: i64,
+}
+
+/// `batchReset`.
+#[napi(object)]
+pub struct ResetCounts {
+    pub reset: i64,
+    pub missing: i64,
+}
+
+/// `batchDeleteRange`.
+#[napi(object)]
+pub struct DeleteCounts {
+    pub deleted: i64,
+    pub missing: i64,
+}
+
+fn big(v: u64) -> BigInt {
+    BigInt::from(v)
+}
+
+fn bigs(v: Vec<u64>) -> Vec<BigInt> {
+    v.into_iter().map(BigInt::from).collect()
+}
+
+fn points_of(v: Vec<(u64, u64)>) -> Vec<Point> {
+    v.into_iter().map(|(bucket, value)| Point { bucket: bucket as i64, value: big(value) }).collect()
+}
+
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// `{ value, bucket }` of `increment`/`decrement`.
+fn change_options(options: &Unknown<'_>) -> Arg<(u64, Option<u64>)> {
+    let o = conv::options(Some(options), "options", &["value", "bucket"])?;
+    let value = conv::opt_u64(conv::option(o.as_ref(), "value")?.as_ref(), "value")?.unwrap_or(1);
+    let bucket = conv::opt_bucket(conv::option(o.as_ref(), "bucket")?.as_ref(), "bucket")?;
+    Ok((value, bucket))
+}
+
+pub fn increment(series: Unknown<'_>, key: Unknown<'_>, options: Unknown<'_>) -> Arg<impl Prepared<BigInt>> {
+    let series = conv::string(&series, "series")?;
+    let key = conv::u64_arg(&key, "key")?;
+    let (value, bucket) = change_options(&options)?;
+    Ok(both!(|k| Karma::increment(k, &series, key, bucket, value).map(big)))
+}
+
+pub fn decrement(series: Unknown<'_>, key: Unknown<'_>, options: Unknown<'_>) -> Arg<impl Prepared<BigInt>> {
+    let series = conv::string(&series, "series")?;
+    let key = conv::u64_arg(&key, "key")?;
+    let (value, bucket) = change_options(&options)?;
+    Ok(both!(|k| Karma::decrement(k, &series, key, bucket, value).map(big)))
+}
+
+pub fn sum(series: Unknown<'_>, key: Unknown<'_>, range: Unknown<'_>) -> Arg<impl Prepared<BigInt>> {
+    let series = conv::string(&series, "series")?;
+    let key = conv::u64_arg(&key, "key")?;
+    let range = conv::opt_range(Some(&range), "range")?;
+    Ok(both!(|k| Karma::sum(k, &series, key, range).map(big)))
+}
+
+pub fn batch_sum(series: Unknown<'_>, keys: Unknown<'_>, range: Unknown<'_>) -> Arg<impl Prepared<Vec<BigInt>>> {
+    let series = conv::string(&series, "series")?;
+    let keys = conv::keys(&keys, "keys")?;
+    let range = conv::opt_range(Some(&range), "range")?;
+    Ok(both!(|k| Karma::batch_sum(k, &series, &keys, range).map(bigs)))
+}
+
+pub fn multi_sum(items: Unknown<'_>, range: Unknown<'_>) -> Arg<impl Prepared<Vec<BigInt>>> {
+    let owned = conv::series_keys(&items, "items")?;
+    let range = conv::opt_range(Some(&range), "range")?;
+    Ok(both!(|k| {
+        let items: Vec<(&str, u64)> = owned.iter().map(|(s, key)| (s.as_str(), *key)).collect();
+        Karma::multi_sum(k, &items, range).map(bigs)
+    }))
+}
+
+pub fn points(series: Unknown<'_>, key: Unknown<'_>, range: Unknown<'_>) -> Arg<impl Prepared<Vec<Point>>> {
+    let series = conv::string(&series, "series")?;
+    let key = conv::u64_arg(&key, "key")?;
+    let range = conv::range(&range, "range")?;
+    Ok(both!(|k| Karma::points(k, &series, key, range).map(points_of)))
+}
+
+pub fn series(series: Unknown<'_>, key: Unknown<'_>, range: Unknown<'_>) -> Arg<impl Prepared<Vec<Point>>> {
+    points(series, key, range)
+}
+
+pub fn batch_add(series: Unknown<'_>, items: Unknown<'_>) -> Arg<impl Prepared<BigInt>> {
+    let series = conv::string(&series, "series")?;
+    let items = conv::items(&items, "items")?;
+    Ok(both!(|k| Karma::batch_add(k, &series, &items).map(big)))
+}
+
+pub fn batch_set(series: Unknown<'_>, items: Unknown<'_>) -> Arg<impl Prepared<i64>> {
+    let series = conv::string(&series, "series")?;
+    let items = conv::items(&items, "items")?;
+    Ok(both!(|k| Karma::batch_set(k, &series, &items).map(count)))
+}
+
+pub fn reset(series: Unknown<'_>, key: Unknown<'_>) -> Arg<impl Prepared<()>> {
+    let series = conv::string(&series, "series")?;
+    let key = conv::opt_u64(Some(&key), "key")?;
+    Ok(both!(|k| Karma::reset(k, &series, key)))
+}
+
+pub fn batch_reset(series: Unknown<'_>, keys: Unknown<'_>) -> Arg<impl Prepared<ResetCounts>> {
+    let series = conv::string(&series, "series")?;
+    let keys = conv::keys(&keys, "keys")?;
+    Ok(both!(|k| Karma::batch_reset(k, &series, &keys)
+        .map(|(reset, missing)| ResetCounts { reset: count(reset), missing: count(missing) })))
+}
+
+pub fn delete_range(series: Unknown<'_>, range: Unknown<'_>, key: Unknown<'_>) -> Arg<impl Prepared<()>> {
+    let series = conv::string(&series, "series")?;
+    let range = conv::range(&range, "range")?;
+    let key = conv::opt_u64(Some(&key), "key")?;
+    Ok(both!(|k| Karma::delete_range(k, &series, key, range)))
+}
+
+pub fn batch_delete_range(
+    series: Unknown<'_>,
+    keys: Unknown<'_>,
+    range: Unknown<'_>,
+) -> Arg<impl Prepared<DeleteCounts>> {
+    let series = conv::string(&series, "series")?;
+    let keys = conv::keys(&keys, "keys")?;
+    let range = conv::range(&range, "range")?;
+    Ok(both!(|k| Karma::batch_delete_range(k, &series, &keys, range)
+        .map(|(deleted, missing)| DeleteCounts { deleted: count(deleted), missing: count(missing) })))
+}
+
+pub fn create_series(series: Unknown<'_>) -> Arg<impl Prepared<()>> {
+    let series = conv::string(&series, "series")?;
+    Ok(both!(|k| Karma::create_series(k, &series)))
+}
+
+pub fn drop_series(series: Unknown<'_>) -> Arg<impl Prepared<()>> {
+    let series = conv::string(&series, "series")?;
+    Ok(both!(|k| Karma::drop_series(k, &series)))
+}
+
+pub fn list_series() -> Arg<impl Prepared<Vec<String>>> {
+    Ok(both!(|k| Karma::list_series(k)))
+}
+
+pub fn info(series: Unknown<'_>) -> Arg<impl Prepared<SeriesInfo>> {
+    let series = conv::string(&series, "series")?;
+    Ok(both!(|k| Karma::info(k, &series).map(|t| SeriesInfo {
+        tree: t.tree,
+        key_count: count(t.key_count),
+        bucket_count: count(t.bucket_count),
+        total: big(t.total),
+    })))
+}
+
+pub fn keys(series: Unknown<'_>, options: Unknown<'_>) -> Arg<impl Prepared<KeysPage>> {
+    let series = conv::string(&series, "series")?;
+    let o = conv::options(Some(&options), "options", &["cursor", "limit"])?;
+    let cursor = conv::opt_u64(conv::option(o.as_ref(), "cursor")?.as_ref(), "cursor")?;
+    let limit = conv::opt_limit(conv::option(o.as_ref(), "limit")?.as_ref(), "limit")?;
+    Ok(both!(|k| Karma::keys(k, &series, cursor, limit).map(|p| KeysPage {
+        tree: p.tree,
+        limit: count(p.limit),
+        cursor: p.cursor.map(big),
+        next_cursor: p.next_cursor.map(big),
+        keys: p.keys.into_iter().map(|(key, total)| KeyTotal { key: big(key), total: big(total) }).collect(),
+    })))
+}
+
+pub fn top(series: Unknown<'_>, options: Unknown<'_>) -> Arg<impl Prepared<Vec<KeyValue>>> {
+    let series = conv::string(&series, "series")?;
+    let o = conv::options(Some(&options), "options", &["limit", "range"])?;
+    let limit = conv::opt_limit(conv::option(o.as_ref(), "limit")?.as_ref(), "limit")?;
+    let range = conv::opt_range(conv::option(o.as_ref(), "range")?.as_ref(), "range")?;
+    Ok(both!(|k| Karma::top(k, &series, limit, range)
+        .map(|items| items.into_iter().map(|(key, value)| KeyValue { key: big(key), value: big(value) }).collect())))
+}
+
+pub fn summary(series: Unknown<'_>, range: Unknown<'_>) -> Arg<impl Prepared<SeriesSummary>> {
+    let series = conv::string(&series, "series")?;
+    let range = conv::opt_range(Some(&range), "range")?;
+    Ok(both!(|k| Karma::summary(k, &series, range).map(|s| SeriesSummary {
+        tree: s.tree,
+        range: s.range.map(|(from, to)| BucketRange { from: from as i64, to: to as i64 }),
+        total: big(s.total),
+        active_keys: count(s.active_keys),
+        bucket_count: count(s.bucket_count),
+    })))
+}
+
+pub fn delete_before(series: Unknown<'_>, before: Unknown<'_>) -> Arg<impl Prepared<()>> {
+    let series = conv::string(&series, "series")?;
+    let before = conv::bucket(&before, "before")?;
+    Ok(both!(|k| Karma::delete_before(k, &series, before)))
+}
+
+pub fn compact(series: Unknown<'_>) -> Arg<impl Prepared<()>> {
+    let series = conv::opt_string(Some(&series), "series")?;
+    Ok(both!(|k| Karma::compact(k, series.as_deref())))
+}
+
+pub fn snapshot_all() -> Arg<impl Prepared<()>> {
+    Ok(move |backend: &Backend| match backend {
+        Backend::Engine(e) => e.snapshot_all().map_err(Failure::from),
+        Backend::Client(c) => c.request_value("snapshot.create_all", Map::new()).map(drop).map_err(Failure::from),
+    })
+}
+
+pub fn ping() -> Arg<impl Prepared<String>> {
+    Ok(both!(|k| Karma::ping(k)))
+}
+
+pub fn health() -> Arg<impl Prepared<Json>> {
+    Ok(both!(|k| Karma::health(k).map(Json)))
+}
+
+pub fn stats() -> Arg<impl Prepared<Json>> {
+    Ok(both!(|k| Karma::stats(k).map(Json)))
+}
+
+pub fn metrics() -> Arg<impl Prepared<String>> {
+    Ok(both!(|k| Karma::metrics(k)))
+}
+
+pub fn idempotency_prune(before: Unknown<'_>, options: Unknown<'_>) -> Arg<impl Prepared<Json>> {
+    let mut fields = Map::new();
+    fields.insert("before".into(), conv::before_time(&before)?);
+    let o = conv::options(Some(&options), "options", &["limit"])?;
+    if let Some(limit) = conv::opt_u64(conv::option(o.as_ref(), "limit")?.as_ref(), "limit")? {
+        fields.insert("limit".into(), Value::from(limit));
+    }
+    Ok(move |backend: &Backend| {
+        let mut v = request_value(backend, "idempotency.prune", fields)?;
+        Ok(Json(v.get_mut("deleted").map(Value::take).unwrap_or(v)))
+    })
+}
+
+pub fn request(op: Unknown<'_>, fields: Unknown<'_>) -> Arg<impl Prepared<Json>> {
+    let op = conv::string(&op, "op")?;
+    let fields = match conv::to_json(&fields, "fields")? {
+        Value::Null => Map::new(),
+        Value::Object(map) => map,
+        _ => return Err(Failure::Type("fields must be an object".into())),
+    };
+    Ok(move |backend: &Backend| request_value(backend, &op, fields).map(Json))
+}
+
+pub fn request_line(line: Unknown<'_>) -> Arg<impl Prepared<Json>> {
+    let line = conv::string(&line, "line")?;
+    Ok(move |backend: &Backend| {
+        let line = line.trim_end_matches(['\r', '\n']);
+        let value = match backend {
+            Backend::Engine(e) => engine_line(e, line.as_bytes())?,
+            Backend::Client(c) => open_envelope(c.request(line)?)
+                .map_err(|e| Failure::Client(karma_engine::client::ClientError::Server(e)))?,
+        };
+        Ok(Json(value))
+    })
+}
+
+/// One v2 request (`{"v":2,"op":op, ...fields}`): its `response` value.
+fn request_value(backend: &Backend, op: &str, fields: Map<String, Value>) -> Result<Value, Failure> {
+    match backend {
+        Backend::Engine(e) => engine_request(e, op, fields).map_err(Failure::from),
+        Backend::Client(c) => c.request_value(op, fields).map_err(Failure::from),
+    }
+}
+
+/// `{"v":2,"op":..}` plus `fields`, through `Engine::handle_line` exactly as
+/// the server runs it (authentication, size limits and all).
+fn engine_request(engine: &Engine, op: &str, fields: Map<String, Value>) -> Result<Value, Error> {
+    let mut map = Map::with_capacity(fields.len() + 2);
+    map.insert("v".into(), Value::from(2));
+    map.insert("op".into(), Value::from(op));
+    for (k, v) in fields {
+        if k != "v" && k != "op" {
+            map.insert(k, v);
+        }
+    }
+    let line = serde_json::to_vec(&Value::Object(map))
+        .map_err(|e| Error::validation(format!("cannot encode request: {e}")))?;
+    engine_line(engine, &line)
+}
+
+/// One raw request line through the engine; the `response` value or the error.
+fn engine_line(engine: &Engine, line: &[u8]) -> Result<Value, Error> {
+    let reply = engine.handle_line(line, &Session::client());
+    if let Some(lsn) = reply.lsn {
+        engine.wait_durable(lsn)?;
+    }
+    let envelope: Value = serde_json::from_slice(&reply.bytes)
+        .map_err(|e| Error::internal(format!("engine sent an unparsable response: {e}")))?;
+    open_envelope(envelope)
+}
+
+/// A v2 envelope's `response`, or its error.
+fn open_envelope(mut envelope: Value) -> Result<Value, Error> {
+    let response = envelope.get_mut("response").map(Value::take).unwrap_or(Value::Null);
+    if envelope.get("success") == Some(&Value::Bool(true)) {
+        return Ok(response);
+    }
+    let code = envelope.get("error_code").and_then(Value::as_str).and_then(ErrorCode::from_wire);
+    let message = match response {
+        Value::String(s) => s,
+        other => other.to_string(),
+    };
+    Err(Error::new(code.unwrap_or(ErrorCode::InternalError), message))
+}

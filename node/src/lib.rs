@@ -1,0 +1,20 @@
+//! `karma-counters`: the native half of Karma's Node.js package (napi-rs).
+//!
+//! * `Engine` (in-process) and `Client` (network) share every method
+//!   (`api.rs`'s table, written once over `karma_engine::client::Karma` in
+//!   `calls.rs`); each returns a Promise computed on the libuv thread pool
+//!   (`task.rs`), and `Engine` also has blocking `...Sync` variants;
+//! * counters are u64 end to end: `bigint` results, `number` (safe integers
+//!   only) or `bigint` arguments (`conv.rs`);
+//! * failures become the package's error classes (`errors.rs`, `errors.js`).
+//!
+//! `karma.js` is the package's entry point: it loads this addon through the
+//! generated `index.js`, registers the error classes and re-exports both.
+
+pub mod api;
+pub mod calls;
+pub mod conv;
+pub mod errors;
+pub mod options;
+pub mod task;
+pub mod types;

@@ -2,14 +2,18 @@
 //! `{"v":2,"lsn":N,"entry":{…}}`, group commit by one writer thread, segment
 //! rotation with `.idx` sidecars, truncation and replication reads.
 
+mod durability;
+mod handle;
 pub mod index;
 pub mod reader;
+mod replication;
 pub mod segments;
-pub mod writer;
+mod writer;
 
 #[cfg(test)]
 mod tests;
 
+pub use handle::{Wal, WalConfig, WalStats};
 pub use reader::{read_all, ReplayStats};
+pub use replication::{entry_cost, EntriesPage};
 pub use segments::{list_files, parse_segment_name, segment_name, WalFile, ACTIVE_FILE, LSN_FILE};
-pub use writer::{entry_cost, EntriesPage, Wal, WalConfig, WalStats};

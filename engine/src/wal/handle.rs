@@ -1,0 +1,379 @@
+//! The `Wal` handle of one data directory: opening (scan and torn-tail
+//! repair), LSN assignment, truncation requests, closing, and the state the
+//! writer thread, durability waits and replication reads share
+//! (spec/persistence.md §3.7–§3.13).
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{self, File, OpenOptions};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Arc;
+use std::thread::{JoinHandle, ThreadId};
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use super::reader::{scan_file, ScanEnd};
+use super::segments::{list_files, LSN_FILE};
+use super::writer::{writer_loop, Writer};
+use crate::error::{Error, ErrorCode, Result};
+use crate::files::{label, open_regular, read_lsn_file};
+use crate::options::FsyncPolicy;
+
+/// How a [`Wal`] is set up.
+#[derive(Clone, Debug)]
+pub struct WalConfig {
+    pub dir: PathBuf,
+    /// When the active file is fsynced (`sync_data`): per group commit
+    /// before acknowledging, in the background once a second, or never.
+    pub fsync: FsyncPolicy,
+    /// Rotate `karma.wal` into a segment once it reaches this size; 0 = never.
+    pub segment_bytes: u64,
+    /// Most entries written by one group commit.
+    pub batch_size: usize,
+    /// How long the writer keeps collecting after draining its queue.
+    pub batch_wait: Duration,
+}
+
+impl WalConfig {
+    /// The server defaults (fsync on, 64 MiB segments, groups of 1024, no wait).
+    pub fn new(dir: impl Into<PathBuf>) -> WalConfig {
+        WalConfig {
+            dir: dir.into(),
+            fsync: FsyncPolicy::Always,
+            segment_bytes: 67_108_864,
+            batch_size: 1024,
+            batch_wait: Duration::ZERO,
+        }
+    }
+}
+
+/// Counters of the writer, for tests and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalStats {
+    /// Group commits written successfully.
+    pub groups: u64,
+    /// fsync calls on WAL data (per group under `always`, background ones
+    /// under `everysec`).
+    pub fsyncs: u64,
+    /// Time spent in those fsync calls, in microseconds.
+    pub fsync_micros_total: u64,
+    /// The slowest of them, in microseconds.
+    pub fsync_micros_max: u64,
+    /// Entries written successfully.
+    pub entries: u64,
+    /// Segment rotations.
+    pub rotations: u64,
+    /// Truncations.
+    pub truncations: u64,
+}
+
+impl WalStats {
+    pub(super) fn count_fsync(&mut self, took: Duration) {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.fsyncs += 1;
+        self.fsync_micros_total = self.fsync_micros_total.saturating_add(micros);
+        self.fsync_micros_max = self.fsync_micros_max.max(micros);
+    }
+}
+
+pub(super) type Callback = Box<dyn FnOnce(Result<()>) + Send>;
+pub(super) type IdxCache = HashMap<PathBuf, (u64, Arc<Vec<(u64, u64)>>)>;
+
+pub(super) enum Item {
+    Entry(u64, Vec<u8>),
+    Truncate { lsn: u64, reply: SyncSender<Result<()>> },
+}
+
+pub(super) struct State {
+    /// Last LSN handed out.
+    pub(super) assigned: u64,
+    /// Every entry `<= durable` is written (and fsynced when configured).
+    pub(super) durable: u64,
+    pub(super) queue: VecDeque<Item>,
+    /// The writer holds items taken from the queue.
+    pub(super) in_flight: bool,
+    pub(super) callbacks: Vec<(u64, Callback)>,
+    pub(super) failure: Option<Error>,
+    pub(super) closing: bool,
+    pub(super) closed: bool,
+    pub(super) bytes: u64,
+    pub(super) stats: WalStats,
+}
+
+/// What replication reads need to know about the files, updated by the writer.
+pub(super) struct FileSet {
+    /// `(first lsn, path)` of every segment, in order.
+    pub(super) segments: Vec<(u64, PathBuf)>,
+    /// Bytes of `karma.wal` covered by completed groups.
+    pub(super) active_len: u64,
+    /// First LSN in `karma.wal`.
+    pub(super) active_first: Option<u64>,
+    /// `(lsn, offset)` of every LSN line of `karma.wal`.
+    pub(super) active_index: Vec<(u64, u64)>,
+}
+
+pub(super) struct Shared {
+    pub(super) cfg: WalConfig,
+    pub(super) state: Mutex<State>,
+    /// Wakes the writer.
+    pub(super) work: Condvar,
+    /// Wakes `wait_durable` callers.
+    pub(super) durable: Condvar,
+    pub(super) files: RwLock<FileSet>,
+    pub(super) idx_cache: Mutex<IdxCache>,
+    /// A lower bound of `State::durable`, readable without the state lock:
+    /// lets waiters check for their acknowledgement without contending.
+    pub(super) durable_hint: AtomicU64,
+    /// `everysec`: second handles on the active file and on files rotated
+    /// away since the last background fsync, so that fsync never holds the
+    /// writer that commits groups. The last one is the active file.
+    pub(super) sync_files: Mutex<Vec<Arc<File>>>,
+    /// `everysec`: groups were written since the last background fsync.
+    pub(super) unsynced: AtomicBool,
+}
+
+/// The write-ahead log of one data directory. `Send + Sync`.
+///
+/// Group commit: whoever holds the writer (`core`) drains everything queued
+/// and writes it as one group. A caller of [`Wal::wait_durable`] (a thread
+/// that may block) that finds the writer free commits the queue itself (its
+/// own entry and everyone else's); otherwise it spins briefly, then waits
+/// for the holder. [`Wal::try_durable_now`] (for async callers) commits
+/// inline only when no fsync is involved; under [`FsyncPolicy::Always`] the
+/// writer thread does every fsync of async callers and completes their
+/// [`Wal::on_durable`] callbacks, so writes arriving during one fsync join
+/// the next group. The writer thread also sweeps up entries nobody waits on
+/// (every few milliseconds) and runs the `everysec` background fsync.
+pub struct Wal {
+    pub(super) shared: Arc<Shared>,
+    pub(super) core: Arc<Mutex<Writer>>,
+    pub(super) thread: Mutex<Option<JoinHandle<()>>>,
+    pub(super) thread_id: ThreadId,
+}
+
+pub(super) fn unavailable(cause: &Error) -> Error {
+    Error::new(cause.code(), format!("WAL is unavailable: {}", cause.message()))
+}
+
+pub(super) fn closed_error() -> Error {
+    Error::internal("WAL is closed")
+}
+
+impl Wal {
+    /// Opens the WAL of `cfg.dir` (created if missing): scans every WAL file,
+    /// repairs a torn last line of `karma.wal`, derives the current LSN and
+    /// starts the writer thread.
+    pub fn open(cfg: WalConfig) -> Result<Wal> {
+        let dir = cfg.dir.clone();
+        fs::create_dir_all(&dir).map_err(|e| Error::io(format!("Cannot create directory {}", dir.display()), e))?;
+        let mut max_lsn = read_lsn_file(&dir.join(LSN_FILE), "WAL")?;
+        let files = list_files(&dir)?;
+        let mut set = FileSet { segments: Vec::new(), active_len: 0, active_first: None, active_index: Vec::new() };
+        let mut bytes = 0u64;
+        let count = files.len();
+        for (i, wf) in files.iter().enumerate() {
+            let active = wf.is_active();
+            let mut index: Vec<(u64, u64)> = Vec::new();
+            let end: ScanEnd =
+                scan_file(&wf.path, None, 0, None, i + 1 == count, ErrorCode::ValidationError, |line| {
+                    let lsn = line.parsed.lsn.unwrap_or(0);
+                    max_lsn = max_lsn.max(lsn);
+                    if active && line.parsed.lsn.is_some() {
+                        index.push((lsn, line.offset));
+                    }
+                    Ok(true)
+                })?;
+            let size =
+                fs::metadata(&wf.path).map_err(|e| Error::io(format!("Cannot stat {}", wf.path.display()), e))?.len();
+            match (active, end.torn) {
+                (true, Some(t)) => {
+                    tracing::warn!(
+                        file = %wf.path.display(),
+                        line = t.line_no,
+                        offset = t.offset,
+                        removed_bytes = size.saturating_sub(t.offset),
+                        reason = %t.reason,
+                        "wal.torn_tail: truncating the torn last line of the WAL"
+                    );
+                    let f = open_regular(&wf.path, OpenOptions::new().write(true))
+                        .map_err(|e| Error::io(format!("Cannot open {}", label(&wf.path)), e))?;
+                    f.set_len(t.offset).map_err(|e| Error::io(format!("Cannot truncate {}", wf.path.display()), e))?;
+                    if cfg.fsync.fsync_metadata() {
+                        f.sync_all().map_err(|e| Error::io(format!("Cannot fsync {}", wf.path.display()), e))?;
+                    }
+                    set.active_len = t.offset;
+                }
+                (true, None) => set.active_len = end.valid_len,
+                (false, torn) => {
+                    if let Some(t) = torn {
+                        tracing::warn!(
+                            file = %wf.path.display(),
+                            line = t.line_no,
+                            offset = t.offset,
+                            reason = %t.reason,
+                            "wal.torn_tail: the last segment ends with a torn line (left in place)"
+                        );
+                    }
+                    set.segments.push((wf.segment_lsn.unwrap_or(0), wf.path.clone()));
+                }
+            }
+            if active {
+                set.active_first = index.first().map(|&(l, _)| l);
+                set.active_index = index;
+                bytes += set.active_len;
+            } else {
+                bytes += size;
+            }
+        }
+        let shared = Arc::new(Shared {
+            cfg,
+            state: Mutex::new(State {
+                assigned: max_lsn,
+                durable: max_lsn,
+                queue: VecDeque::new(),
+                in_flight: false,
+                callbacks: Vec::new(),
+                failure: None,
+                closing: false,
+                closed: false,
+                bytes,
+                stats: WalStats::default(),
+            }),
+            work: Condvar::new(),
+            durable: Condvar::new(),
+            durable_hint: AtomicU64::new(max_lsn),
+            sync_files: Mutex::new(Vec::new()),
+            unsynced: AtomicBool::new(false),
+            files: RwLock::new(set),
+            idx_cache: Mutex::new(HashMap::new()),
+        });
+        let core = Arc::new(Mutex::new(Writer::new(Arc::clone(&shared))));
+        let (writer_shared, writer_core) = (Arc::clone(&shared), Arc::clone(&core));
+        let handle = std::thread::Builder::new()
+            .name("karma-wal-writer".into())
+            .spawn(move || writer_loop(&writer_shared, &writer_core))
+            .map_err(|e| Error::io("Cannot start the WAL writer thread", e))?;
+        let thread_id = handle.thread().id();
+        Ok(Wal { shared, core, thread: Mutex::new(Some(handle)), thread_id })
+    }
+
+    pub fn config(&self) -> &WalConfig {
+        &self.shared.cfg
+    }
+
+    /// Assigns the next LSN to `entry` (compact JSON of the command object)
+    /// and queues it for the writer. Never blocks on I/O.
+    pub fn append(&self, entry: &[u8]) -> Result<u64> {
+        if entry.is_empty() || entry.contains(&b'\n') {
+            return Err(Error::validation("WAL entry must be one line of JSON"));
+        }
+        let owned = entry.to_vec();
+        let mut st = self.shared.state.lock();
+        if let Some(cause) = &st.failure {
+            return Err(unavailable(cause));
+        }
+        if st.closing {
+            return Err(closed_error());
+        }
+        // An LSN that cannot advance must refuse the write: a wrapped LSN
+        // would be "durable" at once and acknowledged before it is written.
+        let Some(lsn) = st.assigned.checked_add(1) else {
+            return Err(Error::internal(format!("WAL LSN space is exhausted at {}; no further writes", st.assigned)));
+        };
+        st.assigned = lsn;
+        st.queue.push_back(Item::Entry(lsn, owned));
+        drop(st);
+        // No wake-up here: whoever waits for this entry commits it (or
+        // registers a callback, which wakes the writer thread); the writer
+        // thread sweeps up the rest.
+        Ok(lsn)
+    }
+
+    /// The last LSN assigned.
+    pub fn current_lsn(&self) -> u64 {
+        self.shared.state.lock().assigned
+    }
+
+    /// Every entry up to this LSN is durable.
+    pub fn durable_lsn(&self) -> u64 {
+        self.shared.state.lock().durable
+    }
+
+    /// Bytes of `karma.wal` plus every segment, after completed writes.
+    pub fn bytes(&self) -> u64 {
+        // Count every accepted entry: commit what is still queued first.
+        let _ = self.wait_durable(self.current_lsn());
+        self.shared.state.lock().bytes
+    }
+
+    /// The cause once a write, fsync, rotation or truncation failed.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.state.lock().failure.as_ref().map(|e| e.message().to_string())
+    }
+
+    pub fn stats(&self) -> WalStats {
+        self.shared.state.lock().stats
+    }
+
+    /// After every entry queued so far is written: deletes all segments and
+    /// their indexes, empties `karma.wal` and writes `karma.wal.lsn` with the
+    /// current LSN. LSNs continue afterwards.
+    pub fn truncate(&self) -> Result<()> {
+        let (tx, rx) = sync_channel(1);
+        {
+            let mut st = self.shared.state.lock();
+            if let Some(cause) = &st.failure {
+                return Err(unavailable(cause));
+            }
+            if st.closing {
+                return Err(closed_error());
+            }
+            let lsn = st.assigned;
+            st.queue.push_back(Item::Truncate { lsn, reply: tx });
+        }
+        self.shared.work.notify_one();
+        rx.recv().unwrap_or_else(|_| Err(closed_error()))
+    }
+
+    /// Raises the LSN floor: the next LSN is `max(current, lsn) + 1`.
+    pub fn ensure_lsn_at_least(&self, lsn: u64) {
+        let mut st = self.shared.state.lock();
+        if lsn <= st.assigned {
+            return;
+        }
+        let idle = st.queue.is_empty() && !st.in_flight && st.durable == st.assigned && st.failure.is_none();
+        st.assigned = lsn;
+        if idle {
+            st.durable = lsn;
+        }
+    }
+
+    /// Writes everything queued, then stops the writer thread.
+    pub fn close(&self) -> Result<()> {
+        {
+            let mut st = self.shared.state.lock();
+            st.closing = true;
+        }
+        self.shared.work.notify_all();
+        // A callback running on the writer thread may drop the last handle:
+        // never join ourselves.
+        if std::thread::current().id() != self.thread_id {
+            if let Some(handle) = self.thread.lock().take() {
+                let _ = handle.join();
+            }
+        }
+        let st = self.shared.state.lock();
+        match &st.failure {
+            Some(cause) => Err(unavailable(cause)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}

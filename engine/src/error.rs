@@ -72,6 +72,29 @@ impl ErrorCode {
     pub fn from_wire(s: &str) -> Option<ErrorCode> {
         ErrorCode::ALL.into_iter().find(|c| c.as_str() == s)
     }
+
+    /// The exception class every language binding raises for this code
+    /// (Python `karma.NotFoundError`, Ruby `Karma::NotFoundError`, Node
+    /// `NotFoundError`): one name per code, shared so the bindings agree.
+    pub const fn class_name(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidJson => "InvalidJsonError",
+            ErrorCode::UnsupportedProtocol => "UnsupportedProtocolError",
+            ErrorCode::UnknownCommand => "UnknownCommandError",
+            ErrorCode::ValidationError => "ValidationError",
+            ErrorCode::NotFound => "NotFoundError",
+            ErrorCode::Unauthorized => "UnauthorizedError",
+            ErrorCode::Forbidden => "ForbiddenError",
+            ErrorCode::RequestTooLarge => "RequestTooLargeError",
+            ErrorCode::ResponseTooLarge => "ResponseTooLargeError",
+            ErrorCode::QueryTimeout => "QueryTimeoutError",
+            ErrorCode::IdempotencyConflict => "IdempotencyConflictError",
+            ErrorCode::ReplicationGap => "ReplicationGapError",
+            ErrorCode::ReplicationError => "ReplicationError",
+            ErrorCode::InternalError => "InternalError",
+            ErrorCode::LimitExceeded => "LimitExceededError",
+        }
+    }
 }
 
 impl fmt::Display for ErrorCode {

@@ -43,27 +43,6 @@ impl From<ClientError> for Failure {
     }
 }
 
-/// The JavaScript class of an error code.
-pub fn class_name(code: ErrorCode) -> &'static str {
-    match code {
-        ErrorCode::InvalidJson => "InvalidJsonError",
-        ErrorCode::UnsupportedProtocol => "UnsupportedProtocolError",
-        ErrorCode::UnknownCommand => "UnknownCommandError",
-        ErrorCode::ValidationError => "ValidationError",
-        ErrorCode::NotFound => "NotFoundError",
-        ErrorCode::Unauthorized => "UnauthorizedError",
-        ErrorCode::Forbidden => "ForbiddenError",
-        ErrorCode::RequestTooLarge => "RequestTooLargeError",
-        ErrorCode::ResponseTooLarge => "ResponseTooLargeError",
-        ErrorCode::QueryTimeout => "QueryTimeoutError",
-        ErrorCode::IdempotencyConflict => "IdempotencyConflictError",
-        ErrorCode::ReplicationGap => "ReplicationGapError",
-        ErrorCode::ReplicationError => "ReplicationError",
-        ErrorCode::InternalError => "InternalError",
-        ErrorCode::LimitExceeded => "LimitExceededError",
-    }
-}
-
 /// One row of the error table `errors.js` builds its classes from.
 #[napi(object)]
 pub struct ErrorClass {
@@ -78,7 +57,7 @@ pub struct ErrorClass {
 pub fn error_classes() -> Vec<ErrorClass> {
     ErrorCode::ALL
         .iter()
-        .map(|c| ErrorClass { code: c.as_str().to_string(), class_name: class_name(*c).to_string() })
+        .map(|c| ErrorClass { code: c.as_str().to_string(), class_name: c.class_name().to_string() })
         .collect()
 }
 
@@ -116,7 +95,7 @@ fn with_causes(top: &str, mut source: Option<&(dyn StdError + 'static)>) -> Stri
 /// `(class, message, code, kind)` of a failure.
 fn describe(f: Failure) -> (&'static str, String, Option<String>, &'static str) {
     let coded =
-        |e: &Error, kind| (class_name(e.code()), e.message().to_string(), Some(e.code().as_str().to_string()), kind);
+        |e: &Error, kind| (e.code().class_name(), e.message().to_string(), Some(e.code().as_str().to_string()), kind);
     match f {
         Failure::Engine(e) => coded(&e, "engine"),
         Failure::Client(ClientError::Server(e)) => coded(&e, "server"),

@@ -44,27 +44,6 @@ impl From<ClientError> for Failure {
     }
 }
 
-/// The Python class name of an error code.
-pub fn class_name(code: ErrorCode) -> &'static str {
-    match code {
-        ErrorCode::InvalidJson => "InvalidJsonError",
-        ErrorCode::UnsupportedProtocol => "UnsupportedProtocolError",
-        ErrorCode::UnknownCommand => "UnknownCommandError",
-        ErrorCode::ValidationError => "ValidationError",
-        ErrorCode::NotFound => "NotFoundError",
-        ErrorCode::Unauthorized => "UnauthorizedError",
-        ErrorCode::Forbidden => "ForbiddenError",
-        ErrorCode::RequestTooLarge => "RequestTooLargeError",
-        ErrorCode::ResponseTooLarge => "ResponseTooLargeError",
-        ErrorCode::QueryTimeout => "QueryTimeoutError",
-        ErrorCode::IdempotencyConflict => "IdempotencyConflictError",
-        ErrorCode::ReplicationGap => "ReplicationGapError",
-        ErrorCode::ReplicationError => "ReplicationError",
-        ErrorCode::InternalError => "InternalError",
-        ErrorCode::LimitExceeded => "LimitExceededError",
-    }
-}
-
 /// Instantiates `karma._errors.<class>(message)` and sets its attributes.
 /// If that fails (the package is broken), the failure itself is returned.
 pub fn build(py: Python<'_>, class: &str, message: &str, code: Option<&str>, kind: &str) -> PyErr {
@@ -85,7 +64,7 @@ pub fn argument(py: Python<'_>, message: impl AsRef<str>) -> PyErr {
 }
 
 fn from_error(py: Python<'_>, e: &Error, kind: &str) -> PyErr {
-    build(py, class_name(e.code()), e.message(), Some(e.code().as_str()), kind)
+    build(py, e.code().class_name(), e.message(), Some(e.code().as_str()), kind)
 }
 
 impl Failure {
@@ -124,7 +103,7 @@ impl Failure {
 #[pyo3(name = "_error_for_code")]
 pub fn error_for_code(py: Python<'_>, code: &str, message: &str) -> Py<PyAny> {
     let err = match ErrorCode::from_wire(code) {
-        Some(c) => build(py, class_name(c), message, Some(c.as_str()), "server"),
+        Some(c) => build(py, c.class_name(), message, Some(c.as_str()), "server"),
         None => build(py, "KarmaError", message, Some(code), "server"),
     };
     err.into_value(py).into_any()

@@ -35,27 +35,6 @@ impl From<ClientError> for Failure {
     }
 }
 
-/// The Ruby class name (under `Karma::`) of an error code.
-pub fn class_name(code: ErrorCode) -> &'static str {
-    match code {
-        ErrorCode::InvalidJson => "InvalidJsonError",
-        ErrorCode::UnsupportedProtocol => "UnsupportedProtocolError",
-        ErrorCode::UnknownCommand => "UnknownCommandError",
-        ErrorCode::ValidationError => "ValidationError",
-        ErrorCode::NotFound => "NotFoundError",
-        ErrorCode::Unauthorized => "UnauthorizedError",
-        ErrorCode::Forbidden => "ForbiddenError",
-        ErrorCode::RequestTooLarge => "RequestTooLargeError",
-        ErrorCode::ResponseTooLarge => "ResponseTooLargeError",
-        ErrorCode::QueryTimeout => "QueryTimeoutError",
-        ErrorCode::IdempotencyConflict => "IdempotencyConflictError",
-        ErrorCode::ReplicationGap => "ReplicationGapError",
-        ErrorCode::ReplicationError => "ReplicationError",
-        ErrorCode::InternalError => "InternalError",
-        ErrorCode::LimitExceeded => "LimitExceededError",
-    }
-}
-
 /// `Karma.__error(class, message, code, kind)` (errors.rb) builds the
 /// exception; if even that fails, its failure is raised instead.
 pub fn build(ruby: &Ruby, class: &str, message: &str, code: Option<&str>, kind: &str) -> Error {
@@ -75,7 +54,7 @@ pub fn argument(ruby: &Ruby, message: impl AsRef<str>) -> Error {
 }
 
 fn from_error(ruby: &Ruby, e: &KarmaError, kind: &str) -> Error {
-    build(ruby, class_name(e.code()), e.message(), Some(e.code().as_str()), kind)
+    build(ruby, e.code().class_name(), e.message(), Some(e.code().as_str()), kind)
 }
 
 impl Failure {
@@ -115,7 +94,7 @@ impl Failure {
 /// error with this code becomes (for tests of codes no request can produce).
 pub fn error_for_code(ruby: &Ruby, code: String, message: String) -> Result<magnus::Value, Error> {
     let err = match ErrorCode::from_wire(&code) {
-        Some(c) => build(ruby, class_name(c), &message, Some(c.as_str()), "server"),
+        Some(c) => build(ruby, c.class_name(), &message, Some(c.as_str()), "server"),
         None => build(ruby, "Error", &message, Some(&code), "server"),
     };
     match err.value() {

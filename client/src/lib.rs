@@ -27,6 +27,8 @@
 //! * [`Karma`] is implemented by both [`karma_engine::Engine`] and [`Client`], so
 //!   code (bindings, tests) can be written once for both.
 
+#![forbid(unsafe_code)]
+
 mod api;
 mod config;
 mod connection;

@@ -11,7 +11,7 @@ use karma_client::Client;
 use karma_engine::api::Karma;
 use karma_engine::{Engine, Error as KarmaError, ErrorCode, Session};
 use magnus::value::ReprValue;
-use magnus::{function, method, prelude::*, Error, Integer, RClass, RHash, RModule, Ruby, Value};
+use magnus::{function, method, prelude::*, Error, Integer, RClass, RHash, RModule, RString, Ruby, Value};
 use parking_lot::RwLock;
 use serde_json::{Map, Value as Json};
 
@@ -30,16 +30,24 @@ pub struct Native {
     backend: RwLock<Option<Backend>>,
     /// For an engine, the fork generation it was opened in (fork.rs).
     engine_generation: Option<u64>,
+    /// An engine without a WAL: its increments and decrements only take a
+    /// series lock for in-memory work and never wait on I/O, so they run
+    /// with the GVL held (releasing and retaking it would cost more than
+    /// the increment itself).
+    memory_only: bool,
     label: &'static str,
 }
 
 impl Native {
     fn new(backend: Backend) -> Native {
-        let (engine_generation, label) = match backend {
-            Backend::Engine(_) => (Some(fork::generation()), "Engine"),
-            Backend::Client(_) => (None, "Client"),
+        let (engine_generation, memory_only, label) = match &backend {
+            Backend::Engine(e) => {
+                let o = e.options();
+                (Some(fork::generation()), !o.wal || o.directory.is_none(), "Engine")
+            }
+            Backend::Client(_) => (None, false, "Client"),
         };
-        Native { backend: RwLock::new(Some(backend)), engine_generation, label }
+        Native { backend: RwLock::new(Some(backend)), engine_generation, memory_only, label }
     }
 
     fn forked(&self) -> bool {
@@ -65,6 +73,66 @@ impl Native {
             Some(backend) => f(backend),
             None => Err(Failure::Closed(label)),
         })
+        .map_err(|f| f.into_error(ruby))
+    }
+}
+
+/// `Karma::increment` or `Karma::decrement`, on either backend.
+#[derive(Clone, Copy)]
+enum Counting {
+    Up,
+    Down,
+}
+
+impl Counting {
+    fn apply(self, backend: &Backend, series: &str, key: u64, bucket: Option<u64>, value: u64) -> Result<u64, Failure> {
+        match (self, backend) {
+            (Counting::Up, Backend::Engine(e)) => {
+                Karma::increment(e, series, key, bucket, value).map_err(Failure::from)
+            }
+            (Counting::Up, Backend::Client(c)) => {
+                Karma::increment(c, series, key, bucket, value).map_err(Failure::from)
+            }
+            (Counting::Down, Backend::Engine(e)) => {
+                Karma::decrement(e, series, key, bucket, value).map_err(Failure::from)
+            }
+            (Counting::Down, Backend::Client(c)) => {
+                Karma::decrement(c, series, key, bucket, value).map_err(Failure::from)
+            }
+        }
+    }
+}
+
+impl Native {
+    /// The typed increment/decrement, the hot path: `series` is borrowed
+    /// from the Ruby String when the GVL stays held (no copy), and copied
+    /// only when the call runs without it.
+    #[allow(clippy::too_many_arguments)]
+    fn count(
+        ruby: &Ruby,
+        rb_self: &Self,
+        how: Counting,
+        series: RString,
+        key: Value,
+        value: Value,
+        bucket: Value,
+    ) -> Result<u64, Error> {
+        let key = u64_arg(ruby, key, "key")?;
+        let value = u64_arg(ruby, value, "value")?;
+        let bucket = opt_u64(ruby, bucket, "bucket")?;
+        if !rb_self.memory_only || rb_self.forked() {
+            let series = series.to_string()?;
+            return rb_self.run(ruby, |b| how.apply(b, &series, key, bucket, value));
+        }
+        // SAFETY: the GVL is held from here to the end of the call and no
+        // Ruby code runs in between (the engine call is pure Rust), so the
+        // String can be neither mutated nor collected while it is borrowed;
+        // `series` is on the stack, which keeps it alive for the GC.
+        let name = unsafe { series.as_str() }?;
+        match rb_self.backend.read().as_ref() {
+            Some(backend) => how.apply(backend, name, key, bucket, value),
+            None => Err(Failure::Closed(rb_self.label)),
+        }
         .map_err(|f| f.into_error(ruby))
     }
 }
@@ -172,35 +240,23 @@ impl Native {
     fn increment(
         ruby: &Ruby,
         rb_self: &Self,
-        series: String,
+        series: RString,
         key: Value,
         value: Value,
         bucket: Value,
     ) -> Result<u64, Error> {
-        let key = u64_arg(ruby, key, "key")?;
-        let value = u64_arg(ruby, value, "value")?;
-        let bucket = opt_u64(ruby, bucket, "bucket")?;
-        rb_self.run(ruby, |b| match b {
-            Backend::Engine(e) => Karma::increment(e, &series, key, bucket, value).map_err(Failure::from),
-            Backend::Client(c) => Karma::increment(c, &series, key, bucket, value).map_err(Failure::from),
-        })
+        Self::count(ruby, rb_self, Counting::Up, series, key, value, bucket)
     }
 
     fn decrement(
         ruby: &Ruby,
         rb_self: &Self,
-        series: String,
+        series: RString,
         key: Value,
         value: Value,
         bucket: Value,
     ) -> Result<u64, Error> {
-        let key = u64_arg(ruby, key, "key")?;
-        let value = u64_arg(ruby, value, "value")?;
-        let bucket = opt_u64(ruby, bucket, "bucket")?;
-        rb_self.run(ruby, |b| match b {
-            Backend::Engine(e) => Karma::decrement(e, &series, key, bucket, value).map_err(Failure::from),
-            Backend::Client(c) => Karma::decrement(c, &series, key, bucket, value).map_err(Failure::from),
-        })
+        Self::count(ruby, rb_self, Counting::Down, series, key, value, bucket)
     }
 
     fn envelope_json(ruby: &Ruby, rb_self: &Self, op: String, fields: Option<RHash>) -> Result<Json, Error> {

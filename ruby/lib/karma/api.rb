@@ -13,6 +13,12 @@ module Karma
 
     # Adds `value` to one day bucket (today, UTC, by default); returns `value`.
     def increment(series:, key:, value: 1, bucket: nil, idempotency_key: nil, fingerprint: nil)
+      # The hot path, inline: a String series and an Integer (or no) bucket
+      # go straight to the native call, which checks the Integers itself.
+      if idempotency_key.nil? && fingerprint.nil? && series.is_a?(String) && (bucket.nil? || bucket.is_a?(Integer))
+        return _increment(series, key, value, bucket)
+      end
+
       write_counter("counter.increment", :_increment, series, key, value, bucket, idempotency_key, fingerprint)
     end
 

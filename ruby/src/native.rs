@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use karma_client::Client;
 use karma_engine::api::Karma;
-use karma_engine::{Engine, Error as KarmaError, ErrorCode, Session};
+use karma_engine::{Engine, Error as KarmaError, ErrorCode, Session, Window};
 use magnus::value::ReprValue;
 use magnus::{function, method, prelude::*, Error, Integer, RClass, RHash, RModule, RString, Ruby, Value};
 use parking_lot::RwLock;
@@ -259,6 +259,44 @@ impl Native {
         Self::count(ruby, rb_self, Counting::Down, series, key, value, bucket)
     }
 
+    /// `_consume(series, key, value, limit, bucket, window, days)`: the
+    /// typed `Karma::consume`; `window` is nil or "day"/"days"/"month" and
+    /// `days` nil or an Integer, read as the protocol reads those fields.
+    /// Answers `[allowed, used, remaining, limit, range_from, range_to]`.
+    #[allow(clippy::too_many_arguments)]
+    fn consume(
+        ruby: &Ruby,
+        rb_self: &Self,
+        series: String,
+        key: Value,
+        value: Value,
+        limit: Value,
+        bucket: Value,
+        window: Option<String>,
+        days: Value,
+    ) -> Result<(bool, u64, u64, u64, u64, u64), Error> {
+        let key = u64_arg(ruby, key, "key")?;
+        let value = u64_arg(ruby, value, "value")?;
+        let limit = u64_arg(ruby, limit, "limit")?;
+        let bucket = opt_u64(ruby, bucket, "bucket")?;
+        let days = opt_u64(ruby, days, "days")?;
+        let window = match (window.as_deref(), days) {
+            (None | Some("day"), None) => Window::Day,
+            (Some("month"), None) => Window::Month,
+            (None | Some("days"), Some(n)) => Window::Days(n),
+            (Some("days"), None) => return Err(errors::argument(ruby, "Field days is required")),
+            (Some("day" | "month"), Some(_)) => return Err(errors::argument(ruby, "Field days requires window days")),
+            (Some(other), _) => {
+                return Err(errors::argument(ruby, format!("Field window must be day, days or month, got {other}")))
+            }
+        };
+        let q = rb_self.run(ruby, |b| match b {
+            Backend::Engine(e) => Karma::consume(e, &series, key, bucket, value, limit, window).map_err(Failure::from),
+            Backend::Client(c) => Karma::consume(c, &series, key, bucket, value, limit, window).map_err(Failure::from),
+        })?;
+        Ok((q.allowed, q.used, q.remaining, q.limit, q.window.from, q.window.to))
+    }
+
     fn envelope_json(ruby: &Ruby, rb_self: &Self, op: String, fields: Option<RHash>) -> Result<Json, Error> {
         let fields = match fields {
             Some(h) => json::hash_to_json(ruby, h, "fields")?,
@@ -333,6 +371,7 @@ pub fn define(ruby: &Ruby) -> Result<(), Error> {
     native.define_singleton_method("error_for_code", function!(errors::error_for_code, 2))?;
     native.define_method("_increment", method!(Native::increment, 4))?;
     native.define_method("_decrement", method!(Native::decrement, 4))?;
+    native.define_method("_consume", method!(Native::consume, 7))?;
     native.define_method("_request", method!(Native::request, 2))?;
     native.define_method("_envelope", method!(Native::envelope, 2))?;
     native.define_method("close", method!(Native::close, 0))?;

@@ -256,6 +256,9 @@ class KarmaClientTest < Minitest::Test
     end
     threads.each(&:join)
     assert_equal 200, with_client { |k| k.sum(series: @series, key: 9) }
+    assert_equal 200, KarmaClient.pool.with { |k| k.sum(series: @series, key: 9) }
+    KarmaClient.pool.close
+    assert_equal 200, KarmaClient.with_client { |k| k.sum(series: @series, key: 9) }, "usable again after close"
   end
 
   def test_instrumenter_sees_each_request

@@ -109,9 +109,10 @@ export declare class Client {
  * files as the `karma` server's). Every method returns a Promise and runs
  * on the libuv thread pool; the `...Sync` variants run on the calling
  * thread (for the hot path, e.g. with `walFsync: 'never'` or `wal: false`).
- * Worker threads share a durable engine by opening the same path: the
- * second `new Engine(path)` in a process (without options) returns the
- * engine already open there, and closing it closes it for every thread.
+ * Worker threads share a durable engine by opening the same path: a
+ * `new Engine(path)` while that directory is open in the process (in any
+ * thread) uses the engine already open there, and its options are checked
+ * but not applied; closing it closes it for every thread.
  */
 export declare class Engine {
   /**

@@ -21,6 +21,22 @@ module Karma
       write_counter("counter.decrement", :_decrement, series, key, value, bucket, idempotency_key, fingerprint)
     end
 
+    # A quota check and the increment it guards, in one atomic step
+    # (`counter.consume`): adds `value` to the bucket (today, UTC, by
+    # default) only if the window's total plus `value` stays within
+    # `limit`. The window ends at the bucket: `window: :day` (default),
+    # `:month` (the calendar month to date) or `days: N` (the last N days).
+    # Returns a Karma::Quota (`allowed?`, `used`, `remaining`, `limit`, `range`).
+    def consume(series:, key:, limit:, value: 1, bucket: nil, window: nil, days: nil, idempotency_key: nil,
+                fingerprint: nil)
+      window = window&.to_s
+      window ||= "days" if days
+      Quota.from_response(_request("counter.consume", { series: series, key: C.u64(key, "key"), value: C.u64(value, "value"),
+                                                         limit: C.u64(limit, "limit"), bucket: C.opt_bucket(bucket, "bucket"),
+                                                         window: window, days: days.nil? ? nil : C.u64(days, "days"),
+                                                         idempotency_key: idempotency_key, fingerprint: fingerprint }))
+    end
+
     # The counter's total, or its sum over the range.
     def sum(series:, key:, range: nil, from: nil, to: nil)
       _request("counter.sum", { series: series, key: C.u64(key, "key"), range: C.range(range, from, to) })
@@ -182,6 +198,19 @@ module Karma
 
       _request(op, { series: series, key: C.u64(key, "key"), value: C.u64(value, "value"), bucket: bucket,
                      idempotency_key: idempotency_key, fingerprint: fingerprint })
+    end
+  end
+
+  # The answer of `consume`: whether `value` was added, the window's total
+  # after the request, what is left of the limit, and the window's buckets.
+  Quota = Struct.new(:allowed, :used, :remaining, :limit, :range, keyword_init: true) do
+    def self.from_response(h)
+      new(allowed: h["allowed"], used: h["used"], remaining: h["remaining"], limit: h["limit"],
+          range: h["range_from"]..h["range_to"])
+    end
+
+    def allowed?
+      allowed
     end
   end
 

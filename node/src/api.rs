@@ -10,7 +10,7 @@ use napi::bindgen_prelude::{AsyncTask, BigInt};
 use napi::{Env, Unknown};
 use napi_derive::napi;
 
-use crate::calls::{self, DeleteCounts, KeyValue, KeysPage, Point, ResetCounts, SeriesInfo, SeriesSummary};
+use crate::calls::{self, DeleteCounts, KeyValue, KeysPage, Point, Quota, ResetCounts, SeriesInfo, SeriesSummary};
 use crate::errors::{self, Failure};
 use crate::task::{Backend, Call, Handle, Job, Json};
 
@@ -29,6 +29,14 @@ macro_rules! karma_methods {
             /// zero; resolves to the requested `value` (as the protocol does).
             decrement decrement_sync (series, key, options) -> BigInt,
                 "series: string, key: number | bigint, options?: ChangeOptions", "bigint", "Promise<bigint>";
+            /// Rate limiting in one atomic step: adds `value` (default 1) to a
+            /// bucket (today, UTC, by default) only if the window's total plus
+            /// `value` stays within `limit`; a refusal (`allowed: false`)
+            /// changes nothing. The window is today (`window: 'day'`, the
+            /// default), the last `days` days, or the calendar `'month'`.
+            consume consume_sync (series, key, limit, options) -> Quota,
+                "series: string, key: number | bigint, limit: number | bigint, options?: ConsumeOptions",
+                "Quota", "Promise<Quota>";
             /// The counter's total, or the sum of its buckets in `range`.
             sum sum_sync (series, key, range) -> BigInt,
                 "series: string, key: number | bigint, range?: Range", "bigint", "Promise<bigint>";

@@ -64,6 +64,11 @@ class ParityTest < Minitest::Test
     step.call(:consume_idem) { k.consume(series: s, key: 71, limit: 1, bucket: D1, idempotency_key: "q-1").to_h }
     step.call(:consume_idem_again) { k.consume(series: s, key: 71, limit: 1, bucket: D1, idempotency_key: "q-1").to_h }
     step.call(:consume_zero_days) { k.consume(series: s, key: 70, limit: 10, days: 0) }
+    step.call(:consume_zero_value) { k.consume(series: s, key: 70, limit: 10, value: 0) }
+    step.call(:consume_bad_window) { k.consume(series: s, key: 70, limit: 10, window: :year) }
+    step.call(:consume_days_no_n) { k.consume(series: s, key: 70, limit: 10, window: :days) }
+    step.call(:consume_month_days) { k.consume(series: s, key: 70, limit: 10, window: :month, days: 3) }
+    step.call(:consume_negative) { k.consume(series: s, key: 70, limit: -1) }
     step.call(:consume_no_limit) { k.request("counter.consume", series: s, key: 70) }
     step.call(:after_consume) { k.batch_sum(series: s, keys: [70, 71]) }
     step.call(:delete_range_key) { k.delete_range(series: s, key: 7, from: D1, to: D1) }

@@ -13,6 +13,12 @@ module Karma
 
     # Adds `value` to one day bucket (today, UTC, by default); returns `value`.
     def increment(series:, key:, value: 1, bucket: nil, idempotency_key: nil, fingerprint: nil)
+      # The hot path, inline: a String series and an Integer (or no) bucket
+      # go straight to the native call, which checks the Integers itself.
+      if idempotency_key.nil? && fingerprint.nil? && series.is_a?(String) && (bucket.nil? || bucket.is_a?(Integer))
+        return _increment(series, key, value, bucket)
+      end
+
       write_counter("counter.increment", :_increment, series, key, value, bucket, idempotency_key, fingerprint)
     end
 
@@ -30,10 +36,15 @@ module Karma
     def consume(series:, key:, limit:, value: 1, bucket: nil, window: nil, days: nil, idempotency_key: nil,
                 fingerprint: nil)
       window = window&.to_s
-      window ||= "days" if days
+      bucket = C.opt_bucket(bucket, "bucket")
+      if idempotency_key.nil? && fingerprint.nil?
+        allowed, used, remaining, lim, from, to = _consume(series.to_s, key, value, limit, bucket, window, days)
+        return Quota.new(allowed: allowed, used: used, remaining: remaining, limit: lim, range: from..to)
+      end
+
       Quota.from_response(_request("counter.consume", { series: series, key: C.u64(key, "key"), value: C.u64(value, "value"),
-                                                         limit: C.u64(limit, "limit"), bucket: C.opt_bucket(bucket, "bucket"),
-                                                         window: window, days: days.nil? ? nil : C.u64(days, "days"),
+                                                         limit: C.u64(limit, "limit"), bucket: bucket, window: window,
+                                                         days: days.nil? ? nil : C.u64(days, "days"),
                                                          idempotency_key: idempotency_key, fingerprint: fingerprint }))
     end
 

@@ -4,7 +4,9 @@
 //!   session (see [`repl`]);
 //! * `karma ingest`: CSV backfill through the streaming ingest ops ([`ingest`]);
 //! * `karma reconcile`: compare a CSV of expected points with the server
-//!   ([`reconcile`]).
+//!   ([`reconcile`]);
+//! * `karma cluster`: create and inspect a cluster's shard map in etcd
+//!   ([`cluster`]).
 //!
 //! All of them reach the server through the engine's client ([`connect`]),
 //! configured by flags or the same `KARMA_*` variables as the server.
@@ -12,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod answer;
+pub mod cluster;
 pub mod connect;
 pub mod csv_rows;
 pub mod ingest;
@@ -28,7 +31,7 @@ use clap::{Args, Parser, Subcommand};
 use connect::{ConnectArgs, Connection};
 
 /// The subcommand names `karma` hands over to this crate.
-pub const TOOLS: &[&str] = &["cli", "ingest", "reconcile"];
+pub const TOOLS: &[&str] = &["cli", "ingest", "reconcile", "cluster"];
 
 /// Whether `karma <first>` is one of the tools rather than the server.
 pub fn is_tool(first: &str) -> bool {
@@ -51,6 +54,8 @@ enum Tool {
     Ingest(ingest::IngestArgs),
     /// Compare a CSV of expected key,bucket,value points with the server.
     Reconcile(reconcile::ReconcileArgs),
+    /// Create (`init --shards=N`) or inspect (`status`) a cluster in etcd.
+    Cluster(cluster::ClusterArgs),
 }
 
 #[derive(Args, Debug)]
@@ -78,6 +83,7 @@ pub fn run(args: &[String]) -> ExitCode {
         Tool::Cli(args) => cli(&args),
         Tool::Ingest(args) => ingest::run(&args),
         Tool::Reconcile(args) => reconcile::run(&args),
+        Tool::Cluster(args) => cluster::run(&args),
     }
 }
 

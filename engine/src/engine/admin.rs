@@ -316,7 +316,11 @@ impl Engine {
     /// written outside it.
     fn snapshot_series(&self, name: &str) -> Result<SnapshotMeta> {
         let disk = self.disk()?;
+        self.check_wal_for_snapshot()?;
         let (image, lsn) = self.read_series(name, |d| Ok((image_of(d), self.position_lsn())))?;
+        // The image may hold writes not yet durable: only once they are may
+        // it become a file (a write the WAL then fails is never persisted).
+        self.wait_durable(lsn)?;
         let bytes = snapshot::encode_tree(&image);
         disk.snapshots.write(name, self.now() as i64, lsn, &bytes)
     }
@@ -326,12 +330,14 @@ impl Engine {
     /// held off while it runs so no entry can land between a snapshot and
     /// the truncation.
     pub fn snapshot_all(&self) -> Result<()> {
+        self.recover_wal(true)?;
         let _admin = self.inner.admin.lock();
         self.snapshot_all_locked()
     }
 
     fn snapshot_all_locked(&self) -> Result<()> {
         let disk = self.disk()?;
+        self.check_wal_for_snapshot()?;
         let gate = self.inner.gate.write();
         if let Some(wal) = &disk.wal {
             wal.wait_durable(wal.current_lsn())?;
@@ -427,6 +433,7 @@ impl Engine {
             (Op::SnapshotLoad, Command::File { file }) => {
                 let (_, series) = snapshot_series_of(file)?;
                 let disk = self.disk()?;
+                self.check_wal_for_snapshot()?;
                 let bytes = disk
                     .snapshots
                     .read(file)?
@@ -445,6 +452,7 @@ impl Engine {
                         Ok((image_of(data), self.position_lsn()))
                     })?
                     .ok_or_else(|| Error::tree_not_found(&series))?;
+                self.wait_durable(lsn)?;
                 disk.snapshots.write(&series, self.now() as i64, lsn, &snapshot::encode_tree(&image))?;
                 Ok(Response::Text(format!("Tree \"{series}\" loaded")))
             }

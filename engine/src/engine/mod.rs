@@ -13,6 +13,7 @@ mod replica;
 pub mod response;
 mod restore;
 mod typed;
+mod wal_recovery;
 mod write_lease;
 
 pub use write_lease::WriteLease;
@@ -117,6 +118,8 @@ struct Inner {
     replication: ReplicationStats,
     /// Record times of idempotent WAL entries, used while replaying them.
     replay_times: Mutex<HashMap<u64, u64>>,
+    /// How many WAL failures memory has been rebuilt from disk for.
+    wal_rebuilt: Mutex<u64>,
     write_lease: write_lease::WriteLease,
     started: Instant,
 }
@@ -172,6 +175,7 @@ impl Engine {
                 metrics: Metrics::default(),
                 replication: ReplicationStats::default(),
                 replay_times: Mutex::new(HashMap::new()),
+                wal_rebuilt: Mutex::new(0),
                 write_lease: write_lease::WriteLease::default(),
                 started: Instant::now(),
                 options,
@@ -319,13 +323,19 @@ impl Engine {
     }
 
     /// `None` when healthy; otherwise why writes are refused (e.g. the WAL
-    /// failed).
+    /// failed). A failed WAL is given a chance to resume first.
     pub fn unhealthy_reason(&self) -> Option<String> {
+        if let Err(e) = self.recover_wal(true) {
+            return Some(e.message().to_owned());
+        }
         self.wal().and_then(Wal::failure)
     }
 
-    /// Flushes the WAL and stops its writer.
+    /// Flushes the WAL and stops its writer (a failed WAL is given a last
+    /// chance to resume; if it cannot, closing reports its failure).
     pub fn close(&self) -> Result<()> {
+        // If it cannot resume, the WAL's close below reports the failure.
+        let _ = self.recover_wal(true);
         match self.wal() {
             Some(wal) => wal.close(),
             None => Ok(()),

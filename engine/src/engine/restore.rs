@@ -54,7 +54,19 @@ pub(super) fn open(options: crate::Options) -> Result<Engine> {
 impl Engine {
     pub(super) fn restore(&self, dir: &Path) -> Result<()> {
         let Some(disk) = &self.inner.disk else { return Ok(()) };
-        let Loaded { series, covered } = load_snapshots(&disk.snapshots)?;
+        let max_lsn = self.restore_from(dir, &disk.snapshots, disk.wal.is_some())?;
+        if let Some(wal) = &disk.wal {
+            wal.ensure_lsn_at_least(max_lsn);
+        }
+        Ok(())
+    }
+
+    /// Loads the snapshots of `dir` into this engine's memory and, with
+    /// `replay`, the WAL entries they do not contain. Returns the highest
+    /// snapshot LSN. Also builds the scratch engine a WAL failure rebuilds
+    /// memory from (that engine has no files of its own).
+    pub(super) fn restore_from(&self, dir: &Path, snapshots: &SnapshotDir, replay: bool) -> Result<u64> {
+        let Loaded { series, covered } = load_snapshots(snapshots)?;
         let mut max_lsn = covered.values().copied().max().unwrap_or(0);
         for (name, loaded) in series {
             let mut fresh = Some(loaded);
@@ -76,7 +88,7 @@ impl Engine {
                 ingest.active.insert(s.stream_id.clone(), s);
             }
         }
-        if let Some(wal) = &disk.wal {
+        if replay {
             let mut replayed = 0u64;
             let mut last_lsn = 0u64;
             let stats = wal::read_all(dir, |lsn, entry| {
@@ -106,9 +118,8 @@ impl Engine {
             })?;
             tracing::info!(entries = stats.entries, replayed, "wal.replay");
             self.inner.replay_times.lock().clear();
-            wal.ensure_lsn_at_least(max_lsn);
         }
-        Ok(())
+        Ok(max_lsn)
     }
 
     /// Replaces all state with what the snapshot files hold (a slave's

@@ -1,7 +1,7 @@
 //! [`Karma`] for [`Client`]: the network side of the API the engine shares.
 
 use karma_engine::api::{Karma, KarmaError};
-use karma_engine::{ErrorCode, Item, KeysPage, Range, Summary, TreeInfo};
+use karma_engine::{ErrorCode, Item, KeysPage, Quota, Range, Summary, TreeInfo, Window};
 use serde_json::Value;
 
 use crate::{Client, ClientError};
@@ -20,6 +20,17 @@ impl Karma for Client {
     }
     fn decrement(&self, series: &str, key: u64, bucket: Option<u64>, value: u64) -> Result<u64, ClientError> {
         Client::decrement(self, series, key, bucket, value)
+    }
+    fn consume(
+        &self,
+        series: &str,
+        key: u64,
+        bucket: Option<u64>,
+        value: u64,
+        limit: u64,
+        window: Window,
+    ) -> Result<Quota, ClientError> {
+        Client::consume(self, series, key, bucket, value, limit, window)
     }
     fn sum(&self, series: &str, key: u64, range: Option<Range>) -> Result<u64, ClientError> {
         Client::sum(self, series, key, range)

@@ -41,8 +41,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use karma_engine::error::{Error, ErrorCode};
-use karma_engine::protocol::{Item, Range};
-use karma_engine::{KeysPage, Summary, TreeInfo};
+use karma_engine::protocol::{Item, Range, Window};
+use karma_engine::{KeysPage, Quota, Summary, TreeInfo};
 
 pub use config::{
     ClientConfig, DEFAULT_PORT, ENV_CHECKOUT_TIMEOUT, ENV_CONNECT_TIMEOUT, ENV_HOST, ENV_POOL_SIZE, ENV_PORT,
@@ -268,6 +268,27 @@ impl Client {
         self.write("counter.decrement", |l| {
             l.str("series", series).u64("key", key).opt_u64("bucket", bucket).u64("value", value);
         })
+    }
+
+    /// `counter.consume`: adds `value` to one bucket only if the `window`'s
+    /// total plus `value` stays within `limit`, atomically on the server;
+    /// a refusal (`allowed: false`) changes nothing. Sent without an
+    /// `idempotency_key`, so never retried after a dead connection (use
+    /// [`Client::request_value`] with one for retry-safe consumes).
+    pub fn consume(
+        &self,
+        series: &str,
+        key: u64,
+        bucket: Option<u64>,
+        value: u64,
+        limit: u64,
+        window: Window,
+    ) -> Result<Quota> {
+        let quota: wire::QuotaAnswer = self.write("counter.consume", |l| {
+            l.str("series", series).u64("key", key).opt_u64("bucket", bucket).u64("value", value);
+            l.u64("limit", limit).window(window);
+        })?;
+        Ok(quota.into())
     }
 
     /// The counter total, or the sum of buckets in `range`.

@@ -14,7 +14,8 @@ use serde_json::value::RawValue;
 
 use karma_engine::error::{Error, ErrorCode};
 use karma_engine::json::{write_str, write_u64};
-use karma_engine::protocol::{Item, Op, Range};
+use karma_engine::protocol::{Item, Op, Range, Window};
+use karma_engine::Quota;
 
 use super::ClientError;
 
@@ -74,6 +75,15 @@ impl Line {
             self.buf.push(b'}');
         }
         self
+    }
+
+    /// `counter.consume`'s window: `"window"`, plus `"days"` for a days window.
+    pub(crate) fn window(&mut self, window: Window) -> &mut Line {
+        match window {
+            Window::Day => self.str("window", "day"),
+            Window::Month => self.str("window", "month"),
+            Window::Days(n) => self.str("window", "days").u64("days", n),
+        }
     }
 
     pub(crate) fn keys(&mut self, keys: &[u64]) -> &mut Line {
@@ -245,6 +255,25 @@ pub(crate) fn decode<T: DeserializeOwned>(op: &str, line: &[u8]) -> Result<T, Cl
 pub(crate) fn envelope(line: &[u8]) -> Result<serde_json::Value, ClientError> {
     serde_json::from_slice(line)
         .map_err(|e| ClientError::Protocol(format!("unparsable response ({e}): {}", show(line))))
+}
+
+/// `counter.consume`'s answer as sent (an `idempotent` flag, present only
+/// with an `idempotency_key`, is ignored).
+#[derive(Deserialize)]
+pub(crate) struct QuotaAnswer {
+    allowed: bool,
+    used: u64,
+    remaining: u64,
+    limit: u64,
+    range_from: u64,
+    range_to: u64,
+}
+
+impl From<QuotaAnswer> for Quota {
+    fn from(q: QuotaAnswer) -> Quota {
+        let window = Range { from: q.range_from, to: q.range_to };
+        Quota { allowed: q.allowed, used: q.used, remaining: q.remaining, limit: q.limit, window }
+    }
 }
 
 /// Any success response (`"OK"`, `true`, ...), checked only for success.

@@ -20,7 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use karma_client::{Client, ClientConfig, ClientError, Karma, KarmaError};
-use karma_engine::{Engine, ErrorCode, Range};
+use karma_engine::{Engine, ErrorCode, Range, Window};
 use serde_json::{json, Map, Value};
 
 // ------------------------------------------------------------------ servers
@@ -259,6 +259,21 @@ fn script<K: Karma>(k: &K) -> Vec<String> {
     log(show(k.drop_series("b")));
     log(show(k.drop_series("b")));
     log(show(k.list_series()));
+    // counter.consume: allowed and refused answers for each window kind,
+    // then every error; the sums show refusals changed nothing.
+    log(show(k.consume("q", 1, Some(20260301), 2, 3, Window::Day)));
+    log(show(k.consume("q", 1, Some(20260301), 2, 3, Window::Day)));
+    log(show(k.consume("q", 1, Some(20260302), 1, 3, Window::Days(2))));
+    log(show(k.consume("q", 1, Some(20260331), 1, 3, Window::Month)));
+    log(show(k.consume("q", 1, Some(20260401), 3, 3, Window::Month)));
+    log(show(k.consume("q", 1, Some(20260402), 1, 0, Window::Day)));
+    log(show(k.consume("q", 1, Some(20260301), 0, 3, Window::Day)));
+    log(show(k.consume("q", 1, Some(20260301), 1, 3, Window::Days(0))));
+    log(show(k.consume("q", 1, Some(20260301), 1, 3, Window::Days(367))));
+    log(show(k.consume("q", 1, Some(20260230), 1, 3, Window::Day)));
+    log(show(k.consume("q-none", 1, Some(20260301), 5, 3, Window::Day)));
+    log(show(k.points("q", 1, range(20260301, 20260430))));
+    log(show(k.list_series()));
     log(show(k.ping()));
     log(show(k.health().map(|h| (h["status"].clone(), h["role"].clone()))));
     log(show(k.stats().map(|s| s.is_object())));
@@ -269,6 +284,8 @@ fn script<K: Karma>(k: &K) -> Vec<String> {
     log(show(k.increment("big", 7, Some(20260303), 1)));
     log(show(k.increment("big", 7, Some(20260303), 1)));
     log(show(k.sum("big", 7, None)));
+    // A window total that would pass u64::MAX is an overflow, not a refusal.
+    log(show(k.consume("big", 7, Some(20260303), 1, i64::MAX as u64, Window::Days(3))));
     log(show(k.batch_sum("big", &[7], None)));
     log(show(k.points("big", 7, march)));
     log(show(k.keys("big", None, None)));
@@ -307,6 +324,51 @@ fn every_method_gives_the_same_result_over_tcp_as_in_process() {
     assert!(local.iter().any(|l| l.contains("NotFound")));
     assert!(local.iter().any(|l| l.contains("ValidationError")));
     assert!(local.iter().any(|l| l.contains(&u64::MAX.to_string())));
+    assert!(local.iter().any(|l| l.contains("allowed: true, used: 3, remaining: 0, limit: 3")));
+    assert!(local.iter().any(|l| l.contains("allowed: false")));
+    assert!(local.iter().any(|l| l.contains("window: Range { from: 20260401, to: 20260401 }")));
+    assert!(local.iter().any(|l| l.contains("Counter overflow key=7 bucket=20260303")));
+}
+
+/// One thread per handle makes its share of 5,000 typed consumes against a
+/// limit of 1,000 on one key; returns how many were allowed.
+fn consume_race<K: Karma + Sync>(handles: &[K]) -> u64 {
+    const ATTEMPTS: usize = 5_000;
+    const LIMIT: u64 = 1_000;
+    thread::scope(|s| {
+        let threads: Vec<_> = handles
+            .iter()
+            .map(|k| {
+                s.spawn(move || {
+                    let mut allowed = 0;
+                    for _ in 0..ATTEMPTS / handles.len() {
+                        let quota = k.consume("race", 42, Some(20260528), 1, LIMIT, Window::Month).unwrap();
+                        assert_eq!(quota.limit, LIMIT);
+                        assert_eq!(quota.remaining, LIMIT - quota.used);
+                        assert_eq!((quota.window.from, quota.window.to), (20260501, 20260528));
+                        allowed += u64::from(quota.allowed);
+                    }
+                    allowed
+                })
+            })
+            .collect();
+        threads.into_iter().map(|h| h.join().unwrap()).sum()
+    })
+}
+
+#[test]
+fn eight_threads_consume_exactly_the_limit_over_tcp_as_in_process() {
+    let server = Server::start(&[]);
+    // A client of its own per thread, pool of one: 8 concurrent connections.
+    let clients: Vec<Client> =
+        (0..8).map(|_| Client::new(ClientConfig { pool_size: 1, ..server.config() }).unwrap()).collect();
+    assert_eq!(consume_race(&clients), 1_000);
+    assert_eq!(clients[0].sum("race", 42, None).unwrap(), 1_000);
+    assert!(clients.iter().all(|c| c.pool_status().connects == 1));
+    let engine = Engine::in_memory();
+    let engines: Vec<Engine> = (0..8).map(|_| engine.clone()).collect();
+    assert_eq!(consume_race(&engines), 1_000);
+    assert_eq!(engine.sum("race", 42, None).unwrap(), 1_000);
 }
 
 #[test]

@@ -19,8 +19,8 @@
 use serde_json::Value;
 
 use crate::error::{Error, ErrorCode};
-use crate::protocol::{Command, Item, Op, Range, Request};
-use crate::{Engine, KeysPage, Summary, TreeInfo};
+use crate::protocol::{Command, Item, Op, Range, Request, Window};
+use crate::{Engine, KeysPage, Quota, Summary, TreeInfo};
 
 /// What a binding needs from an error of either implementation.
 pub trait KarmaError: std::error::Error + Send + Sync + 'static {
@@ -41,6 +41,18 @@ pub trait Karma {
 
     fn increment(&self, series: &str, key: u64, bucket: Option<u64>, value: u64) -> Result<u64, Self::Error>;
     fn decrement(&self, series: &str, key: u64, bucket: Option<u64>, value: u64) -> Result<u64, Self::Error>;
+    /// `counter.consume`: adds `value` to `bucket` (today, UTC, when `None`)
+    /// only if the `window`'s total plus `value` stays within `limit`, as
+    /// one atomic step; a refusal (`allowed: false`) changes nothing.
+    fn consume(
+        &self,
+        series: &str,
+        key: u64,
+        bucket: Option<u64>,
+        value: u64,
+        limit: u64,
+        window: Window,
+    ) -> Result<Quota, Self::Error>;
     fn sum(&self, series: &str, key: u64, range: Option<Range>) -> Result<u64, Self::Error>;
     fn batch_sum(&self, series: &str, keys: &[u64], range: Option<Range>) -> Result<Vec<u64>, Self::Error>;
     fn multi_sum(&self, items: &[(&str, u64)], range: Option<Range>) -> Result<Vec<u64>, Self::Error>;
@@ -85,6 +97,17 @@ impl Karma for Engine {
     }
     fn decrement(&self, series: &str, key: u64, bucket: Option<u64>, value: u64) -> Result<u64, Error> {
         Engine::decrement(self, series, key, bucket, value)
+    }
+    fn consume(
+        &self,
+        series: &str,
+        key: u64,
+        bucket: Option<u64>,
+        value: u64,
+        limit: u64,
+        window: Window,
+    ) -> Result<Quota, Error> {
+        Engine::consume(self, series, key, bucket, value, limit, window)
     }
     fn sum(&self, series: &str, key: u64, range: Option<Range>) -> Result<u64, Error> {
         Engine::sum(self, series, key, range)

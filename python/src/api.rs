@@ -200,6 +200,46 @@ impl Api {
         both!(self, py, |k| Karma::decrement(k, &series, key, bucket, value))
     }
 
+    /// `counter.consume`: adds `value` (default 1) to one bucket (today,
+    /// UTC, by default) only if the window's total plus `value` stays
+    /// within `limit`, atomically. `window` is `"day"` (default), `"month"`
+    /// (month to date) or `"days"` with `days` (the last `days` days; `days`
+    /// alone implies it). Returns `{"allowed", "used", "remaining", "limit",
+    /// "range_from", "range_to"}`, the protocol's answer; a refusal
+    /// changes nothing.
+    #[pyo3(signature = (series, key, limit, value=None, bucket=None, window=None, days=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn consume<'py>(
+        &self,
+        py: Python<'py>,
+        series: PyBackedStr,
+        key: &Bound<'py, PyAny>,
+        limit: &Bound<'py, PyAny>,
+        value: Option<&Bound<'py, PyAny>>,
+        bucket: Option<&Bound<'py, PyAny>>,
+        window: Option<PyBackedStr>,
+        days: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let key = conv::u64_arg(key, "key")?;
+        let limit = conv::u64_arg(limit, "limit")?;
+        let value = conv::opt_u64(value, "value")?.unwrap_or(1);
+        let bucket = conv::opt_bucket(bucket, "bucket")?;
+        let days = conv::opt_u64(days, "days")?;
+        let window = conv::window(py, window.as_deref(), days)?;
+        let q = both!(self, py, |k| Karma::consume(k, &series, key, bucket, value, limit, window))?;
+        dict(
+            py,
+            &[
+                ("allowed", q.allowed.into_pyobject(py)?.to_owned().into_any()),
+                ("used", int(py, q.used)),
+                ("remaining", int(py, q.remaining)),
+                ("limit", int(py, q.limit)),
+                ("range_from", int(py, q.window.from)),
+                ("range_to", int(py, q.window.to)),
+            ],
+        )
+    }
+
     /// The counter's total, or the sum of its buckets in `range`.
     #[pyo3(signature = (series, key, range=None))]
     fn sum(

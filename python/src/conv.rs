@@ -5,7 +5,7 @@
 //! argument. Buckets are ints (`YYYYMMDD`), `datetime.date`, or
 //! `datetime.datetime` (converted to UTC first; naive means UTC).
 
-use karma_engine::{Item, Range};
+use karma_engine::{Item, Range, Window};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -50,6 +50,20 @@ pub fn opt_u64(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<u6
         None => Ok(None),
         Some(o) if o.is_none() => Ok(None),
         Some(o) => u64_arg(o, what).map(Some),
+    }
+}
+
+/// `consume`'s window from its `window` and `days` arguments, read as the
+/// protocol reads its fields: `"day"` by default, `days` alone implies
+/// `"days"`; the same messages as the server's for bad combinations.
+pub fn window(py: Python<'_>, window: Option<&str>, days: Option<u64>) -> PyResult<Window> {
+    match (window, days) {
+        (None | Some("day"), None) => Ok(Window::Day),
+        (Some("month"), None) => Ok(Window::Month),
+        (None | Some("days"), Some(n)) => Ok(Window::Days(n)),
+        (Some("days"), None) => Err(errors::argument(py, "Field days is required")),
+        (Some("day" | "month"), Some(_)) => Err(errors::argument(py, "Field days requires window days")),
+        (Some(other), _) => Err(errors::argument(py, format!("Field window must be day, days or month, got {other}"))),
     }
 }
 

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 
 use karma_client::Client;
 use karma_engine::api::Karma;
-use karma_engine::{Engine, Error as KarmaError, ErrorCode, Session};
+use karma_engine::{Engine, Error as KarmaError, ErrorCode, Session, Window};
 use magnus::value::ReprValue;
-use magnus::{function, method, prelude::*, Error, Integer, RClass, RHash, RModule, Ruby, Value};
+use magnus::{function, method, prelude::*, Error, Integer, RClass, RHash, RModule, RString, Ruby, Value};
 use parking_lot::RwLock;
 use serde_json::{Map, Value as Json};
 
@@ -30,16 +30,24 @@ pub struct Native {
     backend: RwLock<Option<Backend>>,
     /// For an engine, the fork generation it was opened in (fork.rs).
     engine_generation: Option<u64>,
+    /// An engine without a WAL: its increments and decrements only take a
+    /// series lock for in-memory work and never wait on I/O, so they run
+    /// with the GVL held (releasing and retaking it would cost more than
+    /// the increment itself).
+    memory_only: bool,
     label: &'static str,
 }
 
 impl Native {
     fn new(backend: Backend) -> Native {
-        let (engine_generation, label) = match backend {
-            Backend::Engine(_) => (Some(fork::generation()), "Engine"),
-            Backend::Client(_) => (None, "Client"),
+        let (engine_generation, memory_only, label) = match &backend {
+            Backend::Engine(e) => {
+                let o = e.options();
+                (Some(fork::generation()), !o.wal || o.directory.is_none(), "Engine")
+            }
+            Backend::Client(_) => (None, false, "Client"),
         };
-        Native { backend: RwLock::new(Some(backend)), engine_generation, label }
+        Native { backend: RwLock::new(Some(backend)), engine_generation, memory_only, label }
     }
 
     fn forked(&self) -> bool {
@@ -65,6 +73,66 @@ impl Native {
             Some(backend) => f(backend),
             None => Err(Failure::Closed(label)),
         })
+        .map_err(|f| f.into_error(ruby))
+    }
+}
+
+/// `Karma::increment` or `Karma::decrement`, on either backend.
+#[derive(Clone, Copy)]
+enum Counting {
+    Up,
+    Down,
+}
+
+impl Counting {
+    fn apply(self, backend: &Backend, series: &str, key: u64, bucket: Option<u64>, value: u64) -> Result<u64, Failure> {
+        match (self, backend) {
+            (Counting::Up, Backend::Engine(e)) => {
+                Karma::increment(e, series, key, bucket, value).map_err(Failure::from)
+            }
+            (Counting::Up, Backend::Client(c)) => {
+                Karma::increment(c, series, key, bucket, value).map_err(Failure::from)
+            }
+            (Counting::Down, Backend::Engine(e)) => {
+                Karma::decrement(e, series, key, bucket, value).map_err(Failure::from)
+            }
+            (Counting::Down, Backend::Client(c)) => {
+                Karma::decrement(c, series, key, bucket, value).map_err(Failure::from)
+            }
+        }
+    }
+}
+
+impl Native {
+    /// The typed increment/decrement, the hot path: `series` is borrowed
+    /// from the Ruby String when the GVL stays held (no copy), and copied
+    /// only when the call runs without it.
+    #[allow(clippy::too_many_arguments)]
+    fn count(
+        ruby: &Ruby,
+        rb_self: &Self,
+        how: Counting,
+        series: RString,
+        key: Value,
+        value: Value,
+        bucket: Value,
+    ) -> Result<u64, Error> {
+        let key = u64_arg(ruby, key, "key")?;
+        let value = u64_arg(ruby, value, "value")?;
+        let bucket = opt_u64(ruby, bucket, "bucket")?;
+        if !rb_self.memory_only || rb_self.forked() {
+            let series = series.to_string()?;
+            return rb_self.run(ruby, |b| how.apply(b, &series, key, bucket, value));
+        }
+        // SAFETY: the GVL is held from here to the end of the call and no
+        // Ruby code runs in between (the engine call is pure Rust), so the
+        // String can be neither mutated nor collected while it is borrowed;
+        // `series` is on the stack, which keeps it alive for the GC.
+        let name = unsafe { series.as_str() }?;
+        match rb_self.backend.read().as_ref() {
+            Some(backend) => how.apply(backend, name, key, bucket, value),
+            None => Err(Failure::Closed(rb_self.label)),
+        }
         .map_err(|f| f.into_error(ruby))
     }
 }
@@ -172,35 +240,61 @@ impl Native {
     fn increment(
         ruby: &Ruby,
         rb_self: &Self,
-        series: String,
+        series: RString,
         key: Value,
         value: Value,
         bucket: Value,
     ) -> Result<u64, Error> {
-        let key = u64_arg(ruby, key, "key")?;
-        let value = u64_arg(ruby, value, "value")?;
-        let bucket = opt_u64(ruby, bucket, "bucket")?;
-        rb_self.run(ruby, |b| match b {
-            Backend::Engine(e) => Karma::increment(e, &series, key, bucket, value).map_err(Failure::from),
-            Backend::Client(c) => Karma::increment(c, &series, key, bucket, value).map_err(Failure::from),
-        })
+        Self::count(ruby, rb_self, Counting::Up, series, key, value, bucket)
     }
 
     fn decrement(
         ruby: &Ruby,
         rb_self: &Self,
-        series: String,
+        series: RString,
         key: Value,
         value: Value,
         bucket: Value,
     ) -> Result<u64, Error> {
+        Self::count(ruby, rb_self, Counting::Down, series, key, value, bucket)
+    }
+
+    /// `_consume(series, key, value, limit, bucket, window, days)`: the
+    /// typed `Karma::consume`; `window` is nil or "day"/"days"/"month" and
+    /// `days` nil or an Integer, read as the protocol reads those fields.
+    /// Answers `[allowed, used, remaining, limit, range_from, range_to]`.
+    #[allow(clippy::too_many_arguments)]
+    fn consume(
+        ruby: &Ruby,
+        rb_self: &Self,
+        series: String,
+        key: Value,
+        value: Value,
+        limit: Value,
+        bucket: Value,
+        window: Option<String>,
+        days: Value,
+    ) -> Result<(bool, u64, u64, u64, u64, u64), Error> {
         let key = u64_arg(ruby, key, "key")?;
         let value = u64_arg(ruby, value, "value")?;
+        let limit = u64_arg(ruby, limit, "limit")?;
         let bucket = opt_u64(ruby, bucket, "bucket")?;
-        rb_self.run(ruby, |b| match b {
-            Backend::Engine(e) => Karma::decrement(e, &series, key, bucket, value).map_err(Failure::from),
-            Backend::Client(c) => Karma::decrement(c, &series, key, bucket, value).map_err(Failure::from),
-        })
+        let days = opt_u64(ruby, days, "days")?;
+        let window = match (window.as_deref(), days) {
+            (None | Some("day"), None) => Window::Day,
+            (Some("month"), None) => Window::Month,
+            (None | Some("days"), Some(n)) => Window::Days(n),
+            (Some("days"), None) => return Err(errors::argument(ruby, "Field days is required")),
+            (Some("day" | "month"), Some(_)) => return Err(errors::argument(ruby, "Field days requires window days")),
+            (Some(other), _) => {
+                return Err(errors::argument(ruby, format!("Field window must be day, days or month, got {other}")))
+            }
+        };
+        let q = rb_self.run(ruby, |b| match b {
+            Backend::Engine(e) => Karma::consume(e, &series, key, bucket, value, limit, window).map_err(Failure::from),
+            Backend::Client(c) => Karma::consume(c, &series, key, bucket, value, limit, window).map_err(Failure::from),
+        })?;
+        Ok((q.allowed, q.used, q.remaining, q.limit, q.window.from, q.window.to))
     }
 
     fn envelope_json(ruby: &Ruby, rb_self: &Self, op: String, fields: Option<RHash>) -> Result<Json, Error> {
@@ -277,6 +371,7 @@ pub fn define(ruby: &Ruby) -> Result<(), Error> {
     native.define_singleton_method("error_for_code", function!(errors::error_for_code, 2))?;
     native.define_method("_increment", method!(Native::increment, 4))?;
     native.define_method("_decrement", method!(Native::decrement, 4))?;
+    native.define_method("_consume", method!(Native::consume, 7))?;
     native.define_method("_request", method!(Native::request, 2))?;
     native.define_method("_envelope", method!(Native::envelope, 2))?;
     native.define_method("close", method!(Native::close, 0))?;

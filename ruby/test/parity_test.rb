@@ -57,6 +57,20 @@ class ParityTest < Minitest::Test
     step.call(:top) { k.top(s, limit: 2) }
     step.call(:top_range) { k.top(s, limit: 5, range: D1..D1) }
     step.call(:summary) { k.summary(s, range: D1..D2) }
+    step.call(:consume) { k.consume(series: s, key: 70, limit: 3, value: 2, bucket: D1).to_h }
+    step.call(:consume_over) { k.consume(series: s, key: 70, limit: 3, value: 2, bucket: D1).to_h }
+    step.call(:consume_days) { k.consume(series: s, key: 70, limit: 10, days: 2, bucket: D2).to_h }
+    step.call(:consume_month) { k.consume(series: s, key: 70, limit: 10, window: :month, bucket: D2).to_h }
+    step.call(:consume_idem) { k.consume(series: s, key: 71, limit: 1, bucket: D1, idempotency_key: "q-1").to_h }
+    step.call(:consume_idem_again) { k.consume(series: s, key: 71, limit: 1, bucket: D1, idempotency_key: "q-1").to_h }
+    step.call(:consume_zero_days) { k.consume(series: s, key: 70, limit: 10, days: 0) }
+    step.call(:consume_zero_value) { k.consume(series: s, key: 70, limit: 10, value: 0) }
+    step.call(:consume_bad_window) { k.consume(series: s, key: 70, limit: 10, window: :year) }
+    step.call(:consume_days_no_n) { k.consume(series: s, key: 70, limit: 10, window: :days) }
+    step.call(:consume_month_days) { k.consume(series: s, key: 70, limit: 10, window: :month, days: 3) }
+    step.call(:consume_negative) { k.consume(series: s, key: 70, limit: -1) }
+    step.call(:consume_no_limit) { k.request("counter.consume", series: s, key: 70) }
+    step.call(:after_consume) { k.batch_sum(series: s, keys: [70, 71]) }
     step.call(:delete_range_key) { k.delete_range(series: s, key: 7, from: D1, to: D1) }
     step.call(:after_delete_range) { k.points(series: s, key: 7, range: D1..D2) }
     step.call(:batch_delete_range) { k.batch_delete_range(series: s, keys: [42, 1234], range: D2..D2) }
@@ -112,6 +126,14 @@ class ParityTest < Minitest::Test
     assert_equal "Karma::ValidationError", results[:inc_too_big][0]
     assert_equal "Karma::NotFoundError", results[:sum_missing_series][0]
     assert_equal "Karma::UnknownCommandError", results[:request_unknown][0]
+    assert_equal({ allowed: true, used: 2, remaining: 1, limit: 3, range: 20260501..20260501 }, results[:consume])
+    assert_equal({ allowed: false, used: 2, remaining: 1, limit: 3, range: 20260501..20260501 }, results[:consume_over])
+    assert_equal [true, 3, 20260501..20260502], results[:consume_days].values_at(:allowed, :used, :range)
+    assert_equal [true, 4, 20260501..20260502], results[:consume_month].values_at(:allowed, :used, :range)
+    assert_equal results[:consume_idem], results[:consume_idem_again]
+    assert_equal "Karma::ValidationError", results[:consume_zero_days][0]
+    assert_equal "Karma::ValidationError", results[:consume_no_limit][0]
+    assert_equal [4, 1], results[:after_consume]
     assert_equal [1, 2], results[:after_ingest]
     assert_equal "ArgumentError", results[:ingest_aborted][0]
   ensure

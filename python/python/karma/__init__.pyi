@@ -25,6 +25,18 @@ class _Api:
         """Adds value (default 1) to one bucket (default: today, UTC); returns the value."""
     def decrement(self, series: str, key: int, value: Optional[int] = None, bucket: Optional[Bucket] = None) -> int:
         """Subtracts up to value (never below zero); returns the requested value."""
+    def consume(
+        self,
+        series: str,
+        key: int,
+        limit: int,
+        value: Optional[int] = None,
+        bucket: Optional[Bucket] = None,
+        window: Optional[Literal["day", "days", "month"]] = None,
+        days: Optional[int] = None,
+    ) -> Dict[str, Any]:
+        """Adds value (default 1) only if the window's total plus value stays within limit, atomically;
+        {"allowed", "used", "remaining", "limit", "range_from", "range_to"}. A refusal changes nothing."""
     def sum(self, series: str, key: int, range: Optional[Range] = None) -> int: ...
     def batch_sum(self, series: str, keys: Sequence[int], range: Optional[Range] = None) -> List[int]: ...
     def multi_sum(self, items: Sequence[Tuple[str, int]], range: Optional[Range] = None) -> List[int]: ...

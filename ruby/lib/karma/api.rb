@@ -13,12 +13,39 @@ module Karma
 
     # Adds `value` to one day bucket (today, UTC, by default); returns `value`.
     def increment(series:, key:, value: 1, bucket: nil, idempotency_key: nil, fingerprint: nil)
+      # The hot path, inline: a String series and an Integer (or no) bucket
+      # go straight to the native call, which checks the Integers itself.
+      if idempotency_key.nil? && fingerprint.nil? && series.is_a?(String) && (bucket.nil? || bucket.is_a?(Integer))
+        return _increment(series, key, value, bucket)
+      end
+
       write_counter("counter.increment", :_increment, series, key, value, bucket, idempotency_key, fingerprint)
     end
 
     # Subtracts up to `value`, never below zero; returns `value`.
     def decrement(series:, key:, value: 1, bucket: nil, idempotency_key: nil, fingerprint: nil)
       write_counter("counter.decrement", :_decrement, series, key, value, bucket, idempotency_key, fingerprint)
+    end
+
+    # A quota check and the increment it guards, in one atomic step
+    # (`counter.consume`): adds `value` to the bucket (today, UTC, by
+    # default) only if the window's total plus `value` stays within
+    # `limit`. The window ends at the bucket: `window: :day` (default),
+    # `:month` (the calendar month to date) or `days: N` (the last N days).
+    # Returns a Karma::Quota (`allowed?`, `used`, `remaining`, `limit`, `range`).
+    def consume(series:, key:, limit:, value: 1, bucket: nil, window: nil, days: nil, idempotency_key: nil,
+                fingerprint: nil)
+      window = window&.to_s
+      bucket = C.opt_bucket(bucket, "bucket")
+      if idempotency_key.nil? && fingerprint.nil?
+        allowed, used, remaining, lim, from, to = _consume(series.to_s, key, value, limit, bucket, window, days)
+        return Quota.new(allowed: allowed, used: used, remaining: remaining, limit: lim, range: from..to)
+      end
+
+      Quota.from_response(_request("counter.consume", { series: series, key: C.u64(key, "key"), value: C.u64(value, "value"),
+                                                         limit: C.u64(limit, "limit"), bucket: bucket, window: window,
+                                                         days: days.nil? ? nil : C.u64(days, "days"),
+                                                         idempotency_key: idempotency_key, fingerprint: fingerprint }))
     end
 
     # The counter's total, or its sum over the range.
@@ -182,6 +209,19 @@ module Karma
 
       _request(op, { series: series, key: C.u64(key, "key"), value: C.u64(value, "value"), bucket: bucket,
                      idempotency_key: idempotency_key, fingerprint: fingerprint })
+    end
+  end
+
+  # The answer of `consume`: whether `value` was added, the window's total
+  # after the request, what is left of the limit, and the window's buckets.
+  Quota = Struct.new(:allowed, :used, :remaining, :limit, :range, keyword_init: true) do
+    def self.from_response(h)
+      new(allowed: h["allowed"], used: h["used"], remaining: h["remaining"], limit: h["limit"],
+          range: h["range_from"]..h["range_to"])
+    end
+
+    def allowed?
+      allowed
     end
   end
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::{error_line, Client, Server, DEADLINE, PING, PONG};
+use common::{error_code, error_line, Client, Server, DEADLINE, PING, PONG};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -252,4 +252,83 @@ fn a_slave_bounds_the_lines_it_reads_from_its_master() {
     // The slave never held the 8 MiB lines.
     assert!(proc_status_bytes(server.pid(), "VmHWM") < 64 * MIB);
     assert_eq!(server.connect().request(PING), PONG);
+}
+
+fn ingest(c: &mut Client, op: &str, fields: &str) -> String {
+    c.request(&format!(r#"{{"v":2,"op":"ingest.{op}",{fields}}}"#))
+}
+
+fn succeeded(answer: &str) -> bool {
+    answer.contains(r#""success":true"#)
+}
+
+#[test]
+fn ingest_streams_and_staged_items_are_bounded() {
+    let server = Server::start(&["--ingest-max-streams=3", "--ingest-max-staged-items=5"]);
+    let mut c = server.connect();
+    for id in ["a", "b"] {
+        assert!(succeeded(&ingest(&mut c, "begin", &format!(r#""stream_id":"{id}","mode":"replace_series""#))));
+    }
+    assert!(succeeded(&ingest(&mut c, "begin", r#""stream_id":"c","mode":"add""#)));
+    // No bound hit yet: no limit counter, exactly as Karma 1.0 answers.
+    assert_eq!(metric(&server, "karma_limit_ingest_streams_total"), 0);
+    assert!(!server.connect().request(r#"{"v":2,"op":"system.metrics"}"#).contains("karma_limit_"));
+
+    let refused = ingest(&mut c, "begin", r#""stream_id":"d","mode":"add""#);
+    assert_eq!(
+        refused,
+        error_line("limit_exceeded", "Too many active ingest streams (limit 3): commit or abort one first")
+    );
+    // Re-sending the begin of a stream that exists is not a new stream.
+    assert!(succeeded(&ingest(&mut c, "begin", r#""stream_id":"c","mode":"add""#)));
+    assert!(succeeded(&ingest(&mut c, "abort", r#""stream_id":"c""#)));
+    assert!(succeeded(&ingest(&mut c, "begin", r#""stream_id":"d","mode":"add""#)));
+
+    let chunk = |id: &str, seq: u64, keys: std::ops::Range<u64>| {
+        let items: Vec<String> = keys.map(|k| format!("[{k},20260101,1]")).collect();
+        format!(r#""stream_id":"{id}","series":"s{id}","chunk_seq":{seq},"items":[{}]"#, items.join(","))
+    };
+    assert!(succeeded(&ingest(&mut c, "chunk", &chunk("a", 1, 0..3))));
+    // 3 staged + 3 would pass 5.
+    assert_eq!(
+        ingest(&mut c, "chunk", &chunk("b", 1, 0..3)),
+        error_line(
+            "limit_exceeded",
+            "Too many staged ingest items (limit 5): commit or abort a replace_series stream first"
+        )
+    );
+    assert!(succeeded(&ingest(&mut c, "chunk", &chunk("b", 1, 0..2))));
+    assert_eq!(metric(&server, "karma_ingest_staged_items"), 5);
+    assert_eq!(metric(&server, "karma_ingest_active_streams"), 3);
+    // Chunks of add/set streams stage nothing, so they pass.
+    assert!(succeeded(&ingest(&mut c, "chunk", &chunk("d", 1, 0..4))));
+
+    // Committing frees what the stream staged.
+    assert!(succeeded(&ingest(&mut c, "commit", r#""stream_id":"a""#)));
+    assert_eq!(metric(&server, "karma_ingest_staged_items"), 2);
+    assert!(succeeded(&ingest(&mut c, "chunk", &chunk("b", 2, 2..5))));
+    assert!(succeeded(&ingest(&mut c, "commit", r#""stream_id":"b""#)));
+
+    assert_eq!(metric(&server, "karma_limit_ingest_streams_total"), 1);
+    assert_eq!(metric(&server, "karma_limit_ingest_staged_items_total"), 1);
+    assert_eq!(metric(&server, "karma_ingest_staged_items"), 0);
+    // Another client was served all along, and the data went where it should.
+    let mut other = server.connect();
+    assert_eq!(other.request(PING), PONG);
+    let sb: Value = serde_json::from_str(&other.request(r#"{"v":2,"op":"tree.info","series":"sb"}"#)).expect("json");
+    assert_eq!(sb["response"]["key_count"], 5, "{sb}");
+}
+
+#[test]
+fn the_server_expires_abandoned_ingest_streams_on_its_own() {
+    let server = Server::start(&["--ingest-stream-ttl=1"]);
+    let mut c = server.connect();
+    assert!(succeeded(&ingest(&mut c, "begin", r#""stream_id":"gone","mode":"replace_series""#)));
+    drop(c);
+    // No further ingest request: only the server's periodic sweep can end it.
+    eventually("the idle stream to expire", || metric(&server, "karma_limit_ingest_streams_expired_total") == 1);
+    assert_eq!(metric(&server, "karma_ingest_active_streams"), 0);
+    let mut c = server.connect();
+    let answer = ingest(&mut c, "commit", r#""stream_id":"gone""#);
+    assert_eq!(error_code(&answer).as_deref(), Some("not_found"), "{answer}");
 }

@@ -9,6 +9,7 @@ mod ingest_ops;
 mod persist;
 mod quota;
 mod reads;
+mod recovery;
 mod replica;
 pub mod response;
 mod restore;
@@ -312,6 +313,12 @@ impl Engine {
     pub fn metrics_text(&self) -> String {
         let mut text = self.stats_view().prometheus();
         self.inner.metrics.limits.write_prometheus(&mut text);
+        // Like the limit counters, only once non-zero: Karma 1.0 has no such
+        // line, and it only matters while replace_series streams stage data.
+        let staged = self.inner.ingest.lock().staged_items();
+        if staged > 0 {
+            text.push_str(&format!("# TYPE karma_ingest_staged_items gauge\nkarma_ingest_staged_items {staged}\n"));
+        }
         self.wal_metrics(&mut text);
         text
     }

@@ -40,7 +40,7 @@ pub(super) fn open(options: crate::Options) -> Result<Engine> {
     let disk = Disk { snapshots: SnapshotDir::new(&dir), dir: dir.clone(), wal, times, _lock: lock };
     let restore = options.restore;
     let engine = Engine::from_parts(options, Some(disk));
-    *engine.inner.recovery.lock() = recovery;
+    *engine.inner.recovery.lock() = super::recovery::sorted(recovery);
     *engine.inner.replay_times.lock() = replay_times;
     if restore {
         engine.restore(&dir)?;
@@ -85,7 +85,7 @@ impl Engine {
         {
             let mut ingest = self.inner.ingest.lock();
             for s in super::persist::read_active_streams(dir)? {
-                ingest.active.insert(s.stream_id.clone(), s);
+                ingest.active.insert(s.stream_id.clone(), self.restored_stream(s));
             }
         }
         if replay {
@@ -142,9 +142,17 @@ impl Engine {
         let mut ingest = self.inner.ingest.lock();
         ingest.active.clear();
         for s in active {
-            ingest.active.insert(s.stream_id.clone(), s);
+            ingest.active.insert(s.stream_id.clone(), self.restored_stream(s));
         }
         Ok(())
+    }
+
+    /// An active stream read from a snapshot: idle time is not persisted, so
+    /// its TTL starts now; what it staged counts as the points it holds.
+    fn restored_stream(&self, mut s: Stream) -> Stream {
+        s.last_active_unix = self.now();
+        s.staged_items = s.staged.as_ref().map_or(0, crate::ingest::points_of);
+        s
     }
 
     fn load_idempotency(&self, mut records: Vec<RecordImage>, streams: Vec<StreamImage>) {

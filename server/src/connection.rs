@@ -310,9 +310,12 @@ pub async fn serve(
             if buf.is_empty() {
                 line_started = None;
             } else if batch.consumed > 0 {
-                // What is left began after the last executed line, which was
-                // complete by the last read.
-                line_started = Some(last_read);
+                // What is left began after the last executed line. Its rest
+                // may have waited in the socket while this connection
+                // executed and wrote answers without reading (a pipelining
+                // client that reads late): the client's time starts when the
+                // server reads again, that is now, not at the last read.
+                line_started = Some(Instant::now());
             }
             if batch.output_full {
                 // The answers are out: go on with the buffered lines before

@@ -267,7 +267,6 @@ pub async fn serve(
     // When the first byte of the oldest incomplete line in `buf` arrived
     // (at the latest), for `--request-deadline`.
     let mut line_started: Option<Instant> = None;
-    let mut last_read = Instant::now();
     loop {
         if !buf.is_empty() || eof {
             out.clear();
@@ -364,9 +363,8 @@ pub async fn serve(
             }
             Wait::Read(Ok(0)) => eof = true,
             Wait::Read(Ok(n)) => {
-                last_read = Instant::now();
                 if buf.len() == n {
-                    line_started = Some(last_read);
+                    line_started = Some(Instant::now());
                 }
             }
         }

@@ -144,7 +144,7 @@ impl Default for Options {
             idempotency_max_records: 1_000_000,
             idempotency_max_age_seconds: 604_800,
             ingest_max_streams: 10_000,
-            ingest_max_staged_items: 10_000_000,
+            ingest_max_staged_items: 2_000_000,
             ingest_stream_ttl_seconds: 86_400,
             recovery_max_sources: 1_000,
             clock: Arc::new(SystemClock),

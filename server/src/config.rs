@@ -376,7 +376,7 @@ const OPTIONS: &[OptDef] = &[
         "KARMA_INGEST_MAX_STAGED_ITEMS",
         Kind::Int,
         "count",
-        "Items all uncommitted replace_series streams may stage (default 10000000)",
+        "Items all uncommitted replace_series streams may stage (default 2000000)",
     ),
     opt(
         Key::IngestStreamTtl,
@@ -520,7 +520,7 @@ impl Default for Config {
             max_heavy_requests: 0,
             replication_max_line_bytes: 268_435_456,
             ingest_max_streams: 10_000,
-            ingest_max_staged_items: 10_000_000,
+            ingest_max_staged_items: 2_000_000,
             ingest_stream_ttl_seconds: 86_400,
             recovery_max_sources: 1_000,
             cluster_etcd: None,
@@ -1526,7 +1526,7 @@ mod tests {
         let o = config(&[], &[]).engine_options();
         assert_eq!(
             (o.ingest_max_streams, o.ingest_max_staged_items, o.ingest_stream_ttl_seconds, o.recovery_max_sources),
-            (10_000, 10_000_000, 86_400, 1_000)
+            (10_000, 2_000_000, 86_400, 1_000)
         );
         assert_eq!(config(&[], &[]).ingest_sweep_interval(), Some(Duration::from_secs(60)));
         let c = config(

@@ -54,7 +54,7 @@ pub(super) fn open(options: crate::Options) -> Result<Engine> {
 impl Engine {
     pub(super) fn restore(&self, dir: &Path) -> Result<()> {
         let Some(disk) = &self.inner.disk else { return Ok(()) };
-        let max_lsn = self.restore_from(dir, &disk.snapshots, disk.wal.is_some())?;
+        let max_lsn = self.restore_from(dir, &disk.snapshots, disk.wal.as_ref().map(|_| u64::MAX))?;
         if let Some(wal) = &disk.wal {
             wal.ensure_lsn_at_least(max_lsn);
         }
@@ -62,10 +62,11 @@ impl Engine {
     }
 
     /// Loads the snapshots of `dir` into this engine's memory and, with
-    /// `replay`, the WAL entries they do not contain. Returns the highest
+    /// `replay_through`, the WAL entries they do not contain up to that LSN
+    /// (after a WAL failure: the durable one). Returns the highest
     /// snapshot LSN. Also builds the scratch engine a WAL failure rebuilds
     /// memory from (that engine has no files of its own).
-    pub(super) fn restore_from(&self, dir: &Path, snapshots: &SnapshotDir, replay: bool) -> Result<u64> {
+    pub(super) fn restore_from(&self, dir: &Path, snapshots: &SnapshotDir, replay_through: Option<u64>) -> Result<u64> {
         let Loaded { series, covered } = load_snapshots(snapshots)?;
         let mut max_lsn = covered.values().copied().max().unwrap_or(0);
         for (name, loaded) in series {
@@ -88,7 +89,7 @@ impl Engine {
                 ingest.active.insert(s.stream_id.clone(), self.restored_stream(s));
             }
         }
-        if replay {
+        if let Some(through) = replay_through {
             let mut replayed = 0u64;
             let mut last_lsn = 0u64;
             let stats = wal::read_all(dir, |lsn, entry| {
@@ -96,6 +97,10 @@ impl Engine {
                 // is a duplicate (or out of place) and would apply twice.
                 if lsn <= last_lsn {
                     tracing::warn!(lsn, last_lsn, "wal.replay_skipped_non_increasing_lsn");
+                    return Ok(());
+                }
+                if lsn > through {
+                    // Not acknowledged: a failed WAL could not cut it off.
                     return Ok(());
                 }
                 last_lsn = lsn;

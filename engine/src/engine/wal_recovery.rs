@@ -74,7 +74,8 @@ impl Engine {
         let scratch = Engine::from_parts(options, None);
         let (_, times) = super::persist::TimesLog::open(&disk.dir)?;
         *scratch.inner.replay_times.lock() = times;
-        scratch.restore_from(&disk.dir, &disk.snapshots, true)?;
+        let through = disk.wal.as_ref().map_or(u64::MAX, Wal::durable_lsn);
+        scratch.restore_from(&disk.dir, &disk.snapshots, Some(through))?;
         let series = scratch
             .inner
             .store

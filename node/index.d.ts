@@ -39,6 +39,14 @@ export declare class Client {
    * r" zero; resolves to the requested `value` (as the protocol does).
    */
   decrement(series: string, key: number | bigint, options?: ChangeOptions): Promise<bigint>
+  /**
+   * r" Rate limiting in one atomic step: adds `value` (default 1) to a
+   * r" bucket (today, UTC, by default) only if the window's total plus
+   * r" `value` stays within `limit`; a refusal (`allowed: false`)
+   * r" changes nothing. The window is today (`window: 'day'`, the
+   * r" default), the last `days` days, or the calendar `'month'`.
+   */
+  consume(series: string, key: number | bigint, limit: number | bigint, options?: ConsumeOptions): Promise<Quota>
   /** r" The counter's total, or the sum of its buckets in `range`. */
   sum(series: string, key: number | bigint, range?: Range): Promise<bigint>
   /** r" One sum per key, in order. */
@@ -109,9 +117,10 @@ export declare class Client {
  * files as the `karma` server's). Every method returns a Promise and runs
  * on the libuv thread pool; the `...Sync` variants run on the calling
  * thread (for the hot path, e.g. with `walFsync: 'never'` or `wal: false`).
- * Worker threads share a durable engine by opening the same path: the
- * second `new Engine(path)` in a process (without options) returns the
- * engine already open there, and closing it closes it for every thread.
+ * Worker threads share a durable engine by opening the same path: a
+ * `new Engine(path)` while that directory is open in the process (in any
+ * thread) uses the engine already open there, and its options are checked
+ * but not applied; closing it closes it for every thread.
  */
 export declare class Engine {
   /**
@@ -139,6 +148,14 @@ export declare class Engine {
    * r" zero; resolves to the requested `value` (as the protocol does).
    */
   decrement(series: string, key: number | bigint, options?: ChangeOptions): Promise<bigint>
+  /**
+   * r" Rate limiting in one atomic step: adds `value` (default 1) to a
+   * r" bucket (today, UTC, by default) only if the window's total plus
+   * r" `value` stays within `limit`; a refusal (`allowed: false`)
+   * r" changes nothing. The window is today (`window: 'day'`, the
+   * r" default), the last `days` days, or the calendar `'month'`.
+   */
+  consume(series: string, key: number | bigint, limit: number | bigint, options?: ConsumeOptions): Promise<Quota>
   /** r" The counter's total, or the sum of its buckets in `range`. */
   sum(series: string, key: number | bigint, range?: Range): Promise<bigint>
   /** r" One sum per key, in order. */
@@ -215,6 +232,16 @@ export declare class Engine {
    *  Blocks the calling thread (an fsync under `walFsync: 'always'`).
    */
   decrementSync(series: string, key: number | bigint, options?: ChangeOptions): bigint
+  /**
+   * r" Rate limiting in one atomic step: adds `value` (default 1) to a
+   * r" bucket (today, UTC, by default) only if the window's total plus
+   * r" `value` stays within `limit`; a refusal (`allowed: false`)
+   * r" changes nothing. The window is today (`window: 'day'`, the
+   * r" default), the last `days` days, or the calendar `'month'`.
+   *
+   *  Blocks the calling thread (an fsync under `walFsync: 'always'`).
+   */
+  consumeSync(series: string, key: number | bigint, limit: number | bigint, options?: ConsumeOptions): Quota
   /**
    * r" The counter's total, or the sum of its buckets in `range`.
    *
@@ -429,6 +456,21 @@ export interface ClientOptions {
   token?: string
 }
 
+/** Options of `consume`. */
+export interface ConsumeOptions {
+  /** The amount (default 1): a safe-integer `number` or a `bigint`. */
+  value?: number | bigint
+  /** The day bucket written and the window's reference day (default today, UTC). */
+  bucket?: Date | string | number
+  /**
+   * `'day'` (default), `'days'` (the last `days` days up to `bucket`) or
+   * `'month'` (the calendar month of `bucket`).
+   */
+  window?: 'day' | 'days' | 'month'
+  /** The length of a `'days'` window (giving it implies `window: 'days'`). */
+  days?: number
+}
+
 /** `batchDeleteRange`. */
 export interface DeleteCounts {
   deleted: number
@@ -512,6 +554,21 @@ export interface Point {
 export interface PruneOptions {
   /** Delete at most this many records. */
   limit?: number
+}
+
+/** `consume`'s answer (the protocol's `counter.consume` response). */
+export interface Quota {
+  /** Whether `value` was added. */
+  allowed: boolean
+  /** The window's total after this request (including `value` when allowed). */
+  used: bigint
+  /** `limit - used`, or 0 once the window is past the limit. */
+  remaining: bigint
+  limit: bigint
+  /** The first bucket of the window, `YYYYMMDD`. */
+  rangeFrom: number
+  /** The last bucket of the window, `YYYYMMDD`. */
+  rangeTo: number
 }
 
 /**

@@ -6,12 +6,11 @@
 use std::sync::Arc;
 
 use karma_client::Client as NetClient;
-use karma_engine::Engine as LocalEngine;
 use napi::bindgen_prelude::{AsyncTask, BigInt};
 use napi::{Env, Unknown};
 use napi_derive::napi;
 
-use crate::calls::{self, DeleteCounts, KeyValue, KeysPage, Point, ResetCounts, SeriesInfo, SeriesSummary};
+use crate::calls::{self, DeleteCounts, KeyValue, KeysPage, Point, Quota, ResetCounts, SeriesInfo, SeriesSummary};
 use crate::errors::{self, Failure};
 use crate::task::{Backend, Call, Handle, Job, Json};
 
@@ -30,6 +29,14 @@ macro_rules! karma_methods {
             /// zero; resolves to the requested `value` (as the protocol does).
             decrement decrement_sync (series, key, options) -> BigInt,
                 "series: string, key: number | bigint, options?: ChangeOptions", "bigint", "Promise<bigint>";
+            /// Rate limiting in one atomic step: adds `value` (default 1) to a
+            /// bucket (today, UTC, by default) only if the window's total plus
+            /// `value` stays within `limit`; a refusal (`allowed: false`)
+            /// changes nothing. The window is today (`window: 'day'`, the
+            /// default), the last `days` days, or the calendar `'month'`.
+            consume consume_sync (series, key, limit, options) -> Quota,
+                "series: string, key: number | bigint, limit: number | bigint, options?: ConsumeOptions",
+                "Quota", "Promise<Quota>";
             /// The counter's total, or the sum of its buckets in `range`.
             sum sum_sync (series, key, range) -> BigInt,
                 "series: string, key: number | bigint, range?: Range", "bigint", "Promise<bigint>";
@@ -162,9 +169,10 @@ macro_rules! karma_methods {
 /// files as the `karma` server's). Every method returns a Promise and runs
 /// on the libuv thread pool; the `...Sync` variants run on the calling
 /// thread (for the hot path, e.g. with `walFsync: 'never'` or `wal: false`).
-/// Worker threads share a durable engine by opening the same path: the
-/// second `new Engine(path)` in a process (without options) returns the
-/// engine already open there, and closing it closes it for every thread.
+/// Worker threads share a durable engine by opening the same path: a
+/// `new Engine(path)` while that directory is open in the process (in any
+/// thread) uses the engine already open there, and its options are checked
+/// but not applied; closing it closes it for every thread.
 #[napi]
 pub struct Engine {
     handle: Arc<Handle>,
@@ -176,12 +184,10 @@ impl Engine {
     /// unreadable directory. Opening replays the WAL on the calling thread.
     #[napi(constructor, ts_args_type = "path?: string | null, options?: EngineOptions")]
     pub fn new(env: Env, path: Unknown<'_>, options: Unknown<'_>) -> napi::Result<Engine> {
-        let opened =
-            crate::options::engine(&path, &options).and_then(|opts| LocalEngine::open(opts).map_err(Failure::Engine));
-        match opened {
-            Ok(engine) => Ok(Engine { handle: Handle::new(Backend::Engine(engine)) }),
-            Err(f) => Err(errors::to_js(&env, f)),
-        }
+        crate::options::engine(&path, &options)
+            .and_then(crate::shared::open)
+            .map(|handle| Engine { handle })
+            .map_err(|f| errors::to_js(&env, f))
     }
 
     /// Flushes the WAL and releases the directory lock, after the calls in

@@ -5,8 +5,9 @@
 //! (`api.rs` decides: the JavaScript thread for `...Sync`, libuv otherwise).
 
 use karma_engine::api::Karma;
-use karma_engine::{Engine, Error, ErrorCode, Session};
+use karma_engine::{Engine, Error, ErrorCode, Session, Window};
 use napi::bindgen_prelude::BigInt;
+use napi::bindgen_prelude::Object;
 use napi::Unknown;
 use napi_derive::napi;
 use serde_json::{Map, Value};
@@ -141,6 +142,60 @@ pub fn decrement(series: Unknown<'_>, key: Unknown<'_>, options: Unknown<'_>) ->
     let key = conv::u64_arg(&key, "key")?;
     let (value, bucket) = change_options(&options)?;
     Ok(both!(|k| Karma::decrement(k, &series, key, bucket, value).map(big)))
+}
+
+/// `consume`'s answer (the protocol's `counter.consume` response).
+#[napi(object)]
+pub struct Quota {
+    /// Whether `value` was added.
+    pub allowed: bool,
+    /// The window's total after this request (including `value` when allowed).
+    pub used: BigInt,
+    /// `limit - used`, or 0 once the window is past the limit.
+    pub remaining: BigInt,
+    pub limit: BigInt,
+    /// The first bucket of the window, `YYYYMMDD`.
+    pub range_from: i64,
+    /// The last bucket of the window, `YYYYMMDD`.
+    pub range_to: i64,
+}
+
+/// `{ window, days }` of `consume`: today (`'day'`, the default), the last
+/// `days` days (`'days'`, implied by `days`), or the calendar month.
+fn window(o: Option<&Object<'_>>) -> Arg<Window> {
+    let name = conv::opt_string(conv::option(o, "window")?.as_ref(), "window")?;
+    let days = conv::opt_u64(conv::option(o, "days")?.as_ref(), "days")?;
+    match (name.as_deref(), days) {
+        (None | Some("day"), None) => Ok(Window::Day),
+        (Some("month"), None) => Ok(Window::Month),
+        (None | Some("days"), Some(n)) => Ok(Window::Days(n)),
+        (Some("days"), None) => Err(Failure::Range("window 'days' needs the days option".into())),
+        (Some("day" | "month"), Some(_)) => Err(Failure::Range("the days option needs window 'days'".into())),
+        (Some(other), _) => Err(Failure::Range(format!("window must be 'day', 'days' or 'month', got {other:?}"))),
+    }
+}
+
+pub fn consume(
+    series: Unknown<'_>,
+    key: Unknown<'_>,
+    limit: Unknown<'_>,
+    options: Unknown<'_>,
+) -> Arg<impl Prepared<Quota>> {
+    let series = conv::string(&series, "series")?;
+    let key = conv::u64_arg(&key, "key")?;
+    let limit = conv::u64_arg(&limit, "limit")?;
+    let o = conv::options(Some(&options), "options", &["value", "bucket", "window", "days"])?;
+    let value = conv::opt_u64(conv::option(o.as_ref(), "value")?.as_ref(), "value")?.unwrap_or(1);
+    let bucket = conv::opt_bucket(conv::option(o.as_ref(), "bucket")?.as_ref(), "bucket")?;
+    let window = window(o.as_ref())?;
+    Ok(both!(|k| Karma::consume(k, &series, key, bucket, value, limit, window).map(|q| Quota {
+        allowed: q.allowed,
+        used: big(q.used),
+        remaining: big(q.remaining),
+        limit: big(q.limit),
+        range_from: q.window.from as i64,
+        range_to: q.window.to as i64,
+    })))
 }
 
 pub fn sum(series: Unknown<'_>, key: Unknown<'_>, range: Unknown<'_>) -> Arg<impl Prepared<BigInt>> {

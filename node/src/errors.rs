@@ -2,7 +2,7 @@
 //!
 //! The classes are plain JavaScript (`errors.js`: `KarmaError` with `code`
 //! and `kind`, one subclass per v2 `error_code`, plus `ConnectionError`,
-//! `TimeoutError` and `ProtocolError`), so they can be real `Error`
+//! `TimeoutError`, `ProtocolError` and `ClosedError`), so they can be real `Error`
 //! subclasses. `karma.js` hands this addon a factory that builds them
 //! ([`register_error_factory`]); the addon keeps it as per-thread instance
 //! data, so every worker thread that loads the package has its own.
@@ -108,7 +108,7 @@ fn describe(f: Failure) -> (&'static str, String, Option<String>, &'static str) 
         Failure::Client(e @ ClientError::Protocol(_)) => ("ProtocolError", e.to_string(), None, "protocol"),
         Failure::Type(m) => ("TypeError", m, None, "argument"),
         Failure::Range(m) => ("RangeError", m, None, "argument"),
-        Failure::Closed(label) => ("KarmaError", format!("this {label} is closed"), None, "closed"),
+        Failure::Closed(label) => ("ClosedError", format!("this {label} is closed"), None, "closed"),
     }
 }
 

@@ -16,5 +16,6 @@ pub mod calls;
 pub mod conv;
 pub mod errors;
 pub mod options;
+pub mod shared;
 pub mod task;
 pub mod types;

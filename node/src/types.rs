@@ -26,6 +26,24 @@ pub struct ChangeOptions {
     pub bucket: Option<()>,
 }
 
+/// Options of `consume`.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct ConsumeOptions {
+    /// The amount (default 1): a safe-integer `number` or a `bigint`.
+    #[napi(ts_type = "number | bigint")]
+    pub value: Option<()>,
+    /// The day bucket written and the window's reference day (default today, UTC).
+    #[napi(ts_type = "Date | string | number")]
+    pub bucket: Option<()>,
+    /// `'day'` (default), `'days'` (the last `days` days up to `bucket`) or
+    /// `'month'` (the calendar month of `bucket`).
+    #[napi(ts_type = "'day' | 'days' | 'month'")]
+    pub window: Option<()>,
+    /// The length of a `'days'` window (giving it implies `window: 'days'`).
+    #[napi(ts_type = "number")]
+    pub days: Option<()>,
+}
+
 /// Options of `keys`.
 #[napi(object, object_from_js = false, object_to_js = false)]
 pub struct KeysOptions {

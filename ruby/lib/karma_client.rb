@@ -18,6 +18,18 @@ require_relative "karma_client/railtie" if defined?(Rails::Railtie)
 module KarmaClient
   @lock = Mutex.new
 
+  # What KarmaClient.pool answers: the shared client behind the two calls
+  # the 1.0 pool had.
+  module Pool
+    def self.with(&block)
+      KarmaClient.with_client(&block)
+    end
+
+    def self.close
+      KarmaClient.close
+    end
+  end
+
   class << self
     # The process-wide settings, read from the KARMA_* environment on first use.
     def configuration
@@ -40,6 +52,12 @@ module KarmaClient
     # opened lazily, and a forked child opens its own.
     def with_client
       yield shared_client
+    end
+
+    # karma_client's pool object: `KarmaClient.pool.with { |karma| ... }`
+    # is with_client, `KarmaClient.pool.close` is close.
+    def pool
+      Pool
     end
 
     # A new client with its own pool, from the current configuration.

@@ -220,12 +220,45 @@ class KarmaClientTest < Minitest::Test
     assert_equal port, error.port
   end
 
+  # A server that accepts and reads but never answers: a request to it holds
+  # its pooled connection until the read timeout.
+  def test_a_silent_server_gives_timeout_error_and_a_busy_pool_pool_timeout
+    silent = TCPServer.new("127.0.0.1", 0)
+    received = Queue.new
+    acceptor = Thread.new do
+      socket = silent.accept
+      received << socket.gets
+      socket
+    end
+    karma = KarmaClient::Client.new(host: "127.0.0.1", port: silent.addr[1], pool_size: 1, pool_timeout: 0.05,
+                                    read_timeout: 30)
+    holder = Thread.new do
+      karma.ping
+    rescue KarmaClient::Error => e
+      e
+    end
+    assert_match(/system\.ping/, received.pop) # the only connection is now in use
+    assert_raises(KarmaClient::PoolTimeout) { karma.health }
+    acceptor.value.close # the held request fails once its connection drops
+    assert_kind_of KarmaClient::TransportError, holder.value
+
+    quick = KarmaClient::Client.new(host: "127.0.0.1", port: silent.addr[1], read_timeout: 0.05)
+    acceptor = Thread.new { silent.accept }
+    assert_raises(KarmaClient::TimeoutError) { quick.ping }
+    acceptor.value.close
+  ensure
+    silent&.close
+  end
+
   def test_threads_share_the_pool
     threads = Array.new(4) do
       Thread.new { 50.times { with_client { |k| k.increment(series: @series, key: 9, bucket: DAY) } } }
     end
     threads.each(&:join)
     assert_equal 200, with_client { |k| k.sum(series: @series, key: 9) }
+    assert_equal 200, KarmaClient.pool.with { |k| k.sum(series: @series, key: 9) }
+    KarmaClient.pool.close
+    assert_equal 200, KarmaClient.with_client { |k| k.sum(series: @series, key: 9) }, "usable again after close"
   end
 
   def test_instrumenter_sees_each_request

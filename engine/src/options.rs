@@ -110,6 +110,17 @@ pub struct Options {
     pub idempotency_max_records: usize,
     /// 0 disables age expiry.
     pub idempotency_max_age_seconds: u64,
+    /// Most uncommitted ingest streams at once; `ingest.begin` of one more
+    /// is refused with `limit_exceeded`.
+    pub ingest_max_streams: usize,
+    /// Most items all uncommitted `replace_series` streams may have staged
+    /// together; a chunk that would pass it is refused.
+    pub ingest_max_staged_items: u64,
+    /// An uncommitted stream untouched this long is aborted; 0 never.
+    pub ingest_stream_ttl_seconds: u64,
+    /// Most sources `recovery.checkpoint` keeps; a new source past it is
+    /// refused (an existing one can always be updated).
+    pub recovery_max_sources: usize,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -132,6 +143,10 @@ impl Default for Options {
             dump_retention_per_tree: 5,
             idempotency_max_records: 1_000_000,
             idempotency_max_age_seconds: 604_800,
+            ingest_max_streams: 10_000,
+            ingest_max_staged_items: 2_000_000,
+            ingest_stream_ttl_seconds: 86_400,
+            recovery_max_sources: 1_000,
             clock: Arc::new(SystemClock),
         }
     }

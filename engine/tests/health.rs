@@ -16,9 +16,10 @@ fn a_failed_wal_refuses_writes_and_reports_unhealthy() {
     let engine = Engine::open(opts).unwrap();
     engine.increment("s", 1, Some(20260101), 1).unwrap();
     assert!(engine.unhealthy_reason().is_none());
-    // The segment the next rotation must create already exists: the
-    // rotation, and so the next group commit, fails.
-    std::fs::write(dir.path().join("karma.wal.00000000000000000001.segment"), b"in the way\n").unwrap();
+    // The segment the next rotation must create already exists (empty, so
+    // the directory still reads back): the rotation, and so the next group
+    // commit, fails.
+    std::fs::write(dir.path().join("karma.wal.00000000000000000001.segment"), b"").unwrap();
 
     let err = engine.increment("s", 1, Some(20260101), 1).unwrap_err();
     assert!(err.message().contains("WAL segment already exists"), "{err}");

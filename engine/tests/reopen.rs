@@ -29,6 +29,8 @@ use karma_engine::{Engine, Options, Session};
 
 const CHILD_ENV: &str = "KARMA_REOPEN_CHILD";
 const SEED_ENV: &str = "KARMA_REOPEN_SEED";
+const STOP_ENV: &str = "KARMA_REOPEN_STOP_AFTER";
+const SNAPSHOT_ENV: &str = "KARMA_REOPEN_SNAPSHOT";
 
 /// Every child and every replay uses this clock, so a run is a pure
 /// function of its seed and the directory it starts from.
@@ -59,20 +61,29 @@ fn run_ops(engine: &Engine, dir: &Path, seed: u64, mut after: impl FnMut(u64, &E
 }
 
 /// The child: a no-op unless `KARMA_REOPEN_CHILD` names a directory. Runs
-/// the ops of its seed forever, printing `ACK <i> <state>` once op `i` is
-/// acknowledged (durable: `wal_fsync` is on).
+/// the ops of its seed, printing `ACK <i> <state>` once op `i` is
+/// acknowledged (durable: `wal_fsync` is on), until it is killed, or, with
+/// `KARMA_REOPEN_STOP_AFTER=<n>`, until op `n` is acknowledged: then it
+/// shuts down as the server does on SIGTERM (`snapshot.create_all` when
+/// `KARMA_REOPEN_SNAPSHOT` is set, then close) and prints `CLOSED`.
 #[test]
 fn child_ops() {
     let Ok(dir) = std::env::var(CHILD_ENV) else { return };
     let seed: u64 = std::env::var(SEED_ENV).unwrap().parse().unwrap();
+    let stop_after: Option<u64> = std::env::var(STOP_ENV).ok().map(|v| v.parse().unwrap());
     let dir = Path::new(&dir);
     let engine = open_durable(dir);
     // libtest has printed "test child_ops ... " without a newline.
     println!();
     run_ops(&engine, dir, seed, |i, e| {
         println!("ACK {i} {}", serde_json::to_string(&state(e)).unwrap());
-        true
+        stop_after != Some(i)
     });
+    if std::env::var_os(SNAPSHOT_ENV).is_some() {
+        engine.snapshot_all().expect("snapshot_all at shutdown");
+    }
+    engine.close().expect("close");
+    println!("CLOSED");
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -102,48 +113,71 @@ fn replayed_state(start: &Path, seed: u64, last: u64) -> String {
 }
 
 /// Random sequences of every mutating op in a child that is SIGKILLed at a
-/// random point, many times over one directory: after each reopen the state
-/// is the state the child acknowledged last, or that plus the op in flight
-/// (which was durable but not yet reported).
+/// random point, or (one run in four) shut down cleanly, many times over one
+/// directory. After a clean shutdown the reopened state is exactly the state
+/// the child acknowledged last; after SIGKILL it is that state, or that plus
+/// the op in flight (durable but not yet reported).
+///
+/// The test suite runs a few runs of at most 60 ops. Long runs:
+/// `KARMA_REOPEN_RUNS=<runs> KARMA_REOPEN_MAX_OPS=<ops>` (docs/testing.md).
 #[test]
 fn sigkill_at_random_points_keeps_exactly_the_acknowledged_state() {
-    let runs: u64 = std::env::var("KARMA_REOPEN_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(6);
+    let env = |name: &str, default: u64| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let runs = env("KARMA_REOPEN_RUNS", 8);
+    let max_ops = env("KARMA_REOPEN_MAX_OPS", 60).max(1);
     let dir = tempfile::tempdir().unwrap();
     let mut rng = Rng::new(0x5eed);
-    let mut ops = 0u64;
+    let (mut ops, mut kills, mut closes) = (0u64, 0u64, 0u64);
     for run in 0..runs {
         let seed = 1000 + run;
         let start = tempfile::tempdir().unwrap();
         copy_dir(dir.path(), start.path());
-        let kill_after = 1 + rng.below(60);
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        let stop_at = rng.below(max_ops);
+        let graceful = rng.chance(4);
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
             .args(["--exact", "child_ops", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, dir.path())
             .env(SEED_ENV, seed.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn child");
+            .stderr(Stdio::null());
+        if graceful {
+            command.env(STOP_ENV, stop_at.to_string());
+            if rng.chance(2) {
+                command.env(SNAPSHOT_ENV, "1");
+            }
+        }
+        let mut child = command.spawn().expect("spawn child");
         let mut reader = BufReader::new(child.stdout.take().unwrap());
-        let (mut last, mut killed) = (None::<(u64, String)>, false);
+        let (mut last, mut killed, mut closed) = (None::<(u64, String)>, false, false);
         let mut line = String::new();
         loop {
             line.clear();
             if reader.read_line(&mut line).unwrap() == 0 {
                 break;
             }
+            if line.trim_end() == "CLOSED" {
+                closed = true;
+                continue;
+            }
             let Some(rest) = line.trim_end().strip_prefix("ACK ") else { continue };
             let (i, s) = rest.split_once(' ').unwrap();
             last = Some((i.parse().unwrap(), serde_json::from_str(s).unwrap()));
-            if !killed && last.as_ref().is_some_and(|(i, _)| *i + 1 >= kill_after) {
+            if !graceful && !killed && last.as_ref().is_some_and(|(i, _)| *i >= stop_at) {
                 // Child::kill is SIGKILL; lines already written are still read.
                 child.kill().unwrap();
                 killed = true;
             }
         }
         let status = child.wait().unwrap();
-        assert!(killed, "run {run}: the child ended by itself: {status}");
+        if graceful {
+            assert!(closed && status.success(), "run {run} (seed {seed}): the clean shutdown failed: {status}");
+            closes += 1;
+        } else {
+            assert!(killed, "run {run} (seed {seed}): the child ended by itself: {status}");
+            kills += 1;
+        }
         let (acked, acked_state) = last.expect("the child acknowledged something");
         ops += acked + 1;
         let engine = open_durable(dir.path());
@@ -151,9 +185,10 @@ fn sigkill_at_random_points_keeps_exactly_the_acknowledged_state() {
         engine.close().unwrap();
         drop(engine);
         if got != acked_state {
+            assert!(!graceful, "run {run} (seed {seed}): state after a clean shutdown after op {acked}");
             let with_in_flight = replayed_state(start.path(), seed, acked + 1);
             assert_eq!(got, with_in_flight, "run {run} (seed {seed}): state after SIGKILL after op {acked}");
         }
     }
-    eprintln!("{runs} SIGKILL runs, {ops} acknowledged ops");
+    eprintln!("{runs} runs ({kills} SIGKILL, {closes} clean shutdowns), {ops} acknowledged ops, no failure");
 }

@@ -172,6 +172,37 @@ typedef struct KarmaRange {
   uint64_t to;
 } KarmaRange;
 
+/**
+ * The answer of `karma_*_consume`, field for field the protocol's
+ * `counter.consume` answer.
+ */
+typedef struct KarmaQuota {
+  /**
+   * 1 when `value` was added; 0 when it was refused and nothing changed.
+   */
+  uint8_t allowed;
+  /**
+   * The window's total after the call (including `value` when allowed).
+   */
+  uint64_t used;
+  /**
+   * `limit - used`, or 0 when other writes took the window past the limit.
+   */
+  uint64_t remaining;
+  /**
+   * The limit the call was checked against.
+   */
+  uint64_t limit;
+  /**
+   * The window's first bucket (YYYYMMDD), inclusive.
+   */
+  uint64_t range_from;
+  /**
+   * The window's last bucket (the call's bucket), inclusive.
+   */
+  uint64_t range_to;
+} KarmaQuota;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -207,6 +238,24 @@ enum KarmaStatus karma_client_batch_sum(struct KarmaClient *client,
                                         size_t n,
                                         const struct KarmaRange *range_or_null,
                                         uint64_t *out_values);
+
+/**
+ * As karma_engine_consume, on the server (bucket 0 means the server's today).
+ *
+ * # Safety
+ *
+ * `client` must be NULL or a live handle; `series` and `window` NULL or
+ * NUL-terminated strings; `out_quota` NULL or writable.
+ */
+enum KarmaStatus karma_client_consume(struct KarmaClient *client,
+                                      const char *series,
+                                      uint64_t key,
+                                      uint64_t bucket,
+                                      uint64_t value,
+                                      uint64_t limit,
+                                      const char *window,
+                                      uint64_t days,
+                                      struct KarmaQuota *out_quota);
 
 /**
  * As karma_engine_decrement, on the server.
@@ -333,6 +382,32 @@ enum KarmaStatus karma_engine_batch_sum(struct KarmaEngine *engine,
                                         size_t n,
                                         const struct KarmaRange *range_or_null,
                                         uint64_t *out_values);
+
+/**
+ * The quota check and the increment it guards, in one atomic step
+ * (`counter.consume`): adds `value` to the day `bucket` (0 means today,
+ * UTC) of counter `key` only if the window's total plus `value` stays
+ * within `limit`; otherwise nothing changes. The window ends at the bucket:
+ * `window` NULL or `"day"` (that day), `"month"` (the calendar month up to
+ * the bucket) or `"days"` with `days` (the last `days` days, 1 to 366;
+ * `days` non-zero with a NULL `window` means the same). `*out_quota` gets
+ * the answer, refused or allowed; a refusal is `KARMA_OK` with `allowed`
+ * 0. An allowed call returns once the write is durable.
+ *
+ * # Safety
+ *
+ * `engine` must be NULL or a live handle; `series` and `window` NULL or
+ * NUL-terminated strings; `out_quota` NULL or writable.
+ */
+enum KarmaStatus karma_engine_consume(struct KarmaEngine *engine,
+                                      const char *series,
+                                      uint64_t key,
+                                      uint64_t bucket,
+                                      uint64_t value,
+                                      uint64_t limit,
+                                      const char *window,
+                                      uint64_t days,
+                                      struct KarmaQuota *out_quota);
 
 /**
  * Subtracts up to `value` from the day `bucket` (0 means today) of counter

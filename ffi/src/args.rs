@@ -5,7 +5,7 @@
 use std::ffi::{c_char, CStr};
 use std::ptr::NonNull;
 
-use karma_engine::{Item, Range};
+use karma_engine::{Item, Quota, Range, Window};
 
 use crate::last_error::Failure;
 
@@ -32,6 +32,38 @@ pub struct KarmaRange {
     pub from: u64,
     /// Last bucket, inclusive.
     pub to: u64,
+}
+
+/// The answer of `karma_*_consume`, field for field the protocol's
+/// `counter.consume` answer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KarmaQuota {
+    /// 1 when `value` was added; 0 when it was refused and nothing changed.
+    pub allowed: u8,
+    /// The window's total after the call (including `value` when allowed).
+    pub used: u64,
+    /// `limit - used`, or 0 when other writes took the window past the limit.
+    pub remaining: u64,
+    /// The limit the call was checked against.
+    pub limit: u64,
+    /// The window's first bucket (YYYYMMDD), inclusive.
+    pub range_from: u64,
+    /// The window's last bucket (the call's bucket), inclusive.
+    pub range_to: u64,
+}
+
+impl From<Quota> for KarmaQuota {
+    fn from(q: Quota) -> KarmaQuota {
+        KarmaQuota {
+            allowed: u8::from(q.allowed),
+            used: q.used,
+            remaining: q.remaining,
+            limit: q.limit,
+            range_from: q.window.from,
+            range_to: q.window.to,
+        }
+    }
 }
 
 /// A non-null, aligned pointer, checked or refused with a message naming
@@ -178,6 +210,32 @@ pub(crate) unsafe fn range(ptr: *const KarmaRange) -> Result<Option<Range>, Fail
     // `KarmaRange` is plain old data, so any bit pattern is a value.
     let r = unsafe { checked(ptr, "range")?.as_ptr().read() };
     Ok(Some(Range { from: r.from, to: r.to }))
+}
+
+/// `consume`'s window from its `window` (NULL, `"day"`, `"days"` or
+/// `"month"`) and `days` (0: not given) arguments, combined as the
+/// protocol combines its `window` and `days` fields (`days` alone means
+/// `"days"`), with the protocol's messages.
+///
+/// # Safety
+///
+/// As for [`string`].
+pub(crate) unsafe fn window(window: *const c_char, days: u64) -> Result<Window, Failure> {
+    let name = if window.is_null() {
+        None
+    } else {
+        // SAFETY: non-null, and NUL-terminated and live per the contract.
+        Some(unsafe { string(window, "window")? })
+    };
+    let name = name.unwrap_or(if days > 0 { "days" } else { "day" });
+    match (name, days) {
+        ("day", 0) => Ok(Window::Day),
+        ("month", 0) => Ok(Window::Month),
+        ("days", 0) => Err(Failure::invalid("Field days is required")),
+        ("days", n) => Ok(Window::Days(n)),
+        ("day" | "month", _) => Err(Failure::invalid("Field days requires window days")),
+        (other, _) => Err(Failure::invalid(format!("Field window must be day, days or month, got {other}"))),
+    }
 }
 
 /// `bucket` as the typed API takes it: 0 (today) is `None`.

@@ -6,7 +6,7 @@ use std::ffi::c_char;
 use karma_client::Client;
 use karma_engine::clock::{bucket_of_unix, Clock, SystemClock};
 
-use crate::args::{self, KarmaItem, KarmaRange, Out};
+use crate::args::{self, KarmaItem, KarmaQuota, KarmaRange, Out};
 use crate::last_error::{guard, guard_void, Failure};
 use crate::ops::{self, Direction, Handle};
 use crate::status::KarmaStatus;
@@ -87,6 +87,29 @@ pub unsafe extern "C" fn karma_client_free(client: *mut KarmaClient) {
     // karma_client_open and nobody else holds it: we own it now.
     let client = unsafe { Box::from_raw(client) };
     guard_void(move || drop(client));
+}
+
+/// As karma_engine_consume, on the server (bucket 0 means the server's today).
+///
+/// # Safety
+///
+/// `client` must be NULL or a live handle; `series` and `window` NULL or
+/// NUL-terminated strings; `out_quota` NULL or writable.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn karma_client_consume(
+    client: *mut KarmaClient,
+    series: *const c_char,
+    key: u64,
+    bucket: u64,
+    value: u64,
+    limit: u64,
+    window: *const c_char,
+    days: u64,
+    out_quota: *mut KarmaQuota,
+) -> KarmaStatus {
+    // SAFETY: this function's contract is the helper's.
+    unsafe { ops::consume(client.cast_const(), series, key, bucket, value, limit, window, days, out_quota) }
 }
 
 /// As karma_engine_increment, on the server (bucket 0 means the server's today).

@@ -9,7 +9,7 @@ use karma_engine::clock::bucket_of_unix;
 use karma_engine::{Engine, FsyncPolicy, Options, Role, Session};
 use serde::Deserialize;
 
-use crate::args::{self, KarmaItem, KarmaRange, Out};
+use crate::args::{self, KarmaItem, KarmaQuota, KarmaRange, Out};
 use crate::last_error::{guard, guard_void, Failure};
 use crate::ops::{self, Direction, Handle};
 use crate::status::{KarmaStatus, ToStatus};
@@ -198,6 +198,37 @@ pub unsafe extern "C" fn karma_engine_free(engine: *mut KarmaEngine) {
         let _ = engine.engine.close();
         drop(engine);
     });
+}
+
+/// The quota check and the increment it guards, in one atomic step
+/// (`counter.consume`): adds `value` to the day `bucket` (0 means today,
+/// UTC) of counter `key` only if the window's total plus `value` stays
+/// within `limit`; otherwise nothing changes. The window ends at the bucket:
+/// `window` NULL or `"day"` (that day), `"month"` (the calendar month up to
+/// the bucket) or `"days"` with `days` (the last `days` days, 1 to 366;
+/// `days` non-zero with a NULL `window` means the same). `*out_quota` gets
+/// the answer, refused or allowed; a refusal is `KARMA_OK` with `allowed`
+/// 0. An allowed call returns once the write is durable.
+///
+/// # Safety
+///
+/// `engine` must be NULL or a live handle; `series` and `window` NULL or
+/// NUL-terminated strings; `out_quota` NULL or writable.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn karma_engine_consume(
+    engine: *mut KarmaEngine,
+    series: *const c_char,
+    key: u64,
+    bucket: u64,
+    value: u64,
+    limit: u64,
+    window: *const c_char,
+    days: u64,
+    out_quota: *mut KarmaQuota,
+) -> KarmaStatus {
+    // SAFETY: this function's contract is the helper's.
+    unsafe { ops::consume(engine.cast_const(), series, key, bucket, value, limit, window, days, out_quota) }
 }
 
 /// Adds `value` to the day `bucket` (YYYYMMDD; 0 means today, UTC) of

@@ -34,14 +34,15 @@ mod status;
 
 use std::ffi::{c_char, CString};
 
-pub use args::{KarmaItem, KarmaRange};
+pub use args::{KarmaItem, KarmaQuota, KarmaRange};
 pub use client::{
-    karma_client_batch_add, karma_client_batch_sum, karma_client_decrement, karma_client_execute, karma_client_free,
-    karma_client_increment, karma_client_open, karma_client_sum, KarmaClient,
+    karma_client_batch_add, karma_client_batch_sum, karma_client_consume, karma_client_decrement, karma_client_execute,
+    karma_client_free, karma_client_increment, karma_client_open, karma_client_sum, KarmaClient,
 };
 pub use engine::{
-    karma_engine_batch_add, karma_engine_batch_sum, karma_engine_decrement, karma_engine_execute, karma_engine_free,
-    karma_engine_increment, karma_engine_open, karma_engine_snapshot_all, karma_engine_sum, KarmaEngine,
+    karma_engine_batch_add, karma_engine_batch_sum, karma_engine_consume, karma_engine_decrement, karma_engine_execute,
+    karma_engine_free, karma_engine_increment, karma_engine_open, karma_engine_snapshot_all, karma_engine_sum,
+    KarmaEngine,
 };
 pub use last_error::{karma_last_error, karma_last_error_copy};
 pub use status::{karma_status_name, KarmaStatus};

@@ -9,7 +9,7 @@ use std::ptr;
 use karma_engine::api::Karma;
 use serde_json::Value;
 
-use crate::args::{self, KarmaItem, KarmaRange, Out};
+use crate::args::{self, KarmaItem, KarmaQuota, KarmaRange, Out};
 use crate::last_error::{guard, Failure};
 use crate::status::{KarmaStatus, ToStatus};
 
@@ -66,6 +66,40 @@ pub(crate) unsafe fn write<H: Handle>(
             Direction::Decrement => h.db().decrement(series, key, bucket, value),
         };
         out.set(result.map_err(fail)?);
+        Ok(())
+    })
+}
+
+/// `karma_*_consume`.
+///
+/// # Safety
+///
+/// `h` NULL or a live handle, `series` NULL or a NUL-terminated string,
+/// `window` NULL or a NUL-terminated string, `out` NULL or writable.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn consume<H: Handle>(
+    h: *const H,
+    series: *const c_char,
+    key: u64,
+    bucket: u64,
+    value: u64,
+    limit: u64,
+    window: *const c_char,
+    days: u64,
+    out: *mut KarmaQuota,
+) -> KarmaStatus {
+    guard(|| {
+        // SAFETY: each pointer is as the helper requires (this function's contract).
+        let (h, series, window, out) = unsafe {
+            (
+                args::handle(h, H::NAME)?,
+                args::string(series, "series")?,
+                args::window(window, days)?,
+                Out::one(out, "out_quota")?,
+            )
+        };
+        let quota = h.db().consume(series, key, args::bucket(bucket), value, limit, window).map_err(fail)?;
+        out.set(KarmaQuota::from(quota));
         Ok(())
     })
 }

@@ -295,6 +295,144 @@ fn engine_typed_calls() {
     free(engine);
 }
 
+/// `karma_engine_consume` with Rust arguments; the quota or the status.
+#[allow(clippy::too_many_arguments)]
+fn consume(
+    engine: *mut KarmaEngine,
+    series: &str,
+    key: u64,
+    bucket: u64,
+    value: u64,
+    limit: u64,
+    window: Option<&str>,
+    days: u64,
+) -> Result<KarmaQuota, KarmaStatus> {
+    let series = cstr(series);
+    let window = window.map(cstr);
+    let mut out = KarmaQuota::default();
+    // SAFETY: a live handle, valid strings (or NULL window), a writable out.
+    let status = unsafe {
+        karma_engine_consume(
+            engine,
+            series.as_ptr(),
+            key,
+            bucket,
+            value,
+            limit,
+            window.as_ref().map_or(null(), |w| w.as_ptr()),
+            days,
+            &mut out,
+        )
+    };
+    match status {
+        KARMA_OK => Ok(out),
+        other => Err(other),
+    }
+}
+
+fn quota(allowed: bool, used: u64, limit: u64, range_from: u64, range_to: u64) -> KarmaQuota {
+    let remaining = limit.saturating_sub(used);
+    KarmaQuota { allowed: u8::from(allowed), used, remaining, limit, range_from, range_to }
+}
+
+#[test]
+fn engine_consume() {
+    let engine = open_memory();
+    let day = |b| consume(engine, "q", 1, b, 2, 3, None, 0);
+    assert_eq!(day(20260301), Ok(quota(true, 2, 3, 20260301, 20260301)));
+    assert_eq!(day(20260301), Ok(quota(false, 2, 3, 20260301, 20260301)), "a refusal is KARMA_OK");
+    assert_eq!(sum(engine, "q", 1, None), Ok(2), "and changes nothing");
+    let days = consume(engine, "q", 1, 20260302, 1, 3, Some("days"), 2);
+    assert_eq!(days, Ok(quota(true, 3, 3, 20260301, 20260302)));
+    // `days` with a NULL window means a days window, as in the protocol.
+    let implied = consume(engine, "q", 1, 20260302, 1, 3, None, 2);
+    assert_eq!(implied, Ok(quota(false, 3, 3, 20260301, 20260302)));
+    let month = consume(engine, "q", 1, 20260331, 1, 3, Some("month"), 0);
+    assert_eq!(month, Ok(quota(false, 3, 3, 20260301, 20260331)));
+    let april = consume(engine, "q", 1, 20260401, 3, 3, Some("month"), 0);
+    assert_eq!(april, Ok(quota(true, 3, 3, 20260401, 20260401)));
+    // Bucket 0 is today (UTC).
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let today = karma_engine::clock::bucket_of_unix(now);
+    assert_eq!(consume(engine, "q", 1, 0, 1, 1, Some("day"), 0), Ok(quota(true, 1, 1, today, today)));
+    let before = sum(engine, "q", 1, None);
+
+    let cases: [(u64, Option<&str>, u64, KarmaStatus, &str); 7] = [
+        (0, None, 0, KARMA_VALIDATION_ERROR, "Field value must be greater than 0"),
+        (1, Some("days"), 0, KARMA_INVALID_ARGUMENT, "Field days is required"),
+        (1, Some("month"), 2, KARMA_INVALID_ARGUMENT, "Field days requires window days"),
+        (1, Some("day"), 2, KARMA_INVALID_ARGUMENT, "Field days requires window days"),
+        (1, Some("week"), 0, KARMA_INVALID_ARGUMENT, "Field window must be day, days or month, got week"),
+        (1, None, 367, KARMA_VALIDATION_ERROR, "Field days exceeds max size of 366"),
+        (1, Some("days"), 367, KARMA_VALIDATION_ERROR, "Field days exceeds max size of 366"),
+    ];
+    for (value, window, days, status, message) in cases {
+        let got = consume(engine, "q", 1, 20260301, value, 10, window, days);
+        assert_eq!(got, Err(status), "{window:?} {days}");
+        assert_eq!(last_error().as_deref(), Some(message));
+    }
+    assert_eq!(consume(engine, "q", 1, 20260230, 1, 10, None, 0), Err(KARMA_VALIDATION_ERROR));
+    assert_eq!(last_error().as_deref(), Some("Invalid bucket date"));
+    let (s, w) = (cstr("q"), cstr("day"));
+    let mut out = KarmaQuota::default();
+    // SAFETY: NULL where a pointer is required is refused before anything is done.
+    unsafe {
+        expect(
+            karma_engine_consume(engine, null(), 1, 0, 1, 5, w.as_ptr(), 0, &mut out),
+            KARMA_INVALID_ARGUMENT,
+            "series",
+        );
+        expect(
+            karma_engine_consume(engine, s.as_ptr(), 1, 0, 1, 5, w.as_ptr(), 0, null_mut()),
+            KARMA_INVALID_ARGUMENT,
+            "out_quota",
+        );
+        expect(
+            karma_engine_consume(null_mut(), s.as_ptr(), 1, 0, 1, 5, w.as_ptr(), 0, &mut out),
+            KARMA_INVALID_ARGUMENT,
+            "engine",
+        );
+    }
+    assert_eq!(sum(engine, "q", 1, None), before, "no error changed anything");
+
+    // A window total that would pass 2^64-1 is an overflow, not a refusal.
+    let max = i64::MAX as u64;
+    expect(inc(engine, "big", 7, 20260301, max), KARMA_OK, "");
+    expect(inc(engine, "big", 7, 20260302, max), KARMA_OK, "");
+    let over = consume(engine, "big", 7, 20260303, 2, max, None, 3);
+    assert_eq!(over, Err(KARMA_VALIDATION_ERROR));
+    assert_eq!(last_error().as_deref(), Some("Counter overflow key=7 bucket=20260303"));
+    free(engine);
+}
+
+#[test]
+fn eight_threads_consume_exactly_the_limit_through_one_handle() {
+    struct Shared(*mut KarmaEngine);
+    // SAFETY: the ABI documents handles as usable from many threads at once.
+    unsafe impl Send for Shared {}
+    // SAFETY: as above.
+    unsafe impl Sync for Shared {}
+    let engine = Shared(open_memory());
+    let allowed: u64 = thread::scope(|scope| {
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let e = &engine;
+                scope.spawn(move || {
+                    (0..5_000 / 8)
+                        .map(|_| {
+                            u64::from(consume(e.0, "race", 42, 20260528, 1, 1_000, Some("month"), 0).unwrap().allowed)
+                        })
+                        .sum::<u64>()
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).sum()
+    });
+    assert_eq!(allowed, 1_000);
+    assert_eq!(sum(engine.0, "race", 42, None), Ok(1_000));
+    free(engine.0);
+}
+
 #[test]
 fn engine_execute() {
     let engine = open_memory();
@@ -550,6 +688,21 @@ fn client_against_a_real_server() {
         assert_eq!(values, [3, 4, 0]);
         let missing = cstr("missing");
         expect(karma_client_sum(client, missing.as_ptr(), 1, null(), &mut out), KARMA_NOT_FOUND, "missing");
+
+        let (month, mut q) = (cstr("month"), KarmaQuota::default());
+        let status = karma_client_consume(client, s.as_ptr(), 1, 20260131, 2, 6, month.as_ptr(), 0, &mut q);
+        expect(status, KARMA_OK, "");
+        assert_eq!(q, quota(true, 6, 6, 20260101, 20260131));
+        let status = karma_client_consume(client, s.as_ptr(), 1, 20260131, 1, 6, month.as_ptr(), 0, &mut q);
+        expect(status, KARMA_OK, "");
+        assert_eq!(q, quota(false, 6, 6, 20260101, 20260131));
+        let status = karma_client_consume(client, s.as_ptr(), 1, 20260102, 1, 3, null(), 2, &mut q);
+        expect(status, KARMA_OK, "");
+        assert_eq!(q, quota(false, 4, 3, 20260101, 20260102));
+        let status = karma_client_consume(client, s.as_ptr(), 1, 20260102, 0, 3, null(), 0, &mut q);
+        expect(status, KARMA_VALIDATION_ERROR, "Field value must be greater than 0");
+        expect(karma_client_sum(client, s.as_ptr(), 1, null(), &mut out), KARMA_OK, "");
+        assert_eq!(out, 6);
 
         let mut resp: *mut c_char = null_mut();
         let ping = r#"{"v":2,"op":"system.ping"}"#;

@@ -83,6 +83,10 @@ enum Key {
     RequestDeadline,
     MaxHeavyRequests,
     ReplicationMaxLineBytes,
+    IngestMaxStreams,
+    IngestMaxStagedItems,
+    IngestStreamTtl,
+    RecoveryMaxSources,
     ClusterEtcd,
     ClusterName,
     Shard,
@@ -357,6 +361,42 @@ const OPTIONS: &[OptDef] = &[
         "Longest reply line a slave reads from its master (default 268435456)",
     ),
     opt(
+        Key::IngestMaxStreams,
+        "ingest-max-streams",
+        None,
+        "KARMA_INGEST_MAX_STREAMS",
+        Kind::Int,
+        "count",
+        "Uncommitted ingest streams at once (default 10000)",
+    ),
+    opt(
+        Key::IngestMaxStagedItems,
+        "ingest-max-staged-items",
+        None,
+        "KARMA_INGEST_MAX_STAGED_ITEMS",
+        Kind::Int,
+        "count",
+        "Items all uncommitted replace_series streams may stage (default 2000000)",
+    ),
+    opt(
+        Key::IngestStreamTtl,
+        "ingest-stream-ttl",
+        None,
+        "KARMA_INGEST_STREAM_TTL_SECONDS",
+        Kind::Int,
+        "seconds",
+        "Abort an uncommitted ingest stream idle this long, 0 = never (default 86400)",
+    ),
+    opt(
+        Key::RecoveryMaxSources,
+        "recovery-max-sources",
+        None,
+        "KARMA_RECOVERY_MAX_SOURCES",
+        Kind::Int,
+        "count",
+        "Sources recovery.checkpoint keeps (default 1000)",
+    ),
+    opt(
         Key::ClusterEtcd,
         "cluster-etcd",
         None,
@@ -429,6 +469,10 @@ pub struct Config {
     pub request_deadline_seconds: i32,
     pub max_heavy_requests: i32,
     pub replication_max_line_bytes: i32,
+    pub ingest_max_streams: i32,
+    pub ingest_max_staged_items: i32,
+    pub ingest_stream_ttl_seconds: i32,
+    pub recovery_max_sources: i32,
     pub cluster_etcd: Option<String>,
     pub cluster_name: String,
     pub shard: i32,
@@ -475,6 +519,10 @@ impl Default for Config {
             request_deadline_seconds: 10,
             max_heavy_requests: 0,
             replication_max_line_bytes: 268_435_456,
+            ingest_max_streams: 10_000,
+            ingest_max_staged_items: 2_000_000,
+            ingest_stream_ttl_seconds: 86_400,
+            recovery_max_sources: 1_000,
             cluster_etcd: None,
             cluster_name: "karma".to_string(),
             shard: 0,
@@ -668,6 +716,10 @@ impl Config {
             Key::RequestDeadline => self.request_deadline_seconds = v,
             Key::MaxHeavyRequests => self.max_heavy_requests = v,
             Key::ReplicationMaxLineBytes => self.replication_max_line_bytes = v,
+            Key::IngestMaxStreams => self.ingest_max_streams = v,
+            Key::IngestMaxStagedItems => self.ingest_max_staged_items = v,
+            Key::IngestStreamTtl => self.ingest_stream_ttl_seconds = v,
+            Key::RecoveryMaxSources => self.recovery_max_sources = v,
             Key::Shard => self.shard = v,
             Key::ClusterLeaseTtl => self.cluster_lease_ttl_seconds = v,
             _ => unreachable_key(key),
@@ -736,6 +788,10 @@ impl Config {
         at_least_zero(self.request_deadline_seconds, "request_deadline_seconds")?;
         at_least_zero(self.max_heavy_requests, "max_heavy_requests")?;
         positive(self.replication_max_line_bytes, "replication_max_line_bytes")?;
+        positive(self.ingest_max_streams, "ingest_max_streams")?;
+        positive(self.ingest_max_staged_items, "ingest_max_staged_items")?;
+        at_least_zero(self.ingest_stream_ttl_seconds, "ingest_stream_ttl_seconds")?;
+        positive(self.recovery_max_sources, "recovery_max_sources")?;
         if let Some(host) = &self.replication_source_host {
             if host.is_empty() {
                 return invalid("replication_source_host must not be empty");
@@ -842,6 +898,17 @@ impl Config {
         }
     }
 
+    /// How often the server looks for ingest streams idle past
+    /// `--ingest-stream-ttl`: a tenth of the TTL, between 1 and 60 seconds,
+    /// so a stream outlives its TTL by at most that; `None` when streams
+    /// never expire.
+    pub fn ingest_sweep_interval(&self) -> Option<Duration> {
+        match to_u64(self.ingest_stream_ttl_seconds) {
+            0 => None,
+            ttl => Some(Duration::from_secs((ttl / 10).clamp(1, 60))),
+        }
+    }
+
     /// How long shutdown waits for connections to finish (0 = force at once).
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(to_u64(self.shutdown_timeout_seconds))
@@ -887,6 +954,10 @@ impl Config {
             dump_retention_per_tree: to_usize(self.dump_retention_per_tree),
             idempotency_max_records: to_usize(self.idempotency_max_records),
             idempotency_max_age_seconds: to_u64(self.idempotency_max_age_seconds),
+            ingest_max_streams: to_usize(self.ingest_max_streams).max(1),
+            ingest_max_staged_items: to_u64(self.ingest_max_staged_items).max(1),
+            ingest_stream_ttl_seconds: to_u64(self.ingest_stream_ttl_seconds),
+            recovery_max_sources: to_usize(self.recovery_max_sources).max(1),
             ..Options::default()
         }
     }
@@ -1452,6 +1523,23 @@ mod tests {
         assert_eq!(c.request_deadline(), None);
         assert_eq!(c.max_heavy_requests(), 3);
         assert_eq!(c.replication_max_line_bytes, 1000);
+        let o = config(&[], &[]).engine_options();
+        assert_eq!(
+            (o.ingest_max_streams, o.ingest_max_staged_items, o.ingest_stream_ttl_seconds, o.recovery_max_sources),
+            (10_000, 2_000_000, 86_400, 1_000)
+        );
+        assert_eq!(config(&[], &[]).ingest_sweep_interval(), Some(Duration::from_secs(60)));
+        let c = config(
+            &["--ingest-max-streams=3", "--ingest-stream-ttl=0", "--recovery-max-sources=5"],
+            &[("KARMA_INGEST_MAX_STAGED_ITEMS", "7"), ("KARMA_INGEST_STREAM_TTL_SECONDS", "4")],
+        );
+        let o = c.engine_options();
+        assert_eq!(
+            (o.ingest_max_streams, o.ingest_max_staged_items, o.ingest_stream_ttl_seconds, o.recovery_max_sources),
+            (3, 7, 0, 5)
+        );
+        assert_eq!(c.ingest_sweep_interval(), None);
+        assert_eq!(config(&["--ingest-stream-ttl=5"], &[]).ingest_sweep_interval(), Some(Duration::from_secs(1)));
     }
 
     #[test]
@@ -1504,6 +1592,10 @@ mod tests {
             (&["--request-deadline=-1"], "request_deadline_seconds must be greater than or equal to 0"),
             (&["--max-heavy-requests=-1"], "max_heavy_requests must be greater than or equal to 0"),
             (&["--replication-max-line-bytes=0"], "replication_max_line_bytes must be greater than 0"),
+            (&["--ingest-max-streams=0"], "ingest_max_streams must be greater than 0"),
+            (&["--ingest-max-staged-items=0"], "ingest_max_staged_items must be greater than 0"),
+            (&["--ingest-stream-ttl=-1"], "ingest_stream_ttl_seconds must be greater than or equal to 0"),
+            (&["--recovery-max-sources=0"], "recovery_max_sources must be greater than 0"),
             (&["--replication-source-host="], "replication_source_host must not be empty"),
             (&["--replication-source-host=m"], "replication source requires slave role"),
             (

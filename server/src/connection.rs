@@ -267,7 +267,6 @@ pub async fn serve(
     // When the first byte of the oldest incomplete line in `buf` arrived
     // (at the latest), for `--request-deadline`.
     let mut line_started: Option<Instant> = None;
-    let mut last_read = Instant::now();
     loop {
         if !buf.is_empty() || eof {
             out.clear();
@@ -310,9 +309,12 @@ pub async fn serve(
             if buf.is_empty() {
                 line_started = None;
             } else if batch.consumed > 0 {
-                // What is left began after the last executed line, which was
-                // complete by the last read.
-                line_started = Some(last_read);
+                // What is left began after the last executed line. Its rest
+                // may have waited in the socket while this connection
+                // executed and wrote answers without reading (a pipelining
+                // client that reads late): the client's time starts when the
+                // server reads again, that is now, not at the last read.
+                line_started = Some(Instant::now());
             }
             if batch.output_full {
                 // The answers are out: go on with the buffered lines before
@@ -361,9 +363,8 @@ pub async fn serve(
             }
             Wait::Read(Ok(0)) => eof = true,
             Wait::Read(Ok(n)) => {
-                last_read = Instant::now();
                 if buf.len() == n {
-                    line_started = Some(last_read);
+                    line_started = Some(Instant::now());
                 }
             }
         }

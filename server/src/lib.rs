@@ -66,6 +66,8 @@ pub async fn run(listener: TcpListener, engine: Engine, config: Arc<Config>, shu
     };
     let mut tasks: JoinSet<()> = JoinSet::new();
     let mut backoff = ACCEPT_BACKOFF_MIN;
+    let sweeper =
+        config.ingest_sweep_interval().map(|every| tokio::spawn(expire_ingest_streams(engine.clone(), every)));
     tokio::pin!(shutdown);
 
     loop {
@@ -114,6 +116,9 @@ pub async fn run(listener: TcpListener, engine: Engine, config: Arc<Config>, shu
     }
 
     drop(listener);
+    if let Some(sweeper) = sweeper {
+        sweeper.abort();
+    }
     tracing::info!(event = "server.stop_begin", "active_clients={}", tasks.len());
     let _ = notify.send(true);
     let drain = async { while tasks.join_next().await.is_some() {} };
@@ -133,6 +138,23 @@ pub async fn run(listener: TcpListener, engine: Engine, config: Arc<Config>, shu
         );
     }
     Ok(())
+}
+
+/// Aborts ingest streams idle past `--ingest-stream-ttl` every `every`, so
+/// an abandoned stream goes away even when no ingest request arrives to
+/// trigger the engine's own check.
+async fn expire_ingest_streams(engine: Engine, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let engine = engine.clone();
+        match tokio::task::spawn_blocking(move || engine.expire_ingest_streams()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(event = "ingest.expire_failed", "{}", err.message()),
+            Err(err) => tracing::error!(event = "ingest.expire_failed", "{err}"),
+        }
+    }
 }
 
 /// Errors that concern only the one connection being accepted.

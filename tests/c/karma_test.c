@@ -154,6 +154,22 @@ static void test_engine(const char *dir) {
     CHECK_STATUS(karma_engine_sum(engine, "api", 7, NULL, &out), KARMA_OK);
     CHECK(out == 7);
 
+    /* consume: the quota check and the increment it guards, in one step; a
+     * refusal is KARMA_OK with allowed == 0 and changes nothing. */
+    KarmaQuota q;
+    memset(&q, 0, sizeof q);
+    CHECK_STATUS(karma_engine_consume(engine, "quota", 1, 20260301, 2, 3, "month", 0, &q), KARMA_OK);
+    CHECK(q.allowed == 1 && q.used == 2 && q.remaining == 1 && q.limit == 3);
+    CHECK(q.range_from == 20260301 && q.range_to == 20260301);
+    CHECK_STATUS(karma_engine_consume(engine, "quota", 1, 20260305, 2, 3, "month", 0, &q), KARMA_OK);
+    CHECK(q.allowed == 0 && q.used == 2 && q.remaining == 1 && q.range_from == 20260301 && q.range_to == 20260305);
+    CHECK_STATUS(karma_engine_consume(engine, "quota", 1, 20260302, 1, 3, NULL, 2, &q), KARMA_OK);
+    CHECK(q.allowed == 1 && q.used == 3 && q.remaining == 0 && q.range_from == 20260301);
+    CHECK_STATUS(karma_engine_consume(engine, "quota", 1, 20260302, 1, 3, "fortnight", 0, &q), KARMA_INVALID_ARGUMENT);
+    CHECK(contains(karma_last_error(), "fortnight"));
+    CHECK_STATUS(karma_engine_sum(engine, "quota", 1, NULL, &out), KARMA_OK);
+    CHECK(out == 3);
+
     /* Overflow is refused with a validation error and leaves the counter alone. */
     CHECK_STATUS(karma_engine_increment(engine, "api", 8, 20260301, 2, &out), KARMA_VALIDATION_ERROR);
     CHECK(karma_last_error() != NULL);

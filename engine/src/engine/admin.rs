@@ -4,7 +4,7 @@
 use base64::Engine as _;
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::files::{write_recovery, Checkpoint};
+use crate::files::Checkpoint;
 use crate::json::{write_str, write_u64};
 use crate::metrics::{self, get, write_f64, Stat, StatsView};
 use crate::options::Role;
@@ -316,7 +316,11 @@ impl Engine {
     /// written outside it.
     fn snapshot_series(&self, name: &str) -> Result<SnapshotMeta> {
         let disk = self.disk()?;
+        self.check_wal_for_snapshot()?;
         let (image, lsn) = self.read_series(name, |d| Ok((image_of(d), self.position_lsn())))?;
+        // The image may hold writes not yet durable: only once they are may
+        // it become a file (a write the WAL then fails is never persisted).
+        self.wait_durable(lsn)?;
         let bytes = snapshot::encode_tree(&image);
         disk.snapshots.write(name, self.now() as i64, lsn, &bytes)
     }
@@ -326,12 +330,18 @@ impl Engine {
     /// held off while it runs so no entry can land between a snapshot and
     /// the truncation.
     pub fn snapshot_all(&self) -> Result<()> {
+        self.recover_wal(true)?;
         let _admin = self.inner.admin.lock();
         self.snapshot_all_locked()
     }
 
     fn snapshot_all_locked(&self) -> Result<()> {
         let disk = self.disk()?;
+        self.check_wal_for_snapshot()?;
+        // A stream idle past its TTL must not be saved: it would come back
+        // at the next start with a fresh TTL. The aborts are made durable
+        // below with everything else before the WAL is truncated.
+        self.expire_idle_streams_locked(&mut self.inner.ingest.lock());
         let gate = self.inner.gate.write();
         if let Some(wal) = &disk.wal {
             wal.wait_durable(wal.current_lsn())?;
@@ -427,6 +437,7 @@ impl Engine {
             (Op::SnapshotLoad, Command::File { file }) => {
                 let (_, series) = snapshot_series_of(file)?;
                 let disk = self.disk()?;
+                self.check_wal_for_snapshot()?;
                 let bytes = disk
                     .snapshots
                     .read(file)?
@@ -445,6 +456,7 @@ impl Engine {
                         Ok((image_of(data), self.position_lsn()))
                     })?
                     .ok_or_else(|| Error::tree_not_found(&series))?;
+                self.wait_durable(lsn)?;
                 disk.snapshots.write(&series, self.now() as i64, lsn, &snapshot::encode_tree(&image))?;
                 Ok(Response::Text(format!("Tree \"{series}\" loaded")))
             }
@@ -491,51 +503,13 @@ impl Engine {
         out.push(b']');
     }
 
-    fn checkpoint_json(out: &mut Vec<u8>, c: &Checkpoint) {
-        out.extend_from_slice(b"{\"source\":");
-        write_str(out, &c.source);
-        for (name, v) in [("offset", &c.offset), ("event_id", &c.event_id)] {
-            out.extend_from_slice(b",\"");
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(b"\":");
-            match v {
-                Some(s) => write_str(out, s),
-                None => out.extend_from_slice(b"null"),
-            }
-        }
-        out.extend_from_slice(b",\"updated_at_unix\":");
-        write_u64(out, c.updated_at_unix);
-        out.push(b'}');
-    }
-
-    fn recovery_status_json(&self, source: Option<&str>) -> Vec<u8> {
-        let cps = self.inner.recovery.lock();
-        let selected: Vec<&Checkpoint> = match source {
-            Some(s) => cps.iter().filter(|c| c.source == s).collect(),
-            None => {
-                let mut all: Vec<&Checkpoint> = cps.iter().collect();
-                all.sort_by(|a, b| a.source.as_bytes().cmp(b.source.as_bytes()));
-                all
-            }
-        };
-        let mut out = Vec::with_capacity(128);
-        out.extend_from_slice(b"{\"checkpoint_count\":");
-        write_u64(&mut out, selected.len() as u64);
-        out.extend_from_slice(b",\"checkpoints\":[");
-        for (i, c) in selected.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            Self::checkpoint_json(&mut out, c);
-        }
-        out.extend_from_slice(b"]}");
-        out
-    }
-
     pub(crate) fn admin_op(&self, req: &Request<'_>) -> Result<Response> {
         let m = &self.inner.metrics;
         match &req.command {
-            Command::RecoveryStatus { source } => Ok(Response::Json(self.recovery_status_json(source.as_deref()))),
+            Command::RecoveryStatus { source, after_source } => {
+                let budget = self.response_budget(0, 0);
+                Ok(Response::Json(self.recovery_status_json(source.as_deref(), after_source.as_deref(), budget)))
+            }
             Command::RecoveryCheckpoint { source, offset, event_id } => {
                 let _admin = self.inner.admin.lock();
                 let cp = Checkpoint {
@@ -544,17 +518,9 @@ impl Engine {
                     event_id: event_id.as_ref().map(|s| s.to_string()),
                     updated_at_unix: self.now(),
                 };
-                let mut cps = self.inner.recovery.lock();
-                let mut next = cps.clone();
-                next.retain(|c| c.source != cp.source);
-                next.push(cp.clone());
-                next.sort_by(|a, b| a.source.as_bytes().cmp(b.source.as_bytes()));
-                if let Some(disk) = &self.inner.disk {
-                    write_recovery(&disk.dir, &next)?;
-                }
-                *cps = next;
                 let mut out = Vec::with_capacity(128);
-                Self::checkpoint_json(&mut out, &cp);
+                super::recovery::checkpoint_json(&mut out, &cp);
+                self.recovery_checkpoint(cp)?;
                 Ok(Response::Json(out))
             }
             Command::Reconciliation { checked_points, mismatch_count, absolute_drift, max_abs_delta } => {
@@ -609,7 +575,10 @@ impl Engine {
         out.extend_from_slice(b",\"latest_snapshots\":");
         self.write_latest(&mut out, &latest);
         out.extend_from_slice(b",\"recovery\":");
-        let recovery = self.recovery_status_json(None);
+        // The checkpoints are paged like `recovery.status` if they would not
+        // fit; the count after them is always the full one.
+        let tail = b",\"recovery_checkpoint_count\":18446744073709551615}".len();
+        let recovery = self.recovery_status_json(None, None, self.response_budget(out.len(), tail));
         out.extend_from_slice(&recovery);
         out.extend_from_slice(b",\"recovery_checkpoint_count\":");
         write_u64(&mut out, self.inner.recovery.lock().len() as u64);

@@ -83,6 +83,7 @@ impl Engine {
             return Err(Error::validation("Field value must be greater than 0"));
         }
         self.check_role(Op::Increment, Ctx::CLIENT)?;
+        self.recover_wal(true)?;
         let (key, value) = (*key, value.unwrap_or(1));
         let bucket = bucket.unwrap_or_else(|| self.today());
         let entry = match self.wal() {

@@ -64,6 +64,12 @@ impl Engine {
     }
 
     pub(crate) fn execute_ctx(&self, req: &Request<'_>, ctx: Ctx<'_>) -> Result<Outcome> {
+        if !ctx.internal {
+            // After a WAL failure nothing is served from memory before it
+            // holds only acknowledged writes again; anything but a read may
+            // resume the WAL.
+            self.recover_wal(!req.op.is_read_only())?;
+        }
         validate(req)?;
         if matches!(req.op, Op::IngestBegin | Op::IngestChunk | Op::IngestCommit | Op::IngestAbort) {
             // Ingest checks stream state before the role check (§4.1 step 11).

@@ -1,14 +1,17 @@
 //! `ingest.*` (spec/protocol.md §11). Runs under the admin lock; stream state
 //! checks come before the role check, as in Karma 1.0.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::ingest::{Mode, Stream};
+use crate::ingest::{Ingest, Mode, Stream};
 use crate::json::{write_str, write_u64};
-use crate::metrics;
+use crate::metrics::{self, Limit};
+use crate::options::Role;
 use crate::protocol::fingerprint::fingerprint;
 use crate::protocol::validate::MAX_ITEMS;
+use crate::protocol::wal_entry::write_entry;
 use crate::protocol::{Command, Op, Request};
 use crate::store::SeriesData;
 
@@ -21,6 +24,10 @@ fn stream_not_found(id: &str) -> Error {
 
 fn conflict(msg: &str) -> Error {
     Error::new(ErrorCode::IdempotencyConflict, msg)
+}
+
+fn limit_exceeded(msg: String) -> Error {
+    Error::new(ErrorCode::LimitExceeded, msg)
 }
 
 fn status_json(s: &Stream, status: &str) -> Vec<u8> {
@@ -83,6 +90,10 @@ fn chunk_json(id: &str, seq: u64, skipped: Option<bool>, applied: usize, total: 
 impl Engine {
     pub(crate) fn ingest(&self, req: &Request<'_>, ctx: Ctx<'_>) -> Result<Outcome> {
         let started = Instant::now();
+        if !ctx.internal {
+            // Replay and replication only repeat what the master decided.
+            self.expire_idle_streams_locked(&mut self.inner.ingest.lock());
+        }
         let result = match (&req.op, &req.command) {
             (Op::IngestBegin, Command::IngestBegin { stream_id, mode, granularity }) => {
                 self.ingest_begin(req, ctx, stream_id, mode, granularity.as_deref())
@@ -121,15 +132,24 @@ impl Engine {
                 return Err(conflict("Ingest stream was already committed with different parameters"));
             }
             status_json(s, "already_committed")
-        } else if let Some(s) = ingest.active.get(id) {
+        } else if let Some(s) = ingest.active.get_mut(id) {
             if !same(s) {
                 return Err(conflict("Ingest stream already exists with different parameters"));
             }
+            s.last_active_unix = self.now();
             status_json(s, "active")
         } else {
-            let s = Stream::new(id, mode, granularity.map(str::to_owned), fingerprint(req.op, &req.command, None));
+            let mut s = Stream::new(id, mode, granularity.map(str::to_owned), fingerprint(req.op, &req.command, None));
+            s.last_active_unix = self.now();
             let json = status_json(&s, "active");
             self.check_role(req.op, ctx)?;
+            let max = self.inner.options.ingest_max_streams;
+            if !ctx.internal && ingest.active.len() >= max {
+                self.count_limit(Limit::IngestStreams);
+                return Err(limit_exceeded(format!(
+                    "Too many active ingest streams (limit {max}): commit or abort one first"
+                )));
+            }
             let lsn = self.append(self.entry_for(req, ctx, None).as_deref())?;
             ingest.active.insert(id.to_owned(), s);
             return Ok(Outcome { response: Response::Json(json), lsn, idempotent: None });
@@ -171,6 +191,12 @@ impl Engine {
             metrics::bump(&self.inner.metrics.ingest_chunks_rejected);
             e
         };
+        // What every stream has staged, for the bound on a staging chunk.
+        let staged_total = match ingest.active.get(id) {
+            Some(s) if s.mode == Mode::ReplaceSeries && !ctx.internal => ingest.staged_items(),
+            _ => 0,
+        };
+        let now = self.now();
         let s = ingest.active.get_mut(id).ok_or_else(|| rejected(stream_not_found(id)))?;
         if seq == 0 {
             return Err(rejected(Error::validation("Field chunk_seq must be greater than 0")));
@@ -180,6 +206,7 @@ impl Engine {
                 return Err(rejected(conflict("Ingest chunk was already used with different payload")));
             }
             self.check_role(req.op, ctx)?;
+            s.last_active_unix = now;
             let lsn = self.append(self.entry_for(req, ctx, None).as_deref())?;
             return Ok((
                 Outcome { response: Response::Json(chunk_json(id, seq, Some(false), 0, 0)), lsn, idempotent: None },
@@ -206,6 +233,13 @@ impl Engine {
         let m = &self.inner.metrics;
         let lsn = match s.mode {
             Mode::ReplaceSeries => {
+                let max = self.inner.options.ingest_max_staged_items;
+                if !ctx.internal && staged_total.saturating_add(items.len() as u64) > max {
+                    self.count_limit(Limit::IngestStagedItems);
+                    return Err(rejected(limit_exceeded(format!(
+                        "Too many staged ingest items (limit {max}): commit or abort a replace_series stream first"
+                    ))));
+                }
                 let staged = s.staged.get_or_insert_with(Default::default);
                 let mut data = SeriesData { counters: std::mem::take(staged), dropped: false };
                 let checked = check_batch_set(&data, items);
@@ -214,7 +248,9 @@ impl Engine {
                     apply_batch_set(&mut data, items);
                 }
                 *staged = data.counters;
-                lsn?
+                let lsn = lsn?;
+                s.staged_items = s.staged_items.saturating_add(items.len() as u64);
+                lsn
             }
             mode => {
                 if ctx.applies_to(series) {
@@ -250,6 +286,7 @@ impl Engine {
         // Bound only once a chunk was applied (fix of B16).
         s.series.get_or_insert_with(|| series.to_string());
         s.last_chunk_seq = seq;
+        s.last_active_unix = now;
         s.chunk_fingerprints.insert(seq, fp);
         metrics::add(&m.ingest_items_applied, items.len() as u64);
         Ok((
@@ -315,5 +352,61 @@ impl Engine {
         let lsn = self.append(self.entry_for(req, ctx, None).as_deref())?;
         ingest.active.remove(id);
         Ok(Outcome { response: Response::Json(short_status(id, "aborted", last)), lsn, idempotent: None })
+    }
+}
+
+impl Engine {
+    /// Aborts the streams idle for `--ingest-stream-ttl` or longer (each
+    /// `ingest.*` request and each snapshot first does this, at most once a
+    /// second of the engine's clock; the server also calls
+    /// [`Engine::expire_ingest_streams`] periodically). Each abort is logged
+    /// as an `ingest.abort` entry, so WAL replay and slaves drop the stream
+    /// too. Only a node that may write expires streams: a slave waits for
+    /// its master's aborts. The caller holds the admin lock. Returns the LSN
+    /// of the last abort logged.
+    pub(super) fn expire_idle_streams_locked(&self, ingest: &mut Ingest) -> Option<u64> {
+        let ttl = self.inner.options.ingest_stream_ttl_seconds;
+        let now = self.now();
+        if ttl == 0 || ingest.last_sweep_unix == now || ingest.active.is_empty() {
+            return None;
+        }
+        if self.inner.options.role == Role::Slave || self.inner.write_lease.check().is_err() {
+            return None;
+        }
+        ingest.last_sweep_unix = now;
+        let mut last = None;
+        for id in ingest.idle_since(now, ttl) {
+            let entry = self.wal().map(|_| {
+                let mut out = Vec::with_capacity(64 + id.len());
+                write_entry(&mut out, Op::IngestAbort, &Command::Stream { stream_id: Cow::Borrowed(&id) }, None, None);
+                out
+            });
+            match self.append(entry.as_deref()) {
+                Ok(lsn) => last = lsn.or(last),
+                Err(err) => {
+                    // Kept, and tried again at the next sweep.
+                    tracing::warn!(stream_id = %id, error = %err, "ingest.expire_failed");
+                    break;
+                }
+            }
+            ingest.active.remove(&id);
+            self.count_limit(Limit::IngestStreamExpired);
+            tracing::info!(stream_id = %id, ttl_seconds = ttl, "ingest.stream_expired");
+        }
+        last
+    }
+
+    /// Aborts the ingest streams idle past `--ingest-stream-ttl` and waits
+    /// until those aborts are durable. The server calls this periodically so
+    /// abandoned streams go away even when no ingest request comes.
+    pub fn expire_ingest_streams(&self) -> Result<()> {
+        let lsn = {
+            let _admin = self.inner.admin.lock();
+            self.expire_idle_streams_locked(&mut self.inner.ingest.lock())
+        };
+        match lsn {
+            Some(lsn) => self.wait_durable(lsn),
+            None => Ok(()),
+        }
     }
 }

@@ -9,10 +9,12 @@ mod ingest_ops;
 mod persist;
 mod quota;
 mod reads;
+mod recovery;
 mod replica;
 pub mod response;
 mod restore;
 mod typed;
+mod wal_recovery;
 mod write_lease;
 
 pub use write_lease::WriteLease;
@@ -117,6 +119,8 @@ struct Inner {
     replication: ReplicationStats,
     /// Record times of idempotent WAL entries, used while replaying them.
     replay_times: Mutex<HashMap<u64, u64>>,
+    /// How many WAL failures memory has been rebuilt from disk for.
+    wal_rebuilt: Mutex<u64>,
     write_lease: write_lease::WriteLease,
     started: Instant,
 }
@@ -172,6 +176,7 @@ impl Engine {
                 metrics: Metrics::default(),
                 replication: ReplicationStats::default(),
                 replay_times: Mutex::new(HashMap::new()),
+                wal_rebuilt: Mutex::new(0),
                 write_lease: write_lease::WriteLease::default(),
                 started: Instant::now(),
                 options,
@@ -308,6 +313,12 @@ impl Engine {
     pub fn metrics_text(&self) -> String {
         let mut text = self.stats_view().prometheus();
         self.inner.metrics.limits.write_prometheus(&mut text);
+        // Like the limit counters, only once non-zero: Karma 1.0 has no such
+        // line, and it only matters while replace_series streams stage data.
+        let staged = self.inner.ingest.lock().staged_items();
+        if staged > 0 {
+            text.push_str(&format!("# TYPE karma_ingest_staged_items gauge\nkarma_ingest_staged_items {staged}\n"));
+        }
         self.wal_metrics(&mut text);
         text
     }
@@ -319,13 +330,19 @@ impl Engine {
     }
 
     /// `None` when healthy; otherwise why writes are refused (e.g. the WAL
-    /// failed).
+    /// failed). A failed WAL is given a chance to resume first.
     pub fn unhealthy_reason(&self) -> Option<String> {
+        if let Err(e) = self.recover_wal(true) {
+            return Some(e.message().to_owned());
+        }
         self.wal().and_then(Wal::failure)
     }
 
-    /// Flushes the WAL and stops its writer.
+    /// Flushes the WAL and stops its writer (a failed WAL is given a last
+    /// chance to resume; if it cannot, closing reports its failure).
     pub fn close(&self) -> Result<()> {
+        // If it cannot resume, the WAL's close below reports the failure.
+        let _ = self.recover_wal(true);
         match self.wal() {
             Some(wal) => wal.close(),
             None => Ok(()),

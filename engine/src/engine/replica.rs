@@ -10,7 +10,7 @@ use crate::json;
 use crate::metrics::{self, get, ReplicationStats};
 use crate::protocol::request::parse_request;
 
-use super::{Ctx, Engine};
+use super::{Ctx, Engine, Outcome};
 
 /// The file Karma 1.0 slaves keep their replayed LSN in.
 pub const REPLICATION_LSN_FILE: &str = "karma.replication.lsn";
@@ -36,6 +36,7 @@ impl Engine {
     /// order. Entries at or below our position are skipped; a hole is a
     /// `replication_gap`. Returns how many entries were applied.
     pub fn apply_replication_page(&self, entries: &[(u64, String)]) -> Result<usize> {
+        self.recover_wal(true)?;
         let mut current = self.replicated_lsn();
         if let Some(wal) = self.wal() {
             wal.ensure_lsn_at_least(current);
@@ -79,6 +80,12 @@ impl Engine {
         let ctx = Ctx { internal: true, replay: None };
         match self.execute_ctx(&req, ctx) {
             Ok(outcome) if outcome.lsn == Some(lsn) || self.wal().is_none() => Ok(()),
+            // An entry that changes nothing (the filler a master writes for
+            // an LSN lost to a WAL failure): keep the LSN sequence whole.
+            Ok(Outcome { lsn: None, .. }) => match self.wal() {
+                Some(wal) => wal.append(entry.as_bytes()).map(|_| ()),
+                None => Ok(()),
+            },
             Ok(outcome) => Err(Error::new(
                 ErrorCode::ReplicationError,
                 format!("WAL entry {lsn} was logged locally as {:?}", outcome.lsn),

@@ -40,7 +40,7 @@ pub(super) fn open(options: crate::Options) -> Result<Engine> {
     let disk = Disk { snapshots: SnapshotDir::new(&dir), dir: dir.clone(), wal, times, _lock: lock };
     let restore = options.restore;
     let engine = Engine::from_parts(options, Some(disk));
-    *engine.inner.recovery.lock() = recovery;
+    *engine.inner.recovery.lock() = super::recovery::sorted(recovery);
     *engine.inner.replay_times.lock() = replay_times;
     if restore {
         engine.restore(&dir)?;
@@ -54,7 +54,20 @@ pub(super) fn open(options: crate::Options) -> Result<Engine> {
 impl Engine {
     pub(super) fn restore(&self, dir: &Path) -> Result<()> {
         let Some(disk) = &self.inner.disk else { return Ok(()) };
-        let Loaded { series, covered } = load_snapshots(&disk.snapshots)?;
+        let max_lsn = self.restore_from(dir, &disk.snapshots, disk.wal.as_ref().map(|_| u64::MAX))?;
+        if let Some(wal) = &disk.wal {
+            wal.ensure_lsn_at_least(max_lsn);
+        }
+        Ok(())
+    }
+
+    /// Loads the snapshots of `dir` into this engine's memory and, with
+    /// `replay_through`, the WAL entries they do not contain up to that LSN
+    /// (after a WAL failure: the durable one). Returns the highest
+    /// snapshot LSN. Also builds the scratch engine a WAL failure rebuilds
+    /// memory from (that engine has no files of its own).
+    pub(super) fn restore_from(&self, dir: &Path, snapshots: &SnapshotDir, replay_through: Option<u64>) -> Result<u64> {
+        let Loaded { series, covered } = load_snapshots(snapshots)?;
         let mut max_lsn = covered.values().copied().max().unwrap_or(0);
         for (name, loaded) in series {
             let mut fresh = Some(loaded);
@@ -73,10 +86,10 @@ impl Engine {
         {
             let mut ingest = self.inner.ingest.lock();
             for s in super::persist::read_active_streams(dir)? {
-                ingest.active.insert(s.stream_id.clone(), s);
+                ingest.active.insert(s.stream_id.clone(), self.restored_stream(s));
             }
         }
-        if let Some(wal) = &disk.wal {
+        if let Some(through) = replay_through {
             let mut replayed = 0u64;
             let mut last_lsn = 0u64;
             let stats = wal::read_all(dir, |lsn, entry| {
@@ -84,6 +97,10 @@ impl Engine {
                 // is a duplicate (or out of place) and would apply twice.
                 if lsn <= last_lsn {
                     tracing::warn!(lsn, last_lsn, "wal.replay_skipped_non_increasing_lsn");
+                    return Ok(());
+                }
+                if lsn > through {
+                    // Not acknowledged: a failed WAL could not cut it off.
                     return Ok(());
                 }
                 last_lsn = lsn;
@@ -106,9 +123,8 @@ impl Engine {
             })?;
             tracing::info!(entries = stats.entries, replayed, "wal.replay");
             self.inner.replay_times.lock().clear();
-            wal.ensure_lsn_at_least(max_lsn);
         }
-        Ok(())
+        Ok(max_lsn)
     }
 
     /// Replaces all state with what the snapshot files hold (a slave's
@@ -131,9 +147,17 @@ impl Engine {
         let mut ingest = self.inner.ingest.lock();
         ingest.active.clear();
         for s in active {
-            ingest.active.insert(s.stream_id.clone(), s);
+            ingest.active.insert(s.stream_id.clone(), self.restored_stream(s));
         }
         Ok(())
+    }
+
+    /// An active stream read from a snapshot: idle time is not persisted, so
+    /// its TTL starts now; what it staged counts as the points it holds.
+    fn restored_stream(&self, mut s: Stream) -> Stream {
+        s.last_active_unix = self.now();
+        s.staged_items = s.staged.as_ref().map_or(0, crate::ingest::points_of);
+        s
     }
 
     fn load_idempotency(&self, mut records: Vec<RecordImage>, streams: Vec<StreamImage>) {

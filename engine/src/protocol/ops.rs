@@ -220,7 +220,7 @@ impl Op {
             SnapshotFetch | SnapshotLoad => const { &[FILE] },
             SnapshotFetchChunk => const { &[FILE, opt("offset", Uint), LIMIT] },
             IdempotencySnapshotFetchChunk => const { &[opt("offset", Uint), LIMIT] },
-            RecoveryStatus => const { &[opt("source", Str)] },
+            RecoveryStatus => const { &[opt("source", Str), opt("after_source", Str)] },
             RecoveryCheckpoint => const { &[req("source", Str), opt("offset", Text), opt("event_id", Text)] },
             ReplicationEntries => const { &[req("after_lsn", Uint), LIMIT] },
             IngestBegin => const { &[STREAM_ID, req("mode", Str), opt("granularity", Str)] },

@@ -71,7 +71,7 @@ pub enum Command<'a> {
     DeleteBefore { series: Cow<'a, str>, before: u64 },
     File { file: Cow<'a, str> },
     Chunk { file: Option<Cow<'a, str>>, offset: u64, limit: Option<i64> },
-    RecoveryStatus { source: Option<Cow<'a, str>> },
+    RecoveryStatus { source: Option<Cow<'a, str>>, after_source: Option<Cow<'a, str>> },
     RecoveryCheckpoint { source: Cow<'a, str>, offset: Option<Cow<'a, str>>, event_id: Option<Cow<'a, str>> },
     ReplicationEntries { after_lsn: u64, limit: Option<i64> },
     IngestBegin { stream_id: Cow<'a, str>, mode: Cow<'a, str>, granularity: Option<Cow<'a, str>> },
@@ -267,7 +267,9 @@ fn parse_command<'a>(op: Op, f: Fields<'_, 'a>) -> Result<Command<'a>> {
             }
             Command::Chunk { file, offset: offset as u64, limit: f.optional_i64("limit")? }
         }
-        RecoveryStatus => Command::RecoveryStatus { source: f.loose_str("source") },
+        RecoveryStatus => {
+            Command::RecoveryStatus { source: f.loose_str("source"), after_source: f.loose_str("after_source") }
+        }
         RecoveryCheckpoint => {
             let source = f.required_str("source")?;
             let source_offset = f.stringish("source_offset")?;

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::handle::{closed_error, unavailable, Wal};
+use super::handle::{closed_error, lost_error, unavailable, Wal};
 use crate::error::{Error, Result};
 
 /// How long [`Wal::wait_durable`] yields before it parks: a few fast
@@ -20,7 +20,7 @@ impl Wal {
     /// Blocks until every entry `<= lsn` is durable; `Err` if the WAL failed first.
     pub fn wait_durable(&self, lsn: u64) -> Result<()> {
         if self.spin_until_durable(lsn) {
-            return Ok(());
+            return self.not_lost(lsn);
         }
         let mut st = self.shared.state.lock();
         if lsn > st.assigned {
@@ -28,7 +28,7 @@ impl Wal {
         }
         loop {
             if st.durable >= lsn {
-                return Ok(());
+                return if st.is_lost(lsn) { Err(lost_error(lsn)) } else { Ok(()) };
             }
             if let Some(cause) = &st.failure {
                 return Err(unavailable(cause));
@@ -51,6 +51,17 @@ impl Wal {
             }
             self.shared.durable.wait(&mut st);
         }
+    }
+
+    /// `Ok` unless `lsn` (now below the durable LSN) was handed out before a
+    /// WAL failure and never written. [`Wal::try_resume`] records the lost
+    /// range before it publishes the durable LSN that passes it, so a waiter
+    /// that saw that LSN also sees the range.
+    fn not_lost(&self, lsn: u64) -> Result<()> {
+        if self.shared.has_lost.load(Ordering::Acquire) && self.shared.state.lock().is_lost(lsn) {
+            return Err(lost_error(lsn));
+        }
+        Ok(())
     }
 
     /// The short spin before sleeping in [`Wal::wait_durable`]: while
@@ -90,7 +101,7 @@ impl Wal {
     /// [`Wal::on_durable`] then). For async callers that must not block.
     pub fn try_durable_now(&self, lsn: u64) -> Option<Result<()>> {
         if self.shared.durable_hint.load(Ordering::Acquire) >= lsn {
-            return Some(Ok(()));
+            return Some(self.not_lost(lsn));
         }
         if self.shared.cfg.fsync.fsync_before_ack() {
             // An fsync can take milliseconds: never on the caller's thread,
@@ -99,6 +110,7 @@ impl Wal {
             // meanwhile) and runs the caller's callback.
             let st = self.shared.state.lock();
             return match &st.failure {
+                _ if st.durable >= lsn && st.is_lost(lsn) => Some(Err(lost_error(lsn))),
                 _ if st.durable >= lsn => Some(Ok(())),
                 Some(cause) => Some(Err(unavailable(cause))),
                 None => None,
@@ -109,7 +121,7 @@ impl Wal {
         loop {
             let st = self.shared.state.lock();
             if st.durable >= lsn {
-                return Some(Ok(()));
+                return Some(if st.is_lost(lsn) { Err(lost_error(lsn)) } else { Ok(()) });
             }
             if let Some(cause) = &st.failure {
                 return Some(Err(unavailable(cause)));
@@ -147,7 +159,9 @@ impl Wal {
     /// already is, otherwise on the writer thread.
     pub fn on_durable(&self, lsn: u64, done: Box<dyn FnOnce(Result<()>) + Send>) {
         let mut st = self.shared.state.lock();
-        let outcome = if st.durable >= lsn {
+        let outcome = if st.durable >= lsn && st.is_lost(lsn) {
+            Err(lost_error(lsn))
+        } else if st.durable >= lsn {
             Ok(())
         } else if let Some(cause) = &st.failure {
             Err(unavailable(cause))

@@ -6,7 +6,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 use std::thread::{JoinHandle, ThreadId};
@@ -96,6 +96,12 @@ pub(super) struct State {
     pub(super) in_flight: bool,
     pub(super) callbacks: Vec<(u64, Callback)>,
     pub(super) failure: Option<Error>,
+    /// How many times the WAL has failed (a failure clears when
+    /// [`Wal::try_resume`] succeeds).
+    pub(super) failures: u64,
+    /// LSN ranges handed out before a failure and never written: a waiter
+    /// for one of them is refused even once `durable` has passed it.
+    pub(super) lost: Vec<(u64, u64)>,
     pub(super) closing: bool,
     pub(super) closed: bool,
     pub(super) bytes: u64,
@@ -132,6 +138,31 @@ pub(super) struct Shared {
     pub(super) sync_files: Mutex<Vec<Arc<File>>>,
     /// `everysec`: groups were written since the last background fsync.
     pub(super) unsynced: AtomicBool,
+    /// `State::failure` is set; readable without the state lock, so the
+    /// engine can check it before every request.
+    pub(super) failed: AtomicBool,
+    /// `State::lost` is not empty.
+    pub(super) has_lost: AtomicBool,
+}
+
+impl Shared {
+    /// Records the first failure: the WAL refuses writes until
+    /// [`Wal::try_resume`] succeeds.
+    pub(super) fn fail(&self, st: &mut State, e: Error, event: &str) {
+        if st.failure.is_none() {
+            tracing::error!(error = %e, "{event}: refusing further writes");
+            st.failure = Some(e);
+            st.failures += 1;
+            self.failed.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl State {
+    /// `lsn` was handed out before a failure and never written.
+    pub(super) fn is_lost(&self, lsn: u64) -> bool {
+        self.lost.iter().any(|&(first, last)| (first..=last).contains(&lsn))
+    }
 }
 
 /// The write-ahead log of one data directory. `Send + Sync`.
@@ -159,6 +190,15 @@ pub(super) fn unavailable(cause: &Error) -> Error {
 
 pub(super) fn closed_error() -> Error {
     Error::internal("WAL is closed")
+}
+
+/// The answer to a waiter whose entry was never written: the WAL failed
+/// before it, and the engine has since put memory back without it.
+pub(super) fn lost_error(lsn: u64) -> Error {
+    Error::new(
+        ErrorCode::InternalError,
+        format!("WAL is unavailable: entry {lsn} was not written before a WAL failure"),
+    )
 }
 
 impl Wal {
@@ -236,6 +276,8 @@ impl Wal {
                 in_flight: false,
                 callbacks: Vec::new(),
                 failure: None,
+                failures: 0,
+                lost: Vec::new(),
                 closing: false,
                 closed: false,
                 bytes,
@@ -246,6 +288,8 @@ impl Wal {
             durable_hint: AtomicU64::new(max_lsn),
             sync_files: Mutex::new(Vec::new()),
             unsynced: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+            has_lost: AtomicBool::new(false),
             files: RwLock::new(set),
             idx_cache: Mutex::new(HashMap::new()),
         });
@@ -311,6 +355,17 @@ impl Wal {
     /// The cause once a write, fsync, rotation or truncation failed.
     pub fn failure(&self) -> Option<String> {
         self.shared.state.lock().failure.as_ref().map(|e| e.message().to_string())
+    }
+
+    /// Whether the WAL has failed and not resumed yet. One atomic load.
+    #[inline]
+    pub fn is_failed(&self) -> bool {
+        self.shared.failed.load(Ordering::Acquire)
+    }
+
+    /// How many times the WAL has failed since it was opened.
+    pub fn failure_count(&self) -> u64 {
+        self.shared.state.lock().failures
     }
 
     pub fn stats(&self) -> WalStats {

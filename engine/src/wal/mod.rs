@@ -7,6 +7,7 @@ mod handle;
 pub mod index;
 pub mod reader;
 mod replication;
+mod resume;
 pub mod segments;
 mod writer;
 
@@ -16,4 +17,5 @@ mod tests;
 pub use handle::{Wal, WalConfig, WalStats};
 pub use reader::{read_all, ReplayStats};
 pub use replication::{entry_cost, EntriesPage};
+pub use resume::FILLER_ENTRY;
 pub use segments::{list_files, parse_segment_name, segment_name, WalFile, ACTIVE_FILE, LSN_FILE};

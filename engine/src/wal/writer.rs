@@ -23,8 +23,8 @@ use crate::options::FsyncPolicy;
 
 /// The writer thread's private state.
 pub(super) struct Writer {
-    shared: Arc<Shared>,
-    file: Option<File>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) file: Option<File>,
     line: Vec<u8>,
 }
 
@@ -113,12 +113,7 @@ impl Writer {
                     st.stats.count_fsync(took);
                 }
             }
-            Err(e) => {
-                if st.failure.is_none() {
-                    tracing::error!(error = %e, "wal.write_failed: refusing further writes");
-                    st.failure = Some(e);
-                }
-            }
+            Err(e) => self.shared.fail(&mut st, e, "wal.write_failed"),
         }
         self.finish(st);
     }
@@ -153,7 +148,7 @@ impl Writer {
     /// Writes one group with one `write_all` and at most one fsync. Returns
     /// the bytes written and how long the fsync took, if there was one. On
     /// failure the file is cut back to its old length.
-    fn write_group(&mut self, entries: &[(u64, Vec<u8>)]) -> Result<(u64, Option<Duration>)> {
+    pub(super) fn write_group(&mut self, entries: &[(u64, Vec<u8>)]) -> Result<(u64, Option<Duration>)> {
         self.rotate_if_needed()?;
         let path = self.active_path();
         let pre_len = self.shared.files.read().active_len;
@@ -171,6 +166,8 @@ impl Writer {
         let fsync = self.shared.cfg.fsync.fsync_before_ack();
         let result = (|| -> Result<Option<Duration>> {
             let file = self.open_active()?;
+            #[cfg(feature = "fault-injection")]
+            crate::fault::disk_full().map_err(|e| Error::io(format!("Cannot write WAL file {}", label(&path)), e))?;
             file.write_all(&buf).map_err(|e| Error::io(format!("Cannot write WAL file {}", label(&path)), e))?;
             if !fsync {
                 return Ok(None);
@@ -276,12 +273,7 @@ impl Writer {
                     st.durable = st.assigned;
                 }
             }
-            Err(e) => {
-                if st.failure.is_none() {
-                    tracing::error!(error = %e, "wal.truncate_failed: refusing further writes");
-                    st.failure = Some(e.clone());
-                }
-            }
+            Err(e) => self.shared.fail(&mut st, e.clone(), "wal.truncate_failed"),
         }
         self.finish(st);
         result
@@ -412,20 +404,14 @@ fn background_sync(shared: &Shared, last_sync: &mut Instant, now: bool) {
     let mut st = shared.state.lock();
     match result {
         Ok(took) => st.stats.count_fsync(took),
-        Err(e) => {
-            if st.failure.is_none() {
-                let e = Error::io("Cannot fsync the WAL in the background", e);
-                tracing::error!(error = %e, "wal.fsync_failed: refusing further writes");
-                st.failure = Some(e);
-            }
-        }
+        Err(e) => shared.fail(&mut st, Error::io("Cannot fsync the WAL in the background", e), "wal.fsync_failed"),
     }
 }
 
 /// `sync_data` timed. Builds with the `fault-injection` feature first sleep
 /// for `KARMA_FAULT_FSYNC_DELAY_MS` milliseconds, so tests can make a disk
 /// slow.
-fn sync_data(file: &File) -> std::io::Result<Duration> {
+pub(super) fn sync_data(file: &File) -> std::io::Result<Duration> {
     let start = Instant::now();
     #[cfg(feature = "fault-injection")]
     crate::fault::fsync_delay();

@@ -24,12 +24,16 @@
 //! * After `fork()` the child notices the new pid and opens its own
 //!   connections; the parent's are never written to (see `pool.rs`).
 //! * With a token configured, every request carries `"token"`.
+//! * [`cluster::ClusterClient`] talks to a sharded cluster coordinated by
+//!   etcd (docs/cluster.md): it routes each op to its shard's leader and
+//!   retries through failovers.
 //! * [`Karma`] is implemented by both [`karma_engine::Engine`] and [`Client`], so
 //!   code (bindings, tests) can be written once for both.
 
 #![forbid(unsafe_code)]
 
 mod api;
+pub mod cluster;
 mod config;
 mod connection;
 mod pool;

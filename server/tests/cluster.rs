@@ -186,6 +186,23 @@ impl Node {
         node
     }
 
+    /// A single server outside any cluster, to compare answers with.
+    fn plain() -> Node {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
+        let port = free_port();
+        let args = vec![
+            "--bind=127.0.0.1".to_string(),
+            format!("--port={port}"),
+            format!("--directory={}", dir.path().join("data").display()),
+            "--wal-fsync=false".into(),
+        ];
+        let mut node = Node { id: "plain".into(), port, dir, args, child: None };
+        node.launch();
+        wait_for("the plain server", || Conn::open(port));
+        node
+    }
+
     fn log_path(&self) -> PathBuf {
         self.dir.path().join("stderr.log")
     }
@@ -679,4 +696,89 @@ fn partitioned_leader_stops_writes_before_a_new_leader_starts() {
     let total = b.sum("p", 1);
     assert!(total as usize >= on_b.iter().filter(|o| o.error.is_none()).count());
     wait_for("pa to converge on pb's data", || (a.sum("p", 1) == total).then_some(()));
+}
+
+// ---------------------------------------------------------------------------
+// the client's cluster mode
+// ---------------------------------------------------------------------------
+
+#[test]
+fn cluster_client_rides_through_failover_and_merges_batches() {
+    use karma_client::cluster::ClusterClient;
+    use karma_client::{Client, ClientConfig};
+    use karma_engine::Range;
+
+    let etcd = EtcdServer::start();
+    assert!(admin::init(&etcd.client(), CLUSTER, 2).expect("init"), "a new cluster");
+    let endpoint = etcd.endpoint();
+    let mut a0 = Node::start("c0a", 0, &endpoint);
+    let _a1 = Node::start("c1a", 1, &endpoint);
+    etcd.wait_leader(0, "c0a");
+    etcd.wait_leader(1, "c1a");
+    let b0 = Node::start("c0b", 0, &endpoint);
+    let _b1 = Node::start("c1b", 1, &endpoint);
+    wait_for("c0b to register as a slave", || etcd.node(0, "c0b").filter(|n| n.role == "slave"));
+    let cluster = Arc::new(ClusterClient::connect(&endpoint, CLUSTER, ClientConfig::default()).expect("connect"));
+    assert_eq!(cluster.shard_count(), 2);
+
+    // Increments under load through a SIGKILL of shard 0's leader: no error
+    // may reach the caller, and retries never count twice.
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (cluster, stop, done) = (cluster.clone(), stop.clone(), done.clone());
+        thread::spawn(move || {
+            let mut acked: HashMap<u64, u64> = HashMap::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let key = i % 40;
+                if let Err(err) = cluster.increment("load", key, Some(BUCKET), 1) {
+                    return Err(format!("increment {i} of key {key} failed: {err}"));
+                }
+                *acked.entry(key).or_insert(0) += 1;
+                done.fetch_add(1, Ordering::SeqCst);
+                i += 1;
+            }
+            Ok(acked)
+        })
+    };
+    wait_for("load before the kill", || (done.load(Ordering::SeqCst) >= 500).then_some(()));
+    let killed_at = Instant::now();
+    a0.kill();
+    let before = done.load(Ordering::SeqCst);
+    wait_for("shard 0 writable again", || etcd.leader(0).filter(|l| l.node_id == "c0b"));
+    wait_for("load after the failover", || (done.load(Ordering::SeqCst) >= before + 500).then_some(()));
+    let rode_through = killed_at.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    let acked = writer.join().expect("writer").unwrap_or_else(|e| panic!("an error reached the caller: {e}"));
+    let keys: Vec<u64> = (0..40).collect();
+    let totals = cluster.batch_sum("load", &keys, None).expect("batch_sum");
+    let mut lost = 0;
+    for (key, got) in keys.iter().zip(&totals) {
+        let want = acked.get(key).copied().unwrap_or(0);
+        assert!(*got <= want, "key {key}: total {got} above the {want} acknowledged increments");
+        assert_eq!(*got, cluster.sum("load", *key, None).expect("sum"), "sum and batch_sum of key {key}");
+        lost += want - got;
+    }
+    println!(
+        "cluster client: {} increments without an error reaching the caller; 500 more done {rode_through:?} after \
+         the SIGKILL; {lost} acknowledged increments lost in the failover window",
+        acked.values().sum::<u64>()
+    );
+    let on_shard0 = keys.iter().copied().find(|k| shard_of(*k, 2) == 0).expect("a key of shard 0");
+    assert!(b0.sum("load", on_shard0) > 0, "c0b serves shard 0's data");
+
+    // Batches over keys of both shards answer as one node would.
+    let plain = Node::plain();
+    let single = Client::new(ClientConfig { port: plain.port, ..ClientConfig::default() }).expect("client");
+    let items: Vec<[u64; 3]> = (0..60u64).map(|i| [i % 25, 20260501 + i % 3, 1 + i % 7]).collect();
+    let added = cluster.batch_add("batch", &items).expect("cluster batch_add");
+    assert_eq!(added, single.batch_add("batch", &items).expect("single batch_add"));
+    let keys: Vec<u64> = (0..30).rev().collect();
+    assert!((0..2).all(|s| keys.iter().any(|k| cluster.shard_of(*k) == s)), "keys on both shards");
+    for range in [None, Some(Range { from: 20260502, to: 20260503 })] {
+        let got = cluster.batch_sum("batch", &keys, range).expect("cluster batch_sum");
+        assert_eq!(got, single.batch_sum("batch", &keys, range).expect("single batch_sum"), "range {range:?}");
+        assert!(got.iter().any(|v| *v > 0));
+    }
 }

@@ -782,3 +782,20 @@ fn cluster_client_rides_through_failover_and_merges_batches() {
         assert!(got.iter().any(|v| *v > 0));
     }
 }
+
+#[test]
+fn nodes_refuse_a_shard_the_cluster_does_not_have() {
+    let etcd = EtcdServer::start();
+    let endpoint = etcd.endpoint();
+    let start = |shard: u32| {
+        let mut node = Node::start("x", shard, &endpoint);
+        let mut child = node.child.take().expect("child");
+        let status = wait_for("the node to exit", || child.try_wait().ok().flatten());
+        (status, node.stderr())
+    };
+    let (status, err) = start(0);
+    assert!(!status.success() && err.contains("karma cluster init"), "{status}: {err}");
+    assert!(admin::init(&etcd.client(), CLUSTER, 2).expect("init"), "a new cluster");
+    let (status, err) = start(2);
+    assert!(!status.success() && err.contains("no shard 2"), "{status}: {err}");
+}

@@ -52,6 +52,9 @@ pub async fn serve(config: Arc<Config>, stop: watch::Receiver<bool>) -> ExitCode
         Err(err) => return fail(err),
     };
     let shard = u32::try_from(config.shard).unwrap_or(0);
+    if let Err(message) = check_shard(&etcd, &config.cluster_name, shard).await {
+        return fail(message);
+    }
     let me = Identity { paths: ClusterPaths::new(&config.cluster_name), shard, node_id, advertise, ttl };
     let shared = Arc::new(Shared::default());
     let (want_tx, mut want_rx) = watch::channel(Want::Wait);
@@ -125,6 +128,25 @@ pub async fn serve(config: Arc<Config>, stop: watch::Receiver<bool>) -> ExitCode
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     tracing::info!(event = "server.stop", "version={}", crate::config::VERSION);
     code
+}
+
+/// Refuses a shard the cluster does not have, or a cluster never created:
+/// such a node would serve keys no client sends it. When etcd cannot be
+/// reached the node starts anyway (the election waits for etcd).
+async fn check_shard(etcd: &Etcd, cluster: &str, shard: u32) -> Result<(), String> {
+    let etcd = etcd.clone();
+    let name = cluster.to_owned();
+    let count = tokio::task::spawn_blocking(move || karma_cluster::admin::shard_count(&etcd, &name)).await;
+    match count {
+        Ok(Ok(Some(n))) if shard < n => Ok(()),
+        Ok(Ok(Some(n))) => Err(format!("cluster {cluster} has {n} shard(s), numbered from 0: no shard {shard}")),
+        Ok(Ok(None)) => Err(format!("no cluster {cluster} in etcd: create it first with karma cluster init")),
+        Ok(Err(err)) => {
+            tracing::warn!(event = "cluster.etcd_error", "cannot check the shard count yet: {err}");
+            Ok(())
+        }
+        Err(err) => Err(format!("cannot check the shard count: {err}")),
+    }
 }
 
 fn target_mode(want: &Want) -> Option<Mode> {

@@ -70,6 +70,13 @@ impl ClusterClient {
         })
     }
 
+    /// `karma+etcd://host:port[,host:port...]/<cluster-name>`: the etcd
+    /// endpoints and the cluster's name; `base` as for [`ClusterClient::connect`].
+    pub fn from_url(url: &str, base: ClientConfig) -> Result<ClusterClient> {
+        let (endpoints, cluster) = parse_url(url).map_err(|m| ClientError::Invalid(Error::validation(m)))?;
+        ClusterClient::connect(&endpoints, &cluster, base)
+    }
+
     /// How long an op is retried through a failover (default 30 s).
     pub fn with_retry_for(mut self, retry_for: Duration) -> ClusterClient {
         self.retry_for = retry_for;
@@ -189,6 +196,18 @@ impl ClusterClient {
     }
 }
 
+/// The etcd endpoints and cluster name of a `karma+etcd://` URL.
+fn parse_url(url: &str) -> std::result::Result<(String, String), String> {
+    let bad = || format!("invalid cluster URL {url:?}: expected karma+etcd://host:port[,host:port...]/<cluster-name>");
+    let rest = url.strip_prefix("karma+etcd://").ok_or_else(bad)?;
+    let (endpoints, cluster) = rest.split_once('/').ok_or_else(bad)?;
+    let cluster = cluster.trim_end_matches('/');
+    if endpoints.is_empty() || cluster.is_empty() || cluster.contains('/') {
+        return Err(bad());
+    }
+    Ok((endpoints.to_owned(), cluster.to_owned()))
+}
+
 /// Connection trouble and `forbidden` (a slave or a fenced leader) are what
 /// a failover looks like; everything else is the answer.
 fn retryable(err: &ClientError) -> bool {
@@ -210,4 +229,27 @@ fn add_range(fields: &mut Map<String, Value>, range: Option<Range>) {
 
 fn as_u64(v: Value) -> Result<u64> {
     v.as_u64().ok_or_else(|| ClientError::Protocol(format!("expected an integer, got {v}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_urls_name_endpoints_and_cluster() {
+        assert_eq!(parse_url("karma+etcd://127.0.0.1:2379/demo"), Ok(("127.0.0.1:2379".into(), "demo".into())));
+        assert_eq!(parse_url("karma+etcd://a:1,b:2/c/"), Ok(("a:1,b:2".into(), "c".into())));
+        for bad in ["karma://h:1/c", "karma+etcd://h:1", "karma+etcd:///c", "karma+etcd://h:1/", "karma+etcd://h:1/a/b"]
+        {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn forbidden_and_transport_errors_are_retried_others_are_not() {
+        assert!(retryable(&ClientError::Connection("x".into())));
+        assert!(retryable(&ClientError::Server(Error::new(ErrorCode::Forbidden, "slave"))));
+        assert!(!retryable(&ClientError::Server(Error::validation("bad"))));
+        assert!(!retryable(&ClientError::Protocol("x".into())));
+    }
 }

@@ -6,7 +6,7 @@
 //! `--shutdown-timeout`, take a full snapshot, close the engine and exit 0.
 //! SIGUSR1 takes a full snapshot and keeps running.
 //!
-//! `karma cli|ingest|reconcile ...` runs an operator tool instead (the
+//! `karma cli|ingest|reconcile|cluster ...` runs an operator tool instead (the
 //! karma-cli crate); everything else is the server's own command line.
 
 #![forbid(unsafe_code)]
@@ -30,7 +30,9 @@ fn main() -> ExitCode {
         Ok(Cli::Run(config)) => config,
         Ok(Cli::Help(text)) => {
             print!("{text}");
-            println!("\nOperator tools: karma cli|ingest|reconcile --help (docs/operations.md)");
+            println!(
+                "\nOperator tools: karma cli|ingest|reconcile|cluster --help (docs/operations.md, docs/cluster.md)"
+            );
             return ExitCode::SUCCESS;
         }
         Ok(Cli::Version(text)) => {

@@ -93,7 +93,9 @@ fn one_shot_requests_print_answers_and_errors() {
 #[test]
 fn every_tool_has_help_and_the_server_help_points_to_them() {
     let out = tool(&["--help"], &[], "");
-    assert!(stdout(&out).ends_with("Operator tools: karma cli|ingest|reconcile --help (docs/operations.md)\n"));
+    assert!(stdout(&out).ends_with(
+        "Operator tools: karma cli|ingest|reconcile|cluster --help (docs/operations.md, docs/cluster.md)\n"
+    ));
     for (name, flag) in [("cli", "--raw"), ("ingest", "--chunk-items"), ("reconcile", "--sample-step")] {
         let out = tool(&[name, "--help"], &[], "");
         assert_eq!(out.status.code(), Some(0), "{name}");

@@ -120,12 +120,7 @@ module KarmaClient
     end
 
     def fetch(hash, names, what)
-      names.map do |n|
-        next hash[n] if hash.key?(n)
-        next hash[n.to_s] if hash.key?(n.to_s)
-
-        raise InputError, "#{what} needs #{n}"
-      end
+      checked { C.fetch_all(hash, names, what) }
     end
   end
 end

@@ -14,6 +14,8 @@
 //!
 //! The tests fail (never skip) when etcd is missing: `scripts/test` installs it.
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -24,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, sleep};
 use std::time::{Duration, Instant};
 
+use common::free_port;
 use karma_cluster::{admin, shard_of, ClusterPaths, Etcd, LeaderRecord, NodeRecord};
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -37,11 +40,6 @@ const TTL: u64 = 2;
 /// not a performance assertion.
 const DEADLINE: Duration = Duration::from_secs(60);
 const BUCKET: u64 = 20260501;
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    listener.local_addr().expect("local addr").port()
-}
 
 fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     let started = Instant::now();

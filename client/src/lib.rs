@@ -25,10 +25,12 @@
 //!   connections; the parent's are never written to (see `pool.rs`).
 //! * With a token configured, every request carries `"token"`.
 //! * [`cluster::ClusterClient`] talks to a sharded cluster coordinated by
-//!   etcd (docs/cluster.md): it routes each op to its shard's leader and
-//!   retries through failovers.
-//! * [`Karma`] is implemented by both [`karma_engine::Engine`] and [`Client`], so
-//!   code (bindings, tests) can be written once for both.
+//!   etcd (docs/cluster.md): it routes each op to its shard's leader (or
+//!   splits it by shard, or asks every shard), merges the answers into the
+//!   one a single node would give, and retries through failovers.
+//! * [`Karma`] is implemented by [`karma_engine::Engine`], [`Client`] and
+//!   [`cluster::ClusterClient`], so code (bindings, tests) can be written
+//!   once for all of them.
 
 #![forbid(unsafe_code)]
 
@@ -231,6 +233,13 @@ impl Client {
     /// an error envelope becomes [`ClientError::Server`]. A write that has
     /// `idempotency_key` among `fields` is retried after a dead connection.
     pub fn request_value(&self, op: &str, fields: Map<String, Value>) -> Result<Value> {
+        let resp = self.exchange_fields(op, &fields)?;
+        wire::decode(op, &resp)
+    }
+
+    /// Sends `{"v":2,"op":op, ...fields}` (plus the token) and returns the
+    /// response line, success or error envelope alike.
+    pub(crate) fn exchange_fields(&self, op: &str, fields: &Map<String, Value>) -> Result<Vec<u8>> {
         let retry = wire::retry_safe(op, fields.contains_key("idempotency_key"));
         let mut map = Map::with_capacity(fields.len() + 3);
         map.insert("v".into(), Value::from(2));
@@ -240,15 +249,14 @@ impl Client {
         }
         for (k, v) in fields {
             if k != "v" && k != "op" {
-                map.insert(k, v);
+                map.insert(k.clone(), v.clone());
             }
         }
         let mut bytes = serde_json::to_vec(&Value::Object(map))
             .map_err(|e| ClientError::Invalid(Error::validation(format!("cannot encode request: {e}"))))?;
         bytes.push(b'\n');
         let mut checkout = self.pool.checkout()?;
-        let resp = checkout.exchange(&bytes, 1, retry)?.pop().unwrap_or_default();
-        wire::decode(op, &resp)
+        Ok(checkout.exchange(&bytes, 1, retry)?.pop().unwrap_or_default())
     }
 
     /// Writes every line on one connection in a single write and reads the
@@ -478,7 +486,7 @@ impl Client {
 
 /// `limit` as the engine reads it: saturated at `i64::MAX`, the largest
 /// integer the wire accepts.
-fn wire_limit(limit: usize) -> u64 {
+pub(crate) fn wire_limit(limit: usize) -> u64 {
     u64::try_from(limit).unwrap_or(u64::MAX).min(i64::MAX as u64)
 }
 

@@ -299,6 +299,7 @@ pub(crate) struct KeyTotal {
 
 #[derive(Deserialize)]
 pub(crate) struct Added {
+    pub applied: usize,
     pub total: u64,
 }
 
@@ -338,6 +339,8 @@ pub(crate) struct WireKeysPage {
 
 #[derive(Deserialize)]
 pub(crate) struct WireTop {
+    pub tree: String,
+    pub limit: usize,
     pub items: Vec<KeyValue>,
 }
 

@@ -1,11 +1,15 @@
 //! The one place the tools touch the engine's client: where the server is
 //! (flags, then the same `KARMA_*` variables as the server and the client
 //! library), which token to send, and one request at a time over the pool.
+//! A `karma+etcd://` URL opens a cluster instead of one server
+//! (docs/cluster.md): requests are routed by op and key, and the answers
+//! merged into the one a single node would give.
 
 use std::time::Duration;
 
 use clap::Args;
-use karma_client::{Client, ClientConfig, ClientError};
+use karma_client::cluster::ClusterClient;
+use karma_client::{AnyClient, Client, ClientConfig, ClientError, ENV_URL};
 use serde_json::{Map, Value};
 
 /// Environment variable of the server's write token, used when no client
@@ -36,8 +40,9 @@ impl RequestLimit {
 /// Where to connect; shared by every subcommand.
 #[derive(Args, Clone, Debug, Default)]
 pub struct ConnectArgs {
-    /// Server to talk to, `karma://host:port` (default: KARMA_URL, else
-    /// KARMA_HOST/KARMA_PORT, else karma://127.0.0.1:8080).
+    /// Server to talk to, `karma://host:port`, or a cluster,
+    /// `karma+etcd://host:port[,...]/<cluster-name>` (default: KARMA_URL,
+    /// else KARMA_HOST/KARMA_PORT, else karma://127.0.0.1:8080).
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
     /// Token sent with every request (default: KARMA_TOKEN, else KARMA_AUTH_TOKEN).
@@ -72,22 +77,26 @@ impl From<ClientError> for CallError {
     }
 }
 
-/// A connection to one server, as the tools use it.
+/// A connection to one server or a cluster, as the tools use it.
 pub struct Connection {
-    client: Client,
+    client: AnyClient,
     target: String,
 }
 
 impl Connection {
-    /// Resolves the configuration (nothing is connected until the first call).
+    /// Resolves the configuration (a server is connected to on the first
+    /// call; a cluster's etcd is asked for its shard count now).
     pub fn open(args: &ConnectArgs) -> Result<Connection, String> {
         Connection::open_with(args, |name| std::env::var(name).ok())
     }
 
     fn open_with(args: &ConnectArgs, env: impl Fn(&str) -> Option<String>) -> Result<Connection, String> {
         let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
-        let mut config = ClientConfig::from_env_with(env).map_err(|e| e.message().to_string())?;
-        if let Some(url) = &args.url {
+        let cluster_url = args.url.clone().or_else(|| env(ENV_URL)).filter(|u| AnyClient::is_cluster_url(u));
+        // A cluster URL in KARMA_URL is not the single-server setting.
+        let server_env = |name: &str| if name == ENV_URL && cluster_url.is_some() { None } else { env(name) };
+        let mut config = ClientConfig::from_env_with(server_env).map_err(|e| e.message().to_string())?;
+        if let Some(url) = args.url.as_ref().filter(|_| cluster_url.is_none()) {
             let from_url = ClientConfig::from_url(url).map_err(|e| e.message().to_string())?;
             config.host = from_url.host;
             config.port = from_url.port;
@@ -104,12 +113,28 @@ impl Connection {
             config.read_timeout = TOOL_READ_TIMEOUT;
         }
         config.pool_size = 1;
-        let target = format!("karma://{}", config.address());
-        let client = Client::new(config).map_err(|e| e.message().to_string())?;
+        let (client, target) = match cluster_url {
+            Some(url) => {
+                let cluster = ClusterClient::from_url(&url, config).map_err(|e| match e {
+                    ClientError::Server(e) | ClientError::Invalid(e) => e.message().to_string(),
+                    other => format!("cannot open {url}: {other}"),
+                })?;
+                (AnyClient::Cluster(Box::new(cluster)), url)
+            }
+            None => {
+                let target = format!("karma://{}", config.address());
+                (AnyClient::Node(Client::new(config).map_err(|e| e.message().to_string())?), target)
+            }
+        };
         Ok(Connection { client, target })
     }
 
-    /// `karma://host:port`, for prompts and messages.
+    /// Whether this connection is to a cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.client.is_cluster()
+    }
+
+    /// `karma://host:port` (or the cluster URL), for prompts and messages.
     pub fn target(&self) -> &str {
         &self.target
     }
@@ -184,5 +209,11 @@ mod tests {
         let args = ConnectArgs { url: Some("http://x".into()), token: None };
         assert!(open(args, &[]).err().unwrap().contains("Invalid Karma URL"));
         assert!(open(ConnectArgs::default(), &[("KARMA_PORT", "x")]).err().unwrap().contains("KARMA_PORT"));
+        // A cluster URL, from the flag or KARMA_URL, asks etcd at once
+        // (nothing listens on loopback port 9 here).
+        let err = open(ConnectArgs::default(), &[("KARMA_URL", "karma+etcd://127.0.0.1:9/c")]).err().unwrap();
+        assert!(err.starts_with("cannot open karma+etcd://127.0.0.1:9/c: connection error"), "{err}");
+        let args = ConnectArgs { url: Some("karma+etcd://127.0.0.1:9".into()), token: None };
+        assert!(open(args, &[]).err().unwrap().contains("invalid cluster URL"));
     }
 }

@@ -158,6 +158,13 @@ fn default_stream_id(digest: &[u8; 32]) -> String {
 
 fn ingest(args: &IngestArgs) -> Result<ExitCode, String> {
     let conn = Connection::open(&args.connect)?;
+    if conn.is_cluster() {
+        return Err(format!(
+            "{} is a cluster: an ingest stream lives on one node, and a file's keys belong to several shards; \
+             karma ingest takes a karma:// URL",
+            conn.target()
+        ));
+    }
     let interrupt = Interrupt::install();
     let checked = check_file(&conn, args)?;
     let stream_id = match &args.stream_id {

@@ -116,6 +116,13 @@ pub fn run(args: &ReconcileArgs) -> ExitCode {
 
 fn reconcile(args: &ReconcileArgs) -> Result<ExitCode, String> {
     let conn = Connection::open(&args.connect)?;
+    if args.report && conn.is_cluster() {
+        return Err(format!(
+            "--report needs a karma:// URL: a report is recorded by one node, and {} is a cluster \
+             (without --report, reconcile works against a cluster)",
+            conn.target()
+        ));
+    }
     let interrupt = Interrupt::install();
     let mut reader = RowReader::open(&args.csv, &args.columns)?;
     let size = std::fs::metadata(&args.csv).map(|m| m.len()).unwrap_or(0);

@@ -28,12 +28,14 @@
 //!   etcd (docs/cluster.md): it routes each op to its shard's leader (or
 //!   splits it by shard, or asks every shard), merges the answers into the
 //!   one a single node would give, and retries through failovers.
+//! * [`AnyClient`] opens either from one URL (`karma://` or `karma+etcd://`).
 //! * [`Karma`] is implemented by [`karma_engine::Engine`], [`Client`] and
 //!   [`cluster::ClusterClient`], so code (bindings, tests) can be written
 //!   once for all of them.
 
 #![forbid(unsafe_code)]
 
+mod any;
 mod api;
 pub mod cluster;
 mod config;
@@ -50,6 +52,7 @@ use karma_engine::error::{Error, ErrorCode};
 use karma_engine::protocol::{Item, Range, Window};
 use karma_engine::{KeysPage, Quota, Summary, TreeInfo};
 
+pub use any::AnyClient;
 pub use config::{
     ClientConfig, DEFAULT_PORT, ENV_CHECKOUT_TIMEOUT, ENV_CONNECT_TIMEOUT, ENV_HOST, ENV_POOL_SIZE, ENV_PORT,
     ENV_READ_TIMEOUT, ENV_TOKEN, ENV_URL, ENV_WRITE_TIMEOUT,

@@ -21,6 +21,7 @@ use std::thread;
 use std::time::Instant;
 
 use common::cluster::{one_node_per_shard, wait_for, EtcdServer, Node, BUCKET, CLUSTER};
+use common::tool;
 use karma_client::cluster::ClusterClient;
 use karma_client::{Client, ClientConfig, Karma, KarmaError};
 use karma_cluster::{admin, shard_of};
@@ -263,4 +264,96 @@ fn cluster_answers_every_op_as_one_node_does() {
     assert_eq!(stats["shards"][1]["shard"], 1, "{stats}");
     let metrics = cluster.metrics().expect("metrics");
     assert!(metrics.contains("shard=\"0\"") && metrics.contains("shard=\"1\""), "{metrics}");
+}
+
+// ---------------------------------------------------------------------------
+// the operator tools with a cluster URL
+// ---------------------------------------------------------------------------
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn karma_cli_talks_to_a_cluster_as_to_one_node() {
+    let etcd = EtcdServer::start();
+    let _nodes = one_node_per_shard(&etcd, 2, "t");
+    let cluster_url = format!("--url=karma+etcd://{}/{CLUSTER}", etcd.endpoint());
+    let plain = Node::plain();
+    let node_url = format!("--url=karma://127.0.0.1:{}", plain.port);
+    let items: Vec<String> = (0..30u64).map(|k| format!("{k}:2026-05-0{}:{}", 1 + k % 3, k + 1)).collect();
+    let items = format!("items={}", items.join(","));
+    let keys = "keys=29,3,17,0,42,8,1000";
+    let one_shots: Vec<Vec<&str>> = vec![
+        vec!["counter.increment", "series=api", "key=42", "bucket=2026-05-01", "value=5"],
+        vec!["series.batch_add", "series=api", &items],
+        vec!["counter.batch_sum", "series=api", keys],
+        vec!["counter.batch_sum", "series=api", keys, "range=20260502..20260503"],
+        vec!["--raw", "counter.batch_sum", "series=api", keys],
+        vec!["--raw", r#"{"v":2,"op":"tree.top","series":"api","limit":4}"#],
+        vec!["tree.keys", "series=api", "limit=5", "cursor=10"],
+        vec!["tree.info", "series=api"],
+        vec!["tree.summary", "series=api"],
+        vec!["counter.batch_reset", "series=api", "keys=1,2,3,500"],
+        vec!["counter.multi_sum", "items=api:1,api:4,api:5"],
+        vec!["tree.info", "series=nope"],
+        vec!["counter.sum", "series=api", "key=x"],
+    ];
+    for words in &one_shots {
+        let run = |url: &str| {
+            let args: Vec<&str> = ["cli", url].iter().copied().chain(words.iter().copied()).collect();
+            tool(&args, &[], "")
+        };
+        let (on_cluster, on_node) = (run(&cluster_url), run(&node_url));
+        assert_eq!(
+            (on_cluster.status.code(), text(&on_cluster.stdout), text(&on_cluster.stderr)),
+            (on_node.status.code(), text(&on_node.stdout), text(&on_node.stderr)),
+            "karma cli {words:?}"
+        );
+        assert!(!on_node.stdout.is_empty() || !on_node.stderr.is_empty(), "{words:?} printed nothing");
+    }
+
+    // A scripted session (the REPL without a terminal), and KARMA_URL.
+    let script = "counter.sum series=api key=29\n\
+                  counter.batch_sum series=api keys=4,5,6,7\n\
+                  tree.top series=api limit=3\n\
+                  snapshot.list\n";
+    let cluster_env = format!("karma+etcd://{}/{CLUSTER}", etcd.endpoint());
+    let on_cluster = tool(&["cli"], &[("KARMA_URL", &cluster_env)], script);
+    let on_node = tool(&["cli", &node_url], &[], script);
+    let (c, n) = (text(&on_cluster.stdout), text(&on_node.stdout));
+    // Everything but the last answer agrees; snapshot.list is one node's.
+    let (c_head, c_last) = c.trim_end().rsplit_once('\n').expect("several answers");
+    let (n_head, _) = n.trim_end().rsplit_once('\n').expect("several answers");
+    assert_eq!(c_head, n_head);
+    assert!(c_last.starts_with("(error) validation_error: snapshot.list is not supported in cluster mode"), "{c_last}");
+    assert_eq!(on_cluster.status.code(), Some(1), "a failed line fails the session");
+
+    // reconcile works against a cluster, except for --report; ingest refuses it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = dir.path().join("export.csv");
+    let rows: Vec<String> =
+        (0..30u64).map(|k| format!("{k},2026-05-0{},{}", 1 + k % 3, k + 1 + u64::from(k == 7))).collect();
+    std::fs::write(&csv, format!("key,bucket,value\n{}\n", rows.join("\n"))).expect("csv");
+    let csv_arg = format!("--csv={}", csv.display());
+    let reconcile =
+        |url: &str, extra: &[&str]| tool(&[&["reconcile", url, &csv_arg, "--series=api"][..], extra].concat(), &[], "");
+    let (on_cluster, on_node) = (reconcile(&cluster_url, &[]), reconcile(&node_url, &[]));
+    assert_eq!(on_cluster.status.code(), Some(1), "drift found: {}", text(&on_cluster.stderr));
+    assert_eq!(text(&on_cluster.stdout), text(&on_node.stdout));
+    assert!(
+        text(&on_cluster.stdout).contains("key 7 bucket 20260502: expected 9, karma 8"),
+        "{}",
+        text(&on_cluster.stdout)
+    );
+    let refused = reconcile(&cluster_url, &["--report"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused.stderr).contains("--report needs a karma:// URL"), "{}", text(&refused.stderr));
+    let ingest = tool(&["ingest", &cluster_url, &csv_arg, "--series=api", "--mode=add"], &[], "");
+    assert_eq!(ingest.status.code(), Some(2));
+    assert!(
+        text(&ingest.stderr).contains("is a cluster: an ingest stream lives on one node"),
+        "{}",
+        text(&ingest.stderr)
+    );
 }

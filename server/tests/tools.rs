@@ -17,20 +17,6 @@ fn url(server: &Server) -> String {
     format!("--url=karma://127.0.0.1:{}", server.port)
 }
 
-/// Runs `karma <args>` to completion with `stdin` fed in.
-fn tool(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
-    let mut cmd = karma();
-    cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn karma");
-    let mut input = child.stdin.take().expect("stdin");
-    input.write_all(stdin.as_bytes()).expect("write stdin");
-    drop(input);
-    child.wait_with_output().expect("karma output")
-}
-
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

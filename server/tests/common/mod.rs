@@ -44,6 +44,20 @@ pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().expect("run karma")
 }
 
+/// Runs `karma <args>` (a tool) to completion with `stdin` fed in.
+pub fn tool(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
+    let mut cmd = karma();
+    cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn karma");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.as_bytes()).expect("write stdin");
+    drop(input);
+    child.wait_with_output().expect("karma output")
+}
+
 pub struct Server {
     pub child: Child,
     pub port: u16,

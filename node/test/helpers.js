@@ -32,29 +32,33 @@ async function freePort() {
   return port
 }
 
-function canConnect(port) {
-  return new Promise((resolve) => {
-    const sock = net.connect(port, '127.0.0.1')
-    sock.once('connect', () => {
-      sock.destroy()
-      resolve(true)
-    })
-    sock.once('error', () => resolve(false))
-  })
-}
-
 /**
  * Starts `karma` on a free port with its own data directory (no fsync, as
  * the other bindings' tests); `t.after` stops it. Resolves to `{ url, port }`.
+ *
+ * Ready means the child itself logged `server.start` (it does once it is
+ * listening), not that something accepts on the port: between `freePort()`
+ * and the bind, a server of a test running in parallel can take the port,
+ * and a connect check would then hand out that other server (other flags,
+ * other data). A child that could not bind exits, and another port is tried.
  */
 async function startServer(t, ...flags) {
+  for (let attempt = 1; ; attempt++) {
+    const started = await spawnServer(t, flags)
+    if (started.url) return started
+    if (attempt === 5 || !/cannot listen/.test(started.stderr)) {
+      throw new Error(`karma exited with ${started.exited} before listening: ${started.stderr}`)
+    }
+  }
+}
+
+/** One try of `startServer`: `{ url, port }`, or `{ exited, stderr }`. */
+async function spawnServer(t, flags) {
   const port = await freePort()
   const dir = tempDir('karma-node-server-')
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KARMA_')))
-  const args = ['--bind=127.0.0.1', `--port=${port}`, `--directory=${dir}`, '--log=false', '--wal-fsync=false', ...flags]
+  const args = ['--bind=127.0.0.1', `--port=${port}`, `--directory=${dir}`, '--log=true', '--wal-fsync=false', ...flags]
   const child = spawn(serverBinary(), args, { env, stdio: ['ignore', 'ignore', 'pipe'] })
-  let stderr = ''
-  child.stderr.on('data', (d) => (stderr += d))
   let exited = null
   child.once('exit', (code) => (exited = code))
   t.after(async () => {
@@ -65,13 +69,21 @@ async function startServer(t, ...flags) {
     }
     fs.rmSync(dir, { recursive: true, force: true })
   })
-  const deadline = Date.now() + 30_000
-  for (;;) {
-    if (exited !== null) throw new Error(`karma exited with ${exited} before accepting: ${stderr}`)
-    if (await canConnect(port)) return { url: `karma://127.0.0.1:${port}`, port }
-    if (Date.now() > deadline) throw new Error(`karma did not accept on port ${port} within 30 s`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
+  let stderr = ''
+  const listening = await new Promise((resolve) => {
+    const onData = (d) => {
+      stderr += d
+      if (stderr.includes('"event":"server.start"')) finish(true)
+    }
+    const finish = (ok) => {
+      child.stderr.off('data', onData)
+      child.stderr.resume() // keep draining the few later log lines
+      resolve(ok)
+    }
+    child.stderr.on('data', onData)
+    child.once('exit', () => finish(false))
+  })
+  return listening ? { url: `karma://127.0.0.1:${port}`, port } : { exited, stderr }
 }
 
 /**

@@ -20,12 +20,55 @@ pub(crate) enum Failure {
 }
 
 /// Is this I/O error a socket timeout? (`WouldBlock` on Unix, `TimedOut` on Windows.)
-fn is_timeout(err: &io::Error) -> bool {
+pub(crate) fn is_timeout(err: &io::Error) -> bool {
     matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
 }
 
 fn opt(d: Duration) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
+}
+
+/// A TCP connection to the configured server, with Nagle off and the
+/// configured read and write timeouts (`connect_timeout` bounds connecting).
+pub(crate) fn connect(config: &ClientConfig) -> Result<TcpStream, ClientError> {
+    let address = config.address();
+    let addrs: Vec<SocketAddr> = (config.host.as_str(), config.port)
+        .to_socket_addrs()
+        .map_err(|e| ClientError::Connection(format!("cannot resolve {address}: {e}")))?
+        .collect();
+    let mut last: Option<io::Error> = None;
+    let mut stream = None;
+    for addr in &addrs {
+        let attempt = match opt(config.connect_timeout) {
+            Some(t) => TcpStream::connect_timeout(addr, t),
+            None => TcpStream::connect(addr),
+        };
+        match attempt {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let stream = match (stream, last) {
+        (Some(s), _) => s,
+        (None, Some(e)) if is_timeout(&e) => {
+            return Err(ClientError::Timeout(format!(
+                "connecting to {address} timed out after {:?}",
+                config.connect_timeout
+            )))
+        }
+        (None, Some(e)) => return Err(ClientError::Connection(format!("cannot connect to {address}: {e}"))),
+        (None, None) => return Err(ClientError::Connection(format!("{address} resolved to no address"))),
+    };
+    let setup = |s: &TcpStream| -> io::Result<()> {
+        s.set_nodelay(true)?;
+        s.set_read_timeout(opt(config.read_timeout))?;
+        s.set_write_timeout(opt(config.write_timeout))
+    };
+    setup(&stream).map_err(|e| ClientError::Connection(format!("cannot configure socket to {address}: {e}")))?;
+    Ok(stream)
 }
 
 #[derive(Debug)]
@@ -37,44 +80,8 @@ pub(crate) struct Connection {
 
 impl Connection {
     pub(crate) fn open(config: &ClientConfig) -> Result<Connection, ClientError> {
-        let address = config.address();
-        let addrs: Vec<SocketAddr> = (config.host.as_str(), config.port)
-            .to_socket_addrs()
-            .map_err(|e| ClientError::Connection(format!("cannot resolve {address}: {e}")))?
-            .collect();
-        let mut last: Option<io::Error> = None;
-        let mut stream = None;
-        for addr in &addrs {
-            let attempt = match opt(config.connect_timeout) {
-                Some(t) => TcpStream::connect_timeout(addr, t),
-                None => TcpStream::connect(addr),
-            };
-            match attempt {
-                Ok(s) => {
-                    stream = Some(s);
-                    break;
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        let stream = match (stream, last) {
-            (Some(s), _) => s,
-            (None, Some(e)) if is_timeout(&e) => {
-                return Err(ClientError::Timeout(format!(
-                    "connecting to {address} timed out after {:?}",
-                    config.connect_timeout
-                )))
-            }
-            (None, Some(e)) => return Err(ClientError::Connection(format!("cannot connect to {address}: {e}"))),
-            (None, None) => return Err(ClientError::Connection(format!("{address} resolved to no address"))),
-        };
-        let setup = |s: &TcpStream| -> io::Result<()> {
-            s.set_nodelay(true)?;
-            s.set_read_timeout(opt(config.read_timeout))?;
-            s.set_write_timeout(opt(config.write_timeout))
-        };
-        setup(&stream).map_err(|e| ClientError::Connection(format!("cannot configure socket to {address}: {e}")))?;
-        Ok(Connection { reader: BufReader::with_capacity(16 * 1024, stream), address })
+        let stream = connect(config)?;
+        Ok(Connection { reader: BufReader::with_capacity(16 * 1024, stream), address: config.address() })
     }
 
     /// Whether an idle connection still looks usable: the peer has not
@@ -141,7 +148,7 @@ impl Connection {
     }
 }
 
-fn is_reset(err: &io::Error) -> bool {
+pub(crate) fn is_reset(err: &io::Error) -> bool {
     matches!(err.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe)
 }
 

@@ -29,6 +29,8 @@
 //!   splits it by shard, or asks every shard), merges the answers into the
 //!   one a single node would give, and retries through failovers.
 //! * [`AnyClient`] opens either from one URL (`karma://` or `karma+etcd://`).
+//! * [`Pipeline`] is the same server behind callbacks instead of blocking
+//!   calls: many requests in flight on each connection (for an event loop).
 //! * [`Karma`] is implemented by [`karma_engine::Engine`], [`Client`] and
 //!   [`cluster::ClusterClient`], so code (bindings, tests) can be written
 //!   once for all of them.
@@ -40,6 +42,7 @@ mod api;
 pub mod cluster;
 mod config;
 mod connection;
+mod pipelined;
 mod pool;
 mod wire;
 
@@ -58,6 +61,7 @@ pub use config::{
     ENV_READ_TIMEOUT, ENV_TOKEN, ENV_URL, ENV_WRITE_TIMEOUT,
 };
 pub use karma_engine::api::{Karma, KarmaError};
+pub use pipelined::{Pipeline, DEPTH as PIPELINE_DEPTH};
 pub use pool::PoolStatus;
 
 use pool::{Checkout, Pool};

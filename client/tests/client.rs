@@ -19,7 +19,7 @@ use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use karma_client::{Client, ClientConfig, ClientError, Karma, KarmaError};
+use karma_client::{Client, ClientConfig, ClientError, Karma, KarmaError, Pipeline};
 use karma_engine::{Engine, ErrorCode, Range, Window};
 use serde_json::{json, Map, Value};
 
@@ -720,4 +720,84 @@ fn integers_above_i64_max_are_refused_before_sending() {
     assert_eq!(err.code(), Some(karma_engine::ErrorCode::ValidationError), "{err}");
     assert!(err.to_string().contains("9223372036854775807"), "{err}");
     assert_eq!(client.pool_status().connects, 0, "nothing was sent");
+}
+
+// --------------------------------------------------------------- pipeline
+
+/// Starts `n` calls on a pipeline at once (`call(i, done)`), then waits for
+/// every answer (in the order they arrived).
+fn all_answers<T: Send + 'static>(
+    n: usize,
+    call: impl Fn(usize, Box<dyn FnOnce(Result<T, ClientError>) + Send>),
+) -> Vec<Result<T, ClientError>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    for i in 0..n {
+        let tx = tx.clone();
+        call(i, Box::new(move |answer| tx.send(answer).unwrap()));
+    }
+    (0..n).map(|_| rx.recv().unwrap()).collect()
+}
+
+#[test]
+fn a_pipeline_answers_many_calls_in_flight() {
+    let server = Server::start(&[]);
+    let pipeline = Pipeline::new(server.config()).unwrap();
+    let answers = all_answers(1000, |i, done| pipeline.increment("p", (i % 10) as u64, Some(20260301), 1, done));
+    assert!(answers.iter().all(|a| a == &Ok(1)), "{answers:?}");
+    assert_eq!(server.client().batch_sum("p", &(0..10).collect::<Vec<_>>(), None).unwrap(), vec![100; 10]);
+    let open = pipeline.connections();
+    assert!((1..=server.config().pool_size).contains(&open), "{open} connections");
+
+    let quotas = all_answers(7, |_, done| pipeline.consume("q", 1, Some(20260301), 1, 5, Window::Day, done));
+    assert_eq!(quotas.iter().filter(|q| q.as_ref().unwrap().allowed).count(), 5);
+    let decremented = all_answers(1, |_, done| pipeline.decrement("p", 1, Some(20260301), 40, done));
+    assert_eq!(decremented, vec![Ok(40)]);
+    assert_eq!(server.client().sum("p", 1, None).unwrap(), 60);
+}
+
+#[test]
+fn a_pipeline_sends_the_token_and_gets_server_errors() {
+    let server = Server::start(&["--auth-token=w"]);
+    let with = Pipeline::new(ClientConfig { token: Some("w".into()), ..server.config() }).unwrap();
+    assert_eq!(all_answers(1, |_, done| with.increment("t", 1, None, 2, done)), vec![Ok(2)]);
+    let without = Pipeline::new(server.config()).unwrap();
+    let answer = all_answers(1, |_, done| without.increment("t", 1, None, 2, done)).remove(0);
+    assert_eq!(answer.unwrap_err().code(), Some(ErrorCode::Unauthorized));
+    let too_big = all_answers(1, |_, done| with.increment("t", 1, None, u64::MAX, done)).remove(0);
+    assert!(matches!(too_big, Err(ClientError::Invalid(_))), "{too_big:?}");
+}
+
+#[test]
+fn a_pipeline_never_sends_a_write_twice_and_replaces_a_dead_connection() {
+    let (port, received) = flaky_server(vec![1]);
+    let pipeline = Pipeline::new(ClientConfig::new("127.0.0.1", port)).unwrap();
+    let increment = || all_answers(1, |_, done| pipeline.increment("s", 1, None, 1, done)).remove(0);
+    assert_eq!(increment(), Ok(1));
+    // The server reads the second one and closes without answering.
+    let err = increment().unwrap_err();
+    assert!(matches!(&err, ClientError::Connection(m) if m.contains("may have been applied")), "{err:?}");
+    assert_eq!(received.load(Ordering::SeqCst), 2);
+    // The next call goes to a new connection.
+    assert_eq!(increment(), Ok(1));
+    assert_eq!(received.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn a_pipeline_times_out_and_reports_refused_connections() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let silent = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut sink = Vec::new();
+        stream.read_to_end(&mut sink).ok(); // until the client gives up
+    });
+    let config = ClientConfig { read_timeout: Duration::from_millis(300), ..ClientConfig::new("127.0.0.1", port) };
+    let pipeline = Pipeline::new(config).unwrap();
+    let answers = all_answers(3, |i, done| pipeline.increment("s", i as u64, None, 1, done));
+    assert!(answers.iter().all(|a| matches!(a, Err(ClientError::Timeout(_)))), "{answers:?}");
+    silent.join().unwrap();
+
+    let refused = Pipeline::new(ClientConfig::new("127.0.0.1", free_port())).unwrap();
+    let answer = all_answers(1, |_, done| refused.increment("s", 1, None, 1, done)).remove(0);
+    assert!(matches!(answer, Err(ClientError::Connection(_))), "{answer:?}");
 }

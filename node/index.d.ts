@@ -14,16 +14,18 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
  * `karma://host:port[?token=..&pool_size=..]`; without it the environment
  * is read (`KARMA_URL`, or `KARMA_HOST`/`KARMA_PORT`, plus `KARMA_TOKEN`,
  * `KARMA_POOL_SIZE`, `KARMA_*_TIMEOUT`; default 127.0.0.1:8080). Options
- * override both. Every method returns a Promise; up to `poolSize` requests
- * are on the wire at once (each waits on the libuv thread pool, so raise
- * `UV_THREADPOOL_SIZE` with the pool size).
+ * override both. Every method returns a Promise. `increment`, `decrement`
+ * and `consume` are pipelined (many in flight per connection, up to
+ * `poolSize` connections); the other calls take one of `poolSize` pooled
+ * connections each and wait on the libuv thread pool (raise
+ * `UV_THREADPOOL_SIZE` to run more than 4 at once).
  */
 export declare class Client {
   /** Configures the pool; connections open on first use. */
   constructor(url?: string | null, options?: ClientOptions)
   /**
-   * Closes the pooled connections, after the calls in flight; later
-   * calls reject. Idempotent.
+   * Closes the connections, after the calls in flight; later calls
+   * reject. Idempotent.
    */
   close(): Promise<void>
   /** Whether `close()` ran. */
@@ -109,6 +111,12 @@ export declare class Client {
   request(op: string, fields?: Record<string, unknown>): Promise<any>
   /** r" Sends one raw request line and resolves to its `response`. */
   requestLine(line: string): Promise<any>
+  /**
+   * A streaming ingest (`mode`: `'add'`, `'set'` or
+   * `'replace_series'`); nothing is sent until its `begin()`.
+   */
+  ingest(streamId: string, mode: string, options?: IngestOptions): Ingest
+
 }
 
 /**
@@ -412,6 +420,49 @@ export declare class Engine {
    *  Blocks the calling thread (an fsync under `walFsync: 'always'`).
    */
   requestLineSync(line: string): any
+
+  /**
+   * A streaming ingest (`mode`: `'add'`, `'set'` or
+   * `'replace_series'`); nothing is sent until its `begin()`.
+   */
+  ingest(streamId: string, mode: string, options?: IngestOptions): Ingest
+}
+
+/**
+ * A streaming ingest: `begin()`, then `chunk(series, items)` as often as
+ * needed, then `commit()` (or `abort()`). Each call returns a Promise of
+ * the server's answer. Made by `ingest(streamId, mode)` of an `Engine` or
+ * a `Client`.
+ */
+export declare class Ingest {
+  /**
+   * `ingest.begin` (idempotent): resolves to the stream's status; later
+   * chunks are numbered after its `last_chunk_seq`.
+   */
+  begin(): Promise<any>
+  /**
+   * `ingest.chunk` of `[key, bucket, value]` items; `chunkSeq` defaults
+   * to the next one (1, 2, ...). Resolves to the server's answer
+   * (`skipped: true` for a chunk the stream already had).
+   */
+  chunk(series: string, items: Array<[number | bigint, Date | string | number, number | bigint]>, options?: ChunkOptions): Promise<any>
+  /** `ingest.commit`: makes the stream final. */
+  commit(): Promise<any>
+  /**
+   * `ingest.abort`: drops an active stream (chunks of `add` and `set`
+   * streams already applied stay applied).
+   */
+  abort(): Promise<any>
+  get streamId(): string
+  get mode(): string
+  get granularity(): string | null
+  /** The `chunkSeq` the next `chunk()` sends. */
+  get nextChunkSeq(): number
+  /**
+   * `'new'` until `begin()` answered, then the server's last word
+   * (`'active'`, `'committed'`, `'already_committed'`, `'aborted'`).
+   */
+  get status(): string
 }
 
 /** Every v2 `error_code` and the class its errors have (for `errors.js`). */
@@ -435,6 +486,12 @@ export interface ChangeOptions {
   value?: number | bigint
   /** The day bucket (default today, UTC). */
   bucket?: Date | string | number
+}
+
+/** `{ chunkSeq }` of `Ingest.chunk`. */
+export interface ChunkOptions {
+  /** The chunk's number (default: the one after the last sent). */
+  chunkSeq?: number | bigint
 }
 
 /**
@@ -510,6 +567,12 @@ export interface ErrorClass {
   code: string
   /** The class name (`"NotFoundError"`). */
   className: string
+}
+
+/** `{ granularity }` of `ingest`. */
+export interface IngestOptions {
+  /** Stored with the stream as given. */
+  granularity?: string
 }
 
 /** Options of `keys`. */

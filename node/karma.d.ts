@@ -2,14 +2,16 @@
 // the generated index.d.ts (from the Rust doc comments) and the error
 // classes of errors.d.ts.
 
-export { Engine, Client } from './index'
+export { Engine, Client, Ingest } from './index'
 export type {
   BucketRange,
   ChangeOptions,
+  ChunkOptions,
   ClientOptions,
   ConsumeOptions,
   DeleteCounts,
   EngineOptions,
+  IngestOptions,
   KeysOptions,
   KeysPage,
   KeyTotal,

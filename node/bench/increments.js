@@ -80,10 +80,7 @@ async function networked() {
     const c = new Client(process.env.KARMA_URL, { poolSize: CONCURRENCY })
     await inFlight(10_000, CONCURRENCY, (i) => c.increment('warm', i % KEYS, { bucket: 20260501 }))
     const seconds = await inFlight(N_NET, CONCURRENCY, (i) => c.increment('bench', i % KEYS, { bucket: 20260501 }))
-    report('Client increment', N_NET, seconds, {
-      concurrency: CONCURRENCY,
-      uv_threadpool_size: process.env.UV_THREADPOOL_SIZE ?? '4 (default)',
-    })
+    report('Client increment', N_NET, seconds, { concurrency: CONCURRENCY })
     await c.close()
   }
   if (process.env.REDIS_URL) {

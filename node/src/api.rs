@@ -3,24 +3,34 @@
 //! Promise on both classes, and `Engine` also gets a blocking `...Sync`
 //! variant of each.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use karma_client::Client as NetClient;
+use karma_client::{Client as NetClient, Pipeline};
 use napi::bindgen_prelude::{AsyncTask, BigInt};
 use napi::{Env, Unknown};
 use napi_derive::napi;
 
+use crate::calls::pipelined::Request;
 use crate::calls::{self, DeleteCounts, KeyValue, KeysPage, Point, Quota, ResetCounts, SeriesInfo, SeriesSummary};
+use crate::conv::Arg;
 use crate::errors::{self, Failure};
+use crate::fast::{self, Change};
+use crate::settle::Settler;
 use crate::task::{Backend, Call, Handle, Job, Json};
 
 /// The method table. Each row: doc comment, the method's name and its
 /// `...Sync` name, its JavaScript parameters, the Rust result type, then
 /// the TypeScript parameters, result and Promise of result. `$mode` picks
-/// what each row becomes (`promise` or `sync` methods of `$class`).
+/// what each row becomes: `promise` (a libuv task per call) or `sync`
+/// methods of an `Engine`, or a `Client`'s methods (`client`), where the
+/// single-counter writes under `pipelined` (the metering and rate-limiting
+/// hot path) share pipelined connections (`settle.rs`) and the others stay
+/// libuv tasks on pooled connections, so a slow scan never holds up the
+/// hot path.
 macro_rules! karma_methods {
     ($mode:ident $class:ident) => {
-        karma_methods! { @$mode $class
+        karma_methods! { @$mode $class pipelined {
             /// Adds `value` (default 1) to one day bucket (today, UTC, by
             /// default); resolves to the value added.
             increment increment_sync (series, key, options) -> BigInt,
@@ -37,6 +47,7 @@ macro_rules! karma_methods {
             consume consume_sync (series, key, limit, options) -> Quota,
                 "series: string, key: number | bigint, limit: number | bigint, options?: ConsumeOptions",
                 "Quota", "Promise<Quota>";
+        } pooled {
             /// The counter's total, or the sum of its buckets in `range`.
             sum sum_sync (series, key, range) -> BigInt,
                 "series: string, key: number | bigint, range?: Range", "bigint", "Promise<bigint>";
@@ -125,9 +136,34 @@ macro_rules! karma_methods {
             /// Sends one raw request line and resolves to its `response`.
             request_line request_line_sync (line) -> Json,
                 "line: string", "any", "Promise<any>";
+        } }
+    };
+    (@promise $class:ident pipelined { $($hot:tt)* } pooled { $($rest:tt)* }) => {
+        karma_methods! { @tasks $class $($hot)* $($rest)* }
+    };
+    (@sync $class:ident pipelined { $($hot:tt)* } pooled { $($rest:tt)* }) => {
+        karma_methods! { @blocking $class $($hot)* $($rest)* }
+    };
+    (@client $class:ident pipelined { $($hot:tt)* } pooled { $($rest:tt)* }) => {
+        karma_methods! { @pipelined $class $($hot)* }
+        karma_methods! { @tasks $class $($rest)* }
+    };
+    (@pipelined $class:ident $(
+        $(#[doc = $doc:tt])* $name:ident $sync:ident ($($arg:ident),*) -> $out:ty,
+        $args_ts:tt, $ret_ts:tt, $promise_ts:tt;
+    )*) => {
+        #[napi]
+        impl $class {
+            $(
+                $(#[doc = $doc])*
+                #[napi(ts_args_type = $args_ts, ts_return_type = $promise_ts)]
+                pub fn $name<'env>(&self, env: &'env Env, $($arg: Unknown<'_>),*) -> napi::Result<Unknown<'env>> {
+                    self.send(env, calls::pipelined::$name($($arg),*))
+                }
+            )*
         }
     };
-    (@promise $class:ident $(
+    (@tasks $class:ident $(
         $(#[doc = $doc:tt])* $name:ident $sync:ident ($($arg:ident),*) -> $out:ty,
         $args_ts:tt, $ret_ts:tt, $promise_ts:tt;
     )*) => {
@@ -143,7 +179,7 @@ macro_rules! karma_methods {
             )*
         }
     };
-    (@sync $class:ident $(
+    (@blocking $class:ident $(
         $(#[doc = $doc:tt])* $name:ident $sync:ident ($($arg:ident),*) -> $out:ty,
         $args_ts:tt, $ret_ts:tt, $promise_ts:tt;
     )*) => {
@@ -218,16 +254,35 @@ impl Engine {
 karma_methods!(promise Engine);
 karma_methods!(sync Engine);
 
+#[napi]
+impl Engine {
+    /// `incrementSync` (or, with `decrement`, `decrementSync`) as a plain
+    /// function bound to this engine, for karma.js's fast path (`fast.rs`).
+    #[napi(js_name = "__bindSync", skip_typescript)]
+    pub fn bind_sync<'env>(&self, env: &'env Env, decrement: bool) -> napi::Result<Unknown<'env>> {
+        fast::bind(env, &self.handle, if decrement { Change::Decrement } else { Change::Increment })
+    }
+}
+
+crate::ingest::ingest_method!(Engine);
+
 /// A pooled connection to a `karma` server. `url` is
 /// `karma://host:port[?token=..&pool_size=..]`; without it the environment
 /// is read (`KARMA_URL`, or `KARMA_HOST`/`KARMA_PORT`, plus `KARMA_TOKEN`,
 /// `KARMA_POOL_SIZE`, `KARMA_*_TIMEOUT`; default 127.0.0.1:8080). Options
-/// override both. Every method returns a Promise; up to `poolSize` requests
-/// are on the wire at once (each waits on the libuv thread pool, so raise
-/// `UV_THREADPOOL_SIZE` with the pool size).
+/// override both. Every method returns a Promise. `increment`, `decrement`
+/// and `consume` are pipelined (many in flight per connection, up to
+/// `poolSize` connections); the other calls take one of `poolSize` pooled
+/// connections each and wait on the libuv thread pool (raise
+/// `UV_THREADPOOL_SIZE` to run more than 4 at once).
 #[napi]
 pub struct Client {
     handle: Arc<Handle>,
+    /// The pipelined connections of `increment`, `decrement` and `consume`.
+    net: Pipeline,
+    settler: Arc<Settler>,
+    /// Set by `close()` at once (the handle closes later, on libuv).
+    closing: AtomicBool,
 }
 
 #[napi]
@@ -235,24 +290,32 @@ impl Client {
     /// Configures the pool; connections open on first use.
     #[napi(constructor, ts_args_type = "url?: string | null, options?: ClientOptions")]
     pub fn new(env: Env, url: Unknown<'_>, options: Unknown<'_>) -> napi::Result<Client> {
-        let made = crate::options::client(&url, &options).and_then(|c| NetClient::new(c).map_err(Failure::Engine));
-        match made {
-            Ok(client) => Ok(Client { handle: Handle::new(Backend::Client(client)) }),
-            Err(f) => Err(errors::to_js(&env, f)),
-        }
+        let made = crate::options::client(&url, &options).and_then(|config| {
+            let net = Pipeline::new(config.clone()).map_err(Failure::Engine)?;
+            Ok((NetClient::new(config).map_err(Failure::Engine)?, net))
+        });
+        let (client, net) = made.map_err(|f| errors::to_js(&env, f))?;
+        Ok(Client {
+            handle: Handle::new(Backend::Client(client)),
+            net,
+            settler: Settler::new(&env)?,
+            closing: AtomicBool::new(false),
+        })
     }
 
-    /// Closes the pooled connections, after the calls in flight; later
-    /// calls reject. Idempotent.
+    /// Closes the connections, after the calls in flight; later calls
+    /// reject. Idempotent.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn close(&self) -> AsyncTask<Job<()>> {
+        self.closing.store(true, Ordering::Release);
+        self.net.close();
         close_job(&self.handle)
     }
 
     /// Whether `close()` ran.
     #[napi(getter)]
     pub fn closed(&self) -> bool {
-        self.handle.is_closed()
+        self.closing.load(Ordering::Acquire) || self.handle.is_closed()
     }
 
     #[napi(js_name = "toString")]
@@ -261,7 +324,51 @@ impl Client {
     }
 }
 
-karma_methods!(promise Client);
+karma_methods!(client Client);
+crate::ingest::ingest_method!(Client);
+
+#[napi]
+impl Client {
+    /// `increment` with its options read by karma.js (see `fast.rs`).
+    #[napi(js_name = "__increment", skip_typescript)]
+    pub fn increment_plain<'env>(
+        &self,
+        env: &'env Env,
+        series: Unknown<'_>,
+        key: Unknown<'_>,
+        value: Unknown<'_>,
+        bucket: Unknown<'_>,
+    ) -> napi::Result<Unknown<'env>> {
+        self.send(env, calls::pipelined::change(Change::Increment, series, key, value, bucket))
+    }
+
+    /// `decrement` with its options read by karma.js (see `fast.rs`).
+    #[napi(js_name = "__decrement", skip_typescript)]
+    pub fn decrement_plain<'env>(
+        &self,
+        env: &'env Env,
+        series: Unknown<'_>,
+        key: Unknown<'_>,
+        value: Unknown<'_>,
+        bucket: Unknown<'_>,
+    ) -> napi::Result<Unknown<'env>> {
+        self.send(env, calls::pipelined::change(Change::Decrement, series, key, value, bucket))
+    }
+}
+
+impl Client {
+    /// Sends a pipelined call; its Promise settles from the connection
+    /// thread (argument errors and a closed client reject it too).
+    fn send<'env>(&self, env: &'env Env, request: Arg<impl Request>) -> napi::Result<Unknown<'env>> {
+        let (promise, pending) = self.settler.promise(env)?;
+        match request {
+            _ if self.closed() => pending.settle::<()>(Err(Failure::Closed("Client"))),
+            Ok(request) => request(&self.net, pending),
+            Err(failure) => pending.settle::<()>(Err(failure)),
+        }
+        Ok(promise)
+    }
+}
 
 fn close_job(handle: &Arc<Handle>) -> AsyncTask<Job<()>> {
     let closing = Arc::clone(handle);

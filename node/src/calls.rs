@@ -5,7 +5,7 @@
 //! (`api.rs` decides: the JavaScript thread for `...Sync`, libuv otherwise).
 
 use karma_engine::api::Karma;
-use karma_engine::{Engine, Error, ErrorCode, Session, Window};
+use karma_engine::{Engine, Error, ErrorCode, Range, Session, Window};
 use napi::bindgen_prelude::BigInt;
 use napi::bindgen_prelude::Object;
 use napi::Unknown;
@@ -125,22 +125,32 @@ fn count(n: usize) -> i64 {
 /// `{ value, bucket }` of `increment`/`decrement`.
 fn change_options(options: &Unknown<'_>) -> Arg<(u64, Option<u64>)> {
     let o = conv::options(Some(options), "options", &["value", "bucket"])?;
-    let value = conv::opt_u64(conv::option(o.as_ref(), "value")?.as_ref(), "value")?.unwrap_or(1);
-    let bucket = conv::opt_bucket(conv::option(o.as_ref(), "bucket")?.as_ref(), "bucket")?;
+    change_values(conv::option(o.as_ref(), "value")?.as_ref(), conv::option(o.as_ref(), "bucket")?.as_ref())
+}
+
+/// The options' `value` (default 1) and `bucket` (default today), given
+/// as values (`None`, `undefined` or `null` when absent).
+pub fn change_values(value: Option<&Unknown<'_>>, bucket: Option<&Unknown<'_>>) -> Arg<(u64, Option<u64>)> {
+    let value = conv::opt_u64(value, "value")?.unwrap_or(1);
+    let bucket = conv::opt_bucket(bucket, "bucket")?;
     Ok((value, bucket))
 }
 
-pub fn increment(series: Unknown<'_>, key: Unknown<'_>, options: Unknown<'_>) -> Arg<impl Prepared<BigInt>> {
+/// `(series, key, value, bucket)` of `increment`/`decrement`.
+fn change_args(series: Unknown<'_>, key: Unknown<'_>, options: Unknown<'_>) -> Arg<(String, u64, u64, Option<u64>)> {
     let series = conv::string(&series, "series")?;
     let key = conv::u64_arg(&key, "key")?;
     let (value, bucket) = change_options(&options)?;
+    Ok((series, key, value, bucket))
+}
+
+pub fn increment(series: Unknown<'_>, key: Unknown<'_>, options: Unknown<'_>) -> Arg<impl Prepared<BigInt>> {
+    let (series, key, value, bucket) = change_args(series, key, options)?;
     Ok(both!(|k| Karma::increment(k, &series, key, bucket, value).map(big)))
 }
 
 pub fn decrement(series: Unknown<'_>, key: Unknown<'_>, options: Unknown<'_>) -> Arg<impl Prepared<BigInt>> {
-    let series = conv::string(&series, "series")?;
-    let key = conv::u64_arg(&key, "key")?;
-    let (value, bucket) = change_options(&options)?;
+    let (series, key, value, bucket) = change_args(series, key, options)?;
     Ok(both!(|k| Karma::decrement(k, &series, key, bucket, value).map(big)))
 }
 
@@ -175,12 +185,17 @@ fn window(o: Option<&Object<'_>>) -> Arg<Window> {
     }
 }
 
-pub fn consume(
-    series: Unknown<'_>,
-    key: Unknown<'_>,
-    limit: Unknown<'_>,
-    options: Unknown<'_>,
-) -> Arg<impl Prepared<Quota>> {
+/// `consume`'s arguments, checked.
+struct ConsumeArgs {
+    series: String,
+    key: u64,
+    bucket: Option<u64>,
+    value: u64,
+    limit: u64,
+    window: Window,
+}
+
+fn consume_args(series: Unknown<'_>, key: Unknown<'_>, limit: Unknown<'_>, options: Unknown<'_>) -> Arg<ConsumeArgs> {
     let series = conv::string(&series, "series")?;
     let key = conv::u64_arg(&key, "key")?;
     let limit = conv::u64_arg(&limit, "limit")?;
@@ -188,20 +203,40 @@ pub fn consume(
     let value = conv::opt_u64(conv::option(o.as_ref(), "value")?.as_ref(), "value")?.unwrap_or(1);
     let bucket = conv::opt_bucket(conv::option(o.as_ref(), "bucket")?.as_ref(), "bucket")?;
     let window = window(o.as_ref())?;
-    Ok(both!(|k| Karma::consume(k, &series, key, bucket, value, limit, window).map(|q| Quota {
+    Ok(ConsumeArgs { series, key, bucket, value, limit, window })
+}
+
+fn quota_of(q: karma_engine::Quota) -> Quota {
+    Quota {
         allowed: q.allowed,
         used: big(q.used),
         remaining: big(q.remaining),
         limit: big(q.limit),
         range_from: q.window.from as i64,
         range_to: q.window.to as i64,
-    })))
+    }
 }
 
-pub fn sum(series: Unknown<'_>, key: Unknown<'_>, range: Unknown<'_>) -> Arg<impl Prepared<BigInt>> {
+pub fn consume(
+    series: Unknown<'_>,
+    key: Unknown<'_>,
+    limit: Unknown<'_>,
+    options: Unknown<'_>,
+) -> Arg<impl Prepared<Quota>> {
+    let a = consume_args(series, key, limit, options)?;
+    Ok(both!(|k| Karma::consume(k, &a.series, a.key, a.bucket, a.value, a.limit, a.window).map(quota_of)))
+}
+
+/// `(series, key, range)` of `sum`.
+fn sum_args(series: Unknown<'_>, key: Unknown<'_>, range: Unknown<'_>) -> Arg<(String, u64, Option<Range>)> {
     let series = conv::string(&series, "series")?;
     let key = conv::u64_arg(&key, "key")?;
     let range = conv::opt_range(Some(&range), "range")?;
+    Ok((series, key, range))
+}
+
+pub fn sum(series: Unknown<'_>, key: Unknown<'_>, range: Unknown<'_>) -> Arg<impl Prepared<BigInt>> {
+    let (series, key, range) = sum_args(series, key, range)?;
     Ok(both!(|k| Karma::sum(k, &series, key, range).map(big)))
 }
 
@@ -407,7 +442,7 @@ pub fn request_line(line: Unknown<'_>) -> Arg<impl Prepared<Json>> {
 }
 
 /// One v2 request (`{"v":2,"op":op, ...fields}`): its `response` value.
-fn request_value(backend: &Backend, op: &str, fields: Map<String, Value>) -> Result<Value, Failure> {
+pub(crate) fn request_value(backend: &Backend, op: &str, fields: Map<String, Value>) -> Result<Value, Failure> {
     match backend {
         Backend::Engine(e) => engine_request(e, op, fields).map_err(Failure::from),
         Backend::Client(c) => c.request_value(op, fields).map_err(Failure::from),
@@ -453,4 +488,70 @@ fn open_envelope(mut envelope: Value) -> Result<Value, Error> {
         other => other.to_string(),
     };
     Err(Error::new(code.unwrap_or(ErrorCode::InternalError), message))
+}
+
+/// The pipelined network variants of the single-counter writes (a
+/// `Client`'s hot path, see `settle.rs`): each sends its request on the
+/// client's [`Pipeline`] and settles its Promise from the connection thread.
+pub mod pipelined {
+    use karma_client::{ClientError, Pipeline};
+    use napi::Unknown;
+
+    use super::{big, change_args, change_values, consume_args, quota_of};
+    use crate::conv::{self, Arg};
+    use crate::errors::Failure;
+    use crate::fast::Change;
+    use crate::settle::Pending;
+
+    /// A checked call, ready to send.
+    pub trait Request: FnOnce(&Pipeline, Pending) + 'static {}
+    impl<F: FnOnce(&Pipeline, Pending) + 'static> Request for F {}
+
+    /// Settles `pending` with `answer` made JavaScript by `convert`.
+    fn to<T, U>(pending: Pending, convert: fn(T) -> U) -> impl FnOnce(Result<T, ClientError>) + Send
+    where
+        U: napi::bindgen_prelude::ToNapiValue + Send + 'static,
+    {
+        move |answer| pending.settle(answer.map(convert).map_err(Failure::Client))
+    }
+
+    pub fn increment(series: Unknown<'_>, key: Unknown<'_>, options: Unknown<'_>) -> Arg<impl Request> {
+        let (series, key, value, bucket) = change_args(series, key, options)?;
+        Ok(move |p: &Pipeline, done| p.increment(&series, key, bucket, value, to(done, big)))
+    }
+
+    pub fn decrement(series: Unknown<'_>, key: Unknown<'_>, options: Unknown<'_>) -> Arg<impl Request> {
+        let (series, key, value, bucket) = change_args(series, key, options)?;
+        Ok(move |p: &Pipeline, done| p.decrement(&series, key, bucket, value, to(done, big)))
+    }
+
+    /// `increment`/`decrement` with the options' `value` and `bucket`
+    /// already read (karma.js's fast path, see `fast.rs`).
+    pub fn change(
+        change: Change,
+        series: Unknown<'_>,
+        key: Unknown<'_>,
+        value: Unknown<'_>,
+        bucket: Unknown<'_>,
+    ) -> Arg<impl Request> {
+        let series = conv::string(&series, "series")?;
+        let key = conv::u64_arg(&key, "key")?;
+        let (value, bucket) = change_values(Some(&value), Some(&bucket))?;
+        Ok(move |p: &Pipeline, done| match change {
+            Change::Increment => p.increment(&series, key, bucket, value, to(done, big)),
+            Change::Decrement => p.decrement(&series, key, bucket, value, to(done, big)),
+        })
+    }
+
+    pub fn consume(
+        series: Unknown<'_>,
+        key: Unknown<'_>,
+        limit: Unknown<'_>,
+        options: Unknown<'_>,
+    ) -> Arg<impl Request> {
+        let a = consume_args(series, key, limit, options)?;
+        Ok(move |p: &Pipeline, done| {
+            p.consume(&a.series, a.key, a.bucket, a.value, a.limit, a.window, to(done, quota_of))
+        })
+    }
 }

@@ -11,7 +11,7 @@
 
 use karma_engine::{Item, Range};
 use napi::bindgen_prelude::{Array, BigInt, FromNapiValue, JsObjectValue, Object, ToNapiValue};
-use napi::{Env, JsDate, JsNumber, JsString, JsValue, Unknown, ValueType};
+use napi::{sys, Env, JsDate, JsNumber, JsString, JsValue, Unknown, ValueType};
 use serde_json::{Map, Number, Value};
 
 use crate::errors::Failure;
@@ -73,6 +73,12 @@ fn bigint(v: &Unknown<'_>) -> Arg<BigInt> {
 
 /// A u64 argument: a `bigint` or a safe-integer `number`.
 pub fn u64_arg(v: &Unknown<'_>, what: &str) -> Arg<u64> {
+    // The common case in one N-API call: a number (any other type fails it).
+    let mut n = 0f64;
+    // SAFETY: env and value come from `v`, `n` is a valid out pointer.
+    if unsafe { sys::napi_get_value_double(v.value().env, v.raw(), &mut n) } == sys::Status::napi_ok {
+        return safe_u64(n, what);
+    }
     match type_of(v) {
         ValueType::Number => safe_u64(number(v).unwrap_or(f64::NAN), what),
         ValueType::BigInt => match bigint(v)?.get_u64() {
@@ -96,12 +102,52 @@ pub fn opt_limit(v: Option<&Unknown<'_>>, what: &str) -> Arg<Option<usize>> {
 }
 
 pub fn string(v: &Unknown<'_>, what: &str) -> Arg<String> {
-    if type_of(v) != ValueType::String {
+    text(v, what).map(|t| t.as_str().to_owned())
+}
+
+/// A string argument, short ones kept on the stack: series names are read
+/// on every call, and one N-API call into a buffer beats measuring the
+/// string, allocating and copying.
+pub struct Text {
+    buf: [u8; TEXT_INLINE],
+    len: usize,
+    long: Option<String>,
+}
+
+/// Bytes a [`Text`] holds without allocating (series names are far shorter).
+const TEXT_INLINE: usize = 256;
+
+impl Text {
+    pub fn as_str(&self) -> &str {
+        match &self.long {
+            Some(s) => s,
+            // The bytes came from V8 as UTF-8 and `len` stops short of any cut.
+            None => std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default(),
+        }
+    }
+}
+
+pub fn text(v: &Unknown<'_>, what: &str) -> Arg<Text> {
+    let mut t = Text { buf: [0; TEXT_INLINE], len: 0, long: None };
+    // SAFETY: env and value come from `v`; napi writes at most `buf.len()`
+    // bytes (the last a NUL) and the length written to `len`.
+    let status = unsafe {
+        sys::napi_get_value_string_utf8(v.value().env, v.raw(), t.buf.as_mut_ptr().cast(), t.buf.len(), &mut t.len)
+    };
+    if status != sys::Status::napi_ok {
         return Err(Failure::Type(format!("{what} must be a string, got {}", type_label(v))));
     }
-    // SAFETY: `get_type()` said String.
+    // Shorter than the buffer's room: nothing was cut, and V8 never cuts
+    // inside a character, so the bytes are valid UTF-8.
+    if t.len + 1 < TEXT_INLINE && std::str::from_utf8(&t.buf[..t.len]).is_ok() {
+        return Ok(t);
+    }
+    // SAFETY: the N-API call above said String.
     let s = unsafe { v.cast::<JsString>() }.map_err(|e| Failure::Type(e.reason.clone()))?;
-    s.into_utf8().and_then(|u| u.into_owned()).map_err(|e| Failure::Type(format!("{what}: {}", e.reason)))
+    let long =
+        s.into_utf8().and_then(|u| u.into_owned()).map_err(|e| Failure::Type(format!("{what}: {}", e.reason)))?;
+    t.long = Some(long);
+    Ok(t)
 }
 
 pub fn opt_string(v: Option<&Unknown<'_>>, what: &str) -> Arg<Option<String>> {

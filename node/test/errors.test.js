@@ -228,3 +228,27 @@ test('closed: calls after close reject with ClosedError; close is idempotent', a
   await e.close()
   e.closeSync()
 })
+
+test('client hot path (pipelined increment, decrement, consume): bad arguments and a closed client reject', async () => {
+  // Nothing listens there: every rejection below happens before connecting.
+  const c = new karma.Client(`karma://127.0.0.1:${await freePort()}`)
+  await assert.rejects(c.increment(1, 1), TypeError)
+  await assert.rejects(c.increment('s', 2 ** 53), RangeError)
+  await assert.rejects(c.decrement('s', 1, { valeu: 2 }), /unknown option "valeu"/)
+  await assert.rejects(c.increment('s', 1, [1]), TypeError)
+  await assert.rejects(c.consume('s', 1, -1), RangeError)
+  await rejectsWith(c.increment('s', 1, { value: 2n ** 63n }), 'ValidationError', 'validation_error', ['invalid'])
+  await c.close()
+  assert.equal(c.closed, true)
+  await assert.rejects(c.increment('s', 1), karma.ClosedError)
+  await assert.rejects(c.consume('s', 1, 5), karma.ClosedError)
+})
+
+test('ingest: bad arguments throw, like the constructors', () => {
+  const e = new karma.Engine()
+  assert.throws(() => e.ingest(1, 'add'), TypeError)
+  assert.throws(() => e.ingest('id', 'add', { granularty: 'day' }), /unknown option "granularty"/)
+  const s = e.ingest('id', 'add')
+  assert.equal(s.status, 'new')
+  assert.equal(s.nextChunkSeq, 1)
+})

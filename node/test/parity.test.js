@@ -31,7 +31,10 @@ function syncOf(engine) {
   return new Proxy(engine, {
     get(target, name) {
       const sync = target[`${String(name)}Sync`]
-      if (typeof sync !== 'function') return target[name]
+      if (typeof sync !== 'function') {
+        const v = target[name]
+        return typeof v === 'function' ? v.bind(target) : v
+      }
       return (...args) => {
         try {
           return Promise.resolve(sync.apply(target, args))
@@ -130,6 +133,28 @@ async function script(db) {
   await step('idem 1 again', () => db.request('counter.increment', idem))
   await step('idem conflict', () => db.request('counter.increment', { ...idem, key: 2 }))
   await step('idem sum', () => db.sum('idem', 1))
+  const stream = db.ingest('import-1', 'add', { granularity: 'day' })
+  await step('ingest new', () => [stream.streamId, stream.mode, stream.granularity, stream.status, stream.nextChunkSeq])
+  await step('ingest begin', () => stream.begin())
+  await step('ingest chunk', () => stream.chunk('ingested', [[1, 20260501, 3], [2n, '2026-05-01', 4n]]))
+  await step('ingest chunk 2', () => stream.chunk('ingested', [[1, new Date(Date.UTC(2026, 4, 2)), 5]]))
+  await step('ingest chunk again', () => stream.chunk('ingested', [[1, 20260502, 5]], { chunkSeq: 2 }))
+  await step('ingest chunk conflict', () => stream.chunk('ingested', [[1, 20260502, 6]], { chunkSeq: 2 }))
+  await step('ingest chunk gap', () => stream.chunk('ingested', [[1, 20260502, 6]], { chunkSeq: 9 }))
+  await step('ingest commit', () => stream.commit())
+  await step('ingest committed', () => [stream.status, stream.nextChunkSeq])
+  await step('ingest sum', () => db.batchSum('ingested', [1, 2]))
+  const resumed = db.ingest('import-1', 'add', { granularity: 'day' })
+  await step('ingest begin committed', () => resumed.begin())
+  await step('ingest resumed', () => [resumed.status, resumed.nextChunkSeq])
+  const replaced = db.ingest('import-2', 'replace_series')
+  await step('ingest replace begin', () => replaced.begin())
+  await step('ingest replace chunk', () => replaced.chunk('ingested', [[7, 20260501, 1]]))
+  await step('ingest replace abort', () => replaced.abort())
+  await step('ingest aborted', () => replaced.status)
+  await step('ingest after abort', () => db.batchSum('ingested', [1, 7]))
+  await step('ingest bad mode', () => db.ingest('import-3', 'merge').begin())
+  await step('ingest unknown stream', () => db.ingest('import-4', 'add').commit())
   await step('prune none', () => db.idempotencyPrune(0))
   await step('prune all', () => db.idempotencyPrune(2 ** 40, { limit: 100 }))
   await step('snapshot', () => db.snapshotAll())
@@ -146,7 +171,7 @@ function surface() {
     Object.entries(Object.getOwnPropertyDescriptors(cls.prototype))
       .filter(([n, d]) => typeof d.value === 'function' && !/Sync$/.test(n))
       .map(([n]) => n)
-      .filter((n) => !['constructor', 'toString', 'close'].includes(n))
+      .filter((n) => !['constructor', 'toString', 'close', 'ingest'].includes(n))
   const engine = names(karma.Engine).sort()
   assert.deepEqual(names(karma.Client).sort(), engine)
   const own = Object.getOwnPropertyDescriptors(karma.Engine.prototype)
@@ -178,7 +203,7 @@ test('Engine (async and sync) and Client give identical results', async (t) => {
     assert.deepEqual(localSync[i], local[i])
     assert.deepEqual(remote[i], local[i])
   }
-  assert.deepEqual([...called].sort(), surface())
+  assert.deepEqual([...called].sort(), [...surface(), 'ingest'].sort())
   // The script saw both outcomes, counters as bigint, counts as numbers.
   const by = Object.fromEntries(local.map((r) => [r[0], r.slice(1)]))
   assert.deepEqual(by.sum, [4n])
@@ -189,4 +214,9 @@ test('Engine (async and sync) and Client give identical results', async (t) => {
   assert.deepEqual(by.batchReset, [{ reset: 2, missing: 1 }])
   assert.equal(by['consume refused'][0].allowed, false)
   assert.deepEqual(by['consume sum'], [6n])
+  assert.deepEqual(by['ingest sum'], [[8n, 4n]])
+  assert.deepEqual(by['ingest chunk again'][0].skipped, true)
+  assert.equal(by['ingest chunk conflict'][1], 'IdempotencyConflictError')
+  assert.deepEqual(by['ingest committed'], [['committed', 3]])
+  assert.deepEqual(by['ingest after abort'], [[8n, 0n]])
 })

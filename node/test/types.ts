@@ -1,6 +1,6 @@
 // Type-checked by `tsc --noEmit -p test` (never run): the package's API as
 // TypeScript sees it.
-import { Engine, Client, KarmaError, NotFoundError, ERROR_CLASSES } from '..'
+import { Engine, Client, Ingest, KarmaError, NotFoundError, ERROR_CLASSES } from '..'
 import type { Quota, KeysPage, Point, Range } from '..'
 
 async function usage(): Promise<bigint> {
@@ -31,8 +31,13 @@ async function usage(): Promise<bigint> {
     }
   }
   const cls: typeof KarmaError = ERROR_CLASSES.not_found
+  const stream: Ingest = client.ingest('import-1', 'add', { granularity: 'day' })
+  await stream.begin()
+  await stream.chunk('api_requests', [[1, '2026-05-01', 3n]], { chunkSeq: 1n })
+  await stream.commit()
+  const seq: number = stream.nextChunkSeq
   await client.close()
-  void [hits, big, bucket, allowed, next, sums, cls]
+  void [hits, big, bucket, allowed, next, sums, cls, seq]
   return total
 }
 

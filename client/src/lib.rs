@@ -470,6 +470,12 @@ impl Client {
         }
     }
 
+    /// Snapshots every series (and the idempotency records), then truncates
+    /// the server's write-ahead log (`snapshot.create_all`).
+    pub fn snapshot_all(&self) -> Result<()> {
+        self.write_ok("snapshot.create_all", |_| {})
+    }
+
     /// `"pong"`.
     pub fn ping(&self) -> Result<String> {
         self.read("system.ping", |_| {})

@@ -25,6 +25,7 @@ pub mod options;
 pub mod protocol;
 pub mod snapshot;
 pub mod store;
+pub mod surface;
 pub mod wal;
 
 pub use engine::{

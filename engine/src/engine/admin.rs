@@ -187,7 +187,7 @@ impl Engine {
         self.inner.started.elapsed().as_secs_f64()
     }
 
-    pub(crate) fn health(&self) -> Response {
+    pub(crate) fn health_response(&self) -> Response {
         let mut out = Vec::with_capacity(96);
         let reason = self.unhealthy_reason();
         out.extend_from_slice(b"{\"status\":");
@@ -206,7 +206,7 @@ impl Engine {
         Response::Json(out)
     }
 
-    pub(crate) fn stats(&self) -> Response {
+    pub(crate) fn stats_response(&self) -> Response {
         let mut out = Vec::with_capacity(2048);
         self.stats_view().write_json(&mut out);
         Response::Json(out)

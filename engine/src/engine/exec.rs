@@ -172,8 +172,8 @@ impl Engine {
         let plain = |r: Result<Response>| r.map(|response| Outcome { response, lsn: None, idempotent: None });
         match req.op {
             Ping => plain(Ok(Response::Text("pong".into()))),
-            Health => plain(Ok(self.health())),
-            Stats => plain(Ok(self.stats())),
+            Health => plain(Ok(self.health_response())),
+            Stats => plain(Ok(self.stats_response())),
             Metrics => plain(Ok(Response::Text(self.metrics_text()))),
             Wal => plain(Ok(self.wal_status())),
             TreeList => plain(Ok(Response::Names(self.inner.store.names()))),

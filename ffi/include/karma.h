@@ -173,6 +173,21 @@ typedef struct KarmaRange {
 } KarmaRange;
 
 /**
+ * The answer of the batch deletes and resets.
+ */
+typedef struct KarmaCounts {
+  /**
+   * How many counters were reset (`batch_reset`) or had buckets deleted
+   * (`batch_delete_range`).
+   */
+  size_t done;
+  /**
+   * How many of the keys did not exist.
+   */
+  size_t missing;
+} KarmaCounts;
+
+/**
  * The answer of `karma_*_consume`, field for field the protocol's
  * `counter.consume` answer.
  */
@@ -203,49 +218,293 @@ typedef struct KarmaQuota {
   uint64_t range_to;
 } KarmaQuota;
 
+/**
+ * The answer of `info`; free with karma_info_free.
+ */
+typedef struct KarmaInfo {
+  /**
+   * The series name (owned).
+   */
+  char *tree;
+  /**
+   * How many counters the series has.
+   */
+  size_t key_count;
+  /**
+   * How many day buckets they hold.
+   */
+  size_t bucket_count;
+  /**
+   * The sum of every bucket (saturating).
+   */
+  uint64_t total;
+} KarmaInfo;
+
+/**
+ * Two numbers: (key, value) in `top` and `keys`, (bucket, value) in `points`.
+ */
+typedef struct KarmaPair {
+  /**
+   * The counter's key (`top`, `keys`), or the day bucket (`points`).
+   */
+  uint64_t key;
+  /**
+   * The value or total.
+   */
+  uint64_t value;
+} KarmaPair;
+
+/**
+ * An array of pairs the library allocated; free with karma_pairs_free.
+ */
+typedef struct KarmaPairs {
+  /**
+   * `len` pairs, or NULL when `len` is 0.
+   */
+  struct KarmaPair *items;
+  /**
+   * The number of pairs.
+   */
+  size_t len;
+} KarmaPairs;
+
+/**
+ * One page of `keys`; free with karma_keys_page_free.
+ */
+typedef struct KarmaKeysPage {
+  /**
+   * The series name (owned).
+   */
+  char *tree;
+  /**
+   * The page size used.
+   */
+  size_t limit;
+  /**
+   * 1 when the request had a cursor (then in `cursor`).
+   */
+  uint8_t has_cursor;
+  /**
+   * The request's cursor.
+   */
+  uint64_t cursor;
+  /**
+   * 1 when there are more keys: pass `next_cursor` for the next page.
+   */
+  uint8_t has_next_cursor;
+  /**
+   * The cursor of the next page.
+   */
+  uint64_t next_cursor;
+  /**
+   * (key, total) ascending by key (owned).
+   */
+  struct KarmaPairs keys;
+} KarmaKeysPage;
+
+/**
+ * An array of strings the library allocated; free with karma_strings_free.
+ */
+typedef struct KarmaStrings {
+  /**
+   * `len` NUL-terminated strings, or NULL when `len` is 0.
+   */
+  char **items;
+  /**
+   * The number of strings.
+   */
+  size_t len;
+} KarmaStrings;
+
+/**
+ * One (series, key) item of `karma_*_multi_sum`.
+ */
+typedef struct KarmaSeriesKey {
+  /**
+   * The series name (NUL-terminated UTF-8).
+   */
+  const char *series;
+  /**
+   * The counter's key.
+   */
+  uint64_t key;
+} KarmaSeriesKey;
+
+/**
+ * The answer of `summary`; free with karma_summary_free.
+ */
+typedef struct KarmaSummary {
+  /**
+   * The series name (owned).
+   */
+  char *tree;
+  /**
+   * 1 when the totals are over `range`; 0 when over all time.
+   */
+  uint8_t has_range;
+  /**
+   * The range summed, when `has_range`.
+   */
+  struct KarmaRange range;
+  /**
+   * The sum of the buckets counted.
+   */
+  uint64_t total;
+  /**
+   * How many counters have a non-zero bucket counted.
+   */
+  size_t active_keys;
+  /**
+   * How many buckets were counted.
+   */
+  size_t bucket_count;
+} KarmaSummary;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
 
 /**
- * As karma_engine_batch_add, on the server (an item's bucket 0 is this
- * machine's today, UTC).
+ * Adds the (key, bucket, value) items atomically (all or none),
+ * creating the series if missing. Answers the total added.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `items`, `n_items`: an array of items; an item's bucket 0 means today (UTC,
+ * by this machine's clock).
+ * `out_total`: receives the answer (written on KARMA_OK only).
  *
  * # Safety
  *
- * `client` must be NULL or a live handle; `series` NULL or a NUL-terminated
- * string; `items` readable for `n` elements (NULL allowed when `n` is 0);
- * `out_total` NULL or writable.
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
  */
 enum KarmaStatus karma_client_batch_add(struct KarmaClient *client,
                                         const char *series,
                                         const struct KarmaItem *items,
-                                        size_t n,
+                                        size_t n_items,
                                         uint64_t *out_total);
 
 /**
- * As karma_engine_batch_sum, on the server.
+ * Deletes the range from many counters. Answers how many had buckets
+ * deleted and how many were missing.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `keys`, `n_keys`: an array of counter keys.
+ * `range`: the days, inclusive.
+ * `out_counts`: receives the counts (written on KARMA_OK only).
  *
  * # Safety
  *
- * `client` must be NULL or a live handle; `series` NULL or a NUL-terminated
- * string; `keys` readable and `out_values` writable for `n` elements (NULL
- * allowed when `n` is 0); `range_or_null` NULL or valid.
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_client_batch_delete_range(struct KarmaClient *client,
+                                                 const char *series,
+                                                 const uint64_t *keys,
+                                                 size_t n_keys,
+                                                 struct KarmaRange range,
+                                                 struct KarmaCounts *out_counts);
+
+/**
+ * Clears many counters. Answers how many were reset and how many
+ * were missing.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `keys`, `n_keys`: an array of counter keys.
+ * `out_counts`: receives the counts (written on KARMA_OK only).
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_client_batch_reset(struct KarmaClient *client,
+                                          const char *series,
+                                          const uint64_t *keys,
+                                          size_t n_keys,
+                                          struct KarmaCounts *out_counts);
+
+/**
+ * Sets exact bucket values (0 deletes the bucket), atomically.
+ * Answers the number of items.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `items`, `n_items`: an array of items; an item's bucket 0 means today (UTC,
+ * by this machine's clock).
+ * `out_count`: receives the answer (written on KARMA_OK only).
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_client_batch_set(struct KarmaClient *client,
+                                        const char *series,
+                                        const struct KarmaItem *items,
+                                        size_t n_items,
+                                        size_t *out_count);
+
+/**
+ * One sum per key, in order (over the range, or every bucket).
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `keys`, `n_keys`: an array of counter keys.
+ * `range`: the days, inclusive, or NULL for every bucket.
+ * `out_values`: an array the caller owns, one element per item, which
+ * receives the answers in order.
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
  */
 enum KarmaStatus karma_client_batch_sum(struct KarmaClient *client,
                                         const char *series,
                                         const uint64_t *keys,
-                                        size_t n,
-                                        const struct KarmaRange *range_or_null,
+                                        size_t n_keys,
+                                        const struct KarmaRange *range,
                                         uint64_t *out_values);
 
 /**
- * As karma_engine_consume, on the server (bucket 0 means the server's today).
+ * Removes the empty counters of one series, or of every series
+ * without one.
+ *
+ * `series`: a series name, or NULL for every series.
  *
  * # Safety
  *
- * `client` must be NULL or a live handle; `series` and `window` NULL or
- * NUL-terminated strings; `out_quota` NULL or writable.
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_client_compact(struct KarmaClient *client, const char *series);
+
+/**
+ * The quota check and the increment it guards, in one atomic step:
+ * adds `value` to the bucket (today, UTC, without one) only if the
+ * window's total plus `value` stays within `limit`. A refusal
+ * (`allowed` false) changes nothing and is not an error.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `key`: the counter's key.
+ * `bucket`: the day, YYYYMMDD; 0 means today (UTC).
+ * `window`, `days`: the window, ending at the bucket: NULL or "day" (that
+ * day), "month" (the calendar month up to it) or "days" with `days` (the last
+ * `days` days, 1 to 366; `days` non-zero with a NULL `window` means the
+ * same).
+ * `out_quota`: receives the answer, allowed or refused (written on KARMA_OK
+ * only).
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
  */
 enum KarmaStatus karma_client_consume(struct KarmaClient *client,
                                       const char *series,
@@ -258,11 +517,33 @@ enum KarmaStatus karma_client_consume(struct KarmaClient *client,
                                       struct KarmaQuota *out_quota);
 
 /**
- * As karma_engine_decrement, on the server.
+ * Creates an empty series.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
  *
  * # Safety
  *
- * As for karma_client_increment.
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_client_create_series(struct KarmaClient *client, const char *series);
+
+/**
+ * Subtracts up to `value` from one day bucket of counter `key`, never
+ * below zero. Answers the requested `value` (as the protocol does),
+ * even when less was left to subtract.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `key`: the counter's key.
+ * `bucket`: the day, YYYYMMDD; 0 means today (UTC).
+ * `out_value`: receives the answer (written on KARMA_OK only).
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
  */
 enum KarmaStatus karma_client_decrement(struct KarmaClient *client,
                                         const char *series,
@@ -270,6 +551,55 @@ enum KarmaStatus karma_client_decrement(struct KarmaClient *client,
                                         uint64_t bucket,
                                         uint64_t value,
                                         uint64_t *out_value);
+
+/**
+ * Retention: drops the buckets before `before` (YYYYMMDD), then
+ * compacts the series.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `before`: a day bucket, YYYYMMDD.
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_client_delete_before(struct KarmaClient *client,
+                                            const char *series,
+                                            uint64_t before);
+
+/**
+ * Deletes the buckets inside the range of counter `key`, or of every
+ * counter without a key.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `key`: points to the counter's key, or NULL for every counter.
+ * `range`: the days, inclusive.
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_client_delete_range(struct KarmaClient *client,
+                                           const char *series,
+                                           const uint64_t *key,
+                                           struct KarmaRange range);
+
+/**
+ * Deletes a series and its snapshots.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_client_drop_series(struct KarmaClient *client, const char *series);
 
 /**
  * As karma_engine_execute, over the network: the line (which must be
@@ -300,12 +630,34 @@ enum KarmaStatus karma_client_execute(struct KarmaClient *client,
 void karma_client_free(struct KarmaClient *client);
 
 /**
- * As karma_engine_increment, on the server (bucket 0 means the server's today).
+ * The `system.health` object.
+ *
+ * `out_health`: receives the object as JSON text: free it with
+ * karma_string_free (written on KARMA_OK only).
  *
  * # Safety
  *
- * `client` must be NULL or a live handle; `series` NULL or a NUL-terminated
- * string; `out_value` NULL or writable.
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_client_health(struct KarmaClient *client, char **out_health);
+
+/**
+ * Adds `value` to one day bucket of counter `key` (today, UTC, without
+ * a bucket), creating the series if missing. Answers `value`, as the
+ * protocol echoes it, once the write is durable.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `key`: the counter's key.
+ * `bucket`: the day, YYYYMMDD; 0 means today (UTC).
+ * `out_value`: receives the answer (written on KARMA_OK only).
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
  */
 enum KarmaStatus karma_client_increment(struct KarmaClient *client,
                                         const char *series,
@@ -313,6 +665,94 @@ enum KarmaStatus karma_client_increment(struct KarmaClient *client,
                                         uint64_t bucket,
                                         uint64_t value,
                                         uint64_t *out_value);
+
+/**
+ * Key, bucket and value counts of one series.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `out_info`: receives the answer: free it with karma_info_free (written on
+ * KARMA_OK only).
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_client_info(struct KarmaClient *client,
+                                   const char *series,
+                                   struct KarmaInfo *out_info);
+
+/**
+ * One page of keys above `cursor` (from the first without one),
+ * ascending, with their totals; `limit` defaults to 100.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `cursor`: points to the value, or NULL for none.
+ * `limit`: the most to return; 0 means the default.
+ * `out_page`: receives the page: free it with karma_keys_page_free (written
+ * on KARMA_OK only).
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_client_keys(struct KarmaClient *client,
+                                   const char *series,
+                                   const uint64_t *cursor,
+                                   size_t limit,
+                                   struct KarmaKeysPage *out_page);
+
+/**
+ * The names of every series.
+ *
+ * `out_names`: receives strings the library allocated: free them with
+ * karma_strings_free (written on KARMA_OK only).
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_client_list_series(struct KarmaClient *client,
+                                          struct KarmaStrings *out_names);
+
+/**
+ * The Prometheus text of `system.metrics`.
+ *
+ * `out_metrics`: receives a string: free it with karma_string_free (written
+ * on KARMA_OK only).
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_client_metrics(struct KarmaClient *client, char **out_metrics);
+
+/**
+ * One sum per (series, key) item, in order.
+ *
+ * `items`, `n_items`: an array of (series, key) items.
+ * `range`: the days, inclusive, or NULL for every bucket.
+ * `out_values`: an array the caller owns, one element per item, which
+ * receives the answers in order.
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_client_multi_sum(struct KarmaClient *client,
+                                        const struct KarmaSeriesKey *items,
+                                        size_t n_items,
+                                        const struct KarmaRange *range,
+                                        uint64_t *out_values);
 
 /**
  * Creates a client and stores its handle in `*out` (on KARMA_OK only).
@@ -335,69 +775,287 @@ enum KarmaStatus karma_client_increment(struct KarmaClient *client,
 enum KarmaStatus karma_client_open(const char *url_or_null, struct KarmaClient **out);
 
 /**
- * As karma_engine_sum, on the server.
+ * `"pong"`.
+ *
+ * `out_pong`: receives a string: free it with karma_string_free (written on
+ * KARMA_OK only).
  *
  * # Safety
  *
- * `client` must be NULL or a live handle; `series` NULL or a NUL-terminated
- * string; `range_or_null` NULL or valid; `out` NULL or writable.
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_client_ping(struct KarmaClient *client, char **out_pong);
+
+/**
+ * The (bucket, value) points of counter `key` inside the range,
+ * ascending by bucket.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `key`: the counter's key.
+ * `range`: the days, inclusive.
+ * `out_points`: receives an array the library allocated: free it with
+ * karma_pairs_free (written on KARMA_OK only).
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_client_points(struct KarmaClient *client,
+                                     const char *series,
+                                     uint64_t key,
+                                     struct KarmaRange range,
+                                     struct KarmaPairs *out_points);
+
+/**
+ * Clears counter `key`, or every counter of the series without a key.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `key`: points to the counter's key, or NULL for every counter.
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_client_reset(struct KarmaClient *client,
+                                    const char *series,
+                                    const uint64_t *key);
+
+/**
+ * Writes a snapshot of every series (and of the idempotency
+ * records), then truncates the write-ahead log.
+ *
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_client_snapshot_all(struct KarmaClient *client);
+
+/**
+ * The `system.stats` object.
+ *
+ * `out_stats`: receives the object as JSON text: free it with
+ * karma_string_free (written on KARMA_OK only).
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_client_stats(struct KarmaClient *client, char **out_stats);
+
+/**
+ * The total of counter `key`, or the sum of its buckets inside the
+ * range. A missing series is `not_found`; a missing key sums to 0.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `key`: the counter's key.
+ * `range`: the days, inclusive, or NULL for every bucket.
+ * `out_sum`: receives the answer (written on KARMA_OK only).
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
  */
 enum KarmaStatus karma_client_sum(struct KarmaClient *client,
                                   const char *series,
                                   uint64_t key,
-                                  const struct KarmaRange *range_or_null,
-                                  uint64_t *out);
+                                  const struct KarmaRange *range,
+                                  uint64_t *out_sum);
 
 /**
- * Adds `n` items atomically (all or none) to `series` (created if
- * missing); an item's bucket 0 means today (UTC). `*out_total` gets the sum
- * of the values added.
+ * The totals of a series, over the range or all time.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `range`: the days, inclusive, or NULL for every bucket.
+ * `out_summary`: receives the answer: free it with karma_summary_free
+ * (written on KARMA_OK only).
  *
  * # Safety
  *
- * `engine` must be NULL or a live handle; `series` NULL or a NUL-terminated
- * string; `items` readable for `n` elements (NULL allowed when `n` is 0);
- * `out_total` NULL or writable.
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_client_summary(struct KarmaClient *client,
+                                      const char *series,
+                                      const struct KarmaRange *range,
+                                      struct KarmaSummary *out_summary);
+
+/**
+ * The largest counters, (key, value) largest first, over the range
+ * or all time; `limit` defaults to 50.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `limit`: the most to return; 0 means the default.
+ * `range`: the days, inclusive, or NULL for every bucket.
+ * `out_top`: receives an array the library allocated: free it with
+ * karma_pairs_free (written on KARMA_OK only).
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_client_top(struct KarmaClient *client,
+                                  const char *series,
+                                  size_t limit,
+                                  const struct KarmaRange *range,
+                                  struct KarmaPairs *out_top);
+
+/**
+ * Adds the (key, bucket, value) items atomically (all or none),
+ * creating the series if missing. Answers the total added.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `items`, `n_items`: an array of items; an item's bucket 0 means today (UTC,
+ * by this machine's clock).
+ * `out_total`: receives the answer (written on KARMA_OK only).
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
  */
 enum KarmaStatus karma_engine_batch_add(struct KarmaEngine *engine,
                                         const char *series,
                                         const struct KarmaItem *items,
-                                        size_t n,
+                                        size_t n_items,
                                         uint64_t *out_total);
 
 /**
- * The sums of `n` counters: `out_values[i]` gets the sum of `keys[i]`
- * (over `range_or_null`, NULL: every bucket). `out_values` is an array of
- * `n` the caller owns.
+ * Deletes the range from many counters. Answers how many had buckets
+ * deleted and how many were missing.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `keys`, `n_keys`: an array of counter keys.
+ * `range`: the days, inclusive.
+ * `out_counts`: receives the counts (written on KARMA_OK only).
  *
  * # Safety
  *
- * `engine` must be NULL or a live handle; `series` NULL or a NUL-terminated
- * string; `keys` readable and `out_values` writable for `n` elements (NULL
- * allowed when `n` is 0); `range_or_null` NULL or valid.
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_engine_batch_delete_range(struct KarmaEngine *engine,
+                                                 const char *series,
+                                                 const uint64_t *keys,
+                                                 size_t n_keys,
+                                                 struct KarmaRange range,
+                                                 struct KarmaCounts *out_counts);
+
+/**
+ * Clears many counters. Answers how many were reset and how many
+ * were missing.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `keys`, `n_keys`: an array of counter keys.
+ * `out_counts`: receives the counts (written on KARMA_OK only).
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_engine_batch_reset(struct KarmaEngine *engine,
+                                          const char *series,
+                                          const uint64_t *keys,
+                                          size_t n_keys,
+                                          struct KarmaCounts *out_counts);
+
+/**
+ * Sets exact bucket values (0 deletes the bucket), atomically.
+ * Answers the number of items.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `items`, `n_items`: an array of items; an item's bucket 0 means today (UTC,
+ * by this machine's clock).
+ * `out_count`: receives the answer (written on KARMA_OK only).
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_engine_batch_set(struct KarmaEngine *engine,
+                                        const char *series,
+                                        const struct KarmaItem *items,
+                                        size_t n_items,
+                                        size_t *out_count);
+
+/**
+ * One sum per key, in order (over the range, or every bucket).
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `keys`, `n_keys`: an array of counter keys.
+ * `range`: the days, inclusive, or NULL for every bucket.
+ * `out_values`: an array the caller owns, one element per item, which
+ * receives the answers in order.
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
  */
 enum KarmaStatus karma_engine_batch_sum(struct KarmaEngine *engine,
                                         const char *series,
                                         const uint64_t *keys,
-                                        size_t n,
-                                        const struct KarmaRange *range_or_null,
+                                        size_t n_keys,
+                                        const struct KarmaRange *range,
                                         uint64_t *out_values);
 
 /**
- * The quota check and the increment it guards, in one atomic step
- * (`counter.consume`): adds `value` to the day `bucket` (0 means today,
- * UTC) of counter `key` only if the window's total plus `value` stays
- * within `limit`; otherwise nothing changes. The window ends at the bucket:
- * `window` NULL or `"day"` (that day), `"month"` (the calendar month up to
- * the bucket) or `"days"` with `days` (the last `days` days, 1 to 366;
- * `days` non-zero with a NULL `window` means the same). `*out_quota` gets
- * the answer, refused or allowed; a refusal is `KARMA_OK` with `allowed`
- * 0. An allowed call returns once the write is durable.
+ * Removes the empty counters of one series, or of every series
+ * without one.
+ *
+ * `series`: a series name, or NULL for every series.
  *
  * # Safety
  *
- * `engine` must be NULL or a live handle; `series` and `window` NULL or
- * NUL-terminated strings; `out_quota` NULL or writable.
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_engine_compact(struct KarmaEngine *engine, const char *series);
+
+/**
+ * The quota check and the increment it guards, in one atomic step:
+ * adds `value` to the bucket (today, UTC, without one) only if the
+ * window's total plus `value` stays within `limit`. A refusal
+ * (`allowed` false) changes nothing and is not an error.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `key`: the counter's key.
+ * `bucket`: the day, YYYYMMDD; 0 means today (UTC).
+ * `window`, `days`: the window, ending at the bucket: NULL or "day" (that
+ * day), "month" (the calendar month up to it) or "days" with `days` (the last
+ * `days` days, 1 to 366; `days` non-zero with a NULL `window` means the
+ * same).
+ * `out_quota`: receives the answer, allowed or refused (written on KARMA_OK
+ * only).
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
  */
 enum KarmaStatus karma_engine_consume(struct KarmaEngine *engine,
                                       const char *series,
@@ -410,13 +1068,33 @@ enum KarmaStatus karma_engine_consume(struct KarmaEngine *engine,
                                       struct KarmaQuota *out_quota);
 
 /**
- * Subtracts up to `value` from the day `bucket` (0 means today) of counter
- * `key`, never below zero; `*out_value` gets `value`, as the protocol
- * echoes it, even when less was left to subtract.
+ * Creates an empty series.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
  *
  * # Safety
  *
- * As for karma_engine_increment.
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_engine_create_series(struct KarmaEngine *engine, const char *series);
+
+/**
+ * Subtracts up to `value` from one day bucket of counter `key`, never
+ * below zero. Answers the requested `value` (as the protocol does),
+ * even when less was left to subtract.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `key`: the counter's key.
+ * `bucket`: the day, YYYYMMDD; 0 means today (UTC).
+ * `out_value`: receives the answer (written on KARMA_OK only).
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
  */
 enum KarmaStatus karma_engine_decrement(struct KarmaEngine *engine,
                                         const char *series,
@@ -424,6 +1102,55 @@ enum KarmaStatus karma_engine_decrement(struct KarmaEngine *engine,
                                         uint64_t bucket,
                                         uint64_t value,
                                         uint64_t *out_value);
+
+/**
+ * Retention: drops the buckets before `before` (YYYYMMDD), then
+ * compacts the series.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `before`: a day bucket, YYYYMMDD.
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_engine_delete_before(struct KarmaEngine *engine,
+                                            const char *series,
+                                            uint64_t before);
+
+/**
+ * Deletes the buckets inside the range of counter `key`, or of every
+ * counter without a key.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `key`: points to the counter's key, or NULL for every counter.
+ * `range`: the days, inclusive.
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_engine_delete_range(struct KarmaEngine *engine,
+                                           const char *series,
+                                           const uint64_t *key,
+                                           struct KarmaRange range);
+
+/**
+ * Deletes a series and its snapshots.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_engine_drop_series(struct KarmaEngine *engine, const char *series);
 
 /**
  * Runs one protocol v2 request, `len` bytes of JSON at `json` (no NUL
@@ -459,16 +1186,34 @@ enum KarmaStatus karma_engine_execute(struct KarmaEngine *engine,
 void karma_engine_free(struct KarmaEngine *engine);
 
 /**
- * Adds `value` to the day `bucket` (YYYYMMDD; 0 means today, UTC) of
- * counter `key` in `series` (created if missing); `*out_value` gets
- * `value`, as the protocol echoes it. Returns once the write is durable.
- * (Bucket 0 itself, valid in the protocol but not a date, is reachable
- * through karma_engine_execute only.)
+ * The `system.health` object.
+ *
+ * `out_health`: receives the object as JSON text: free it with
+ * karma_string_free (written on KARMA_OK only).
  *
  * # Safety
  *
- * `engine` must be NULL or a live handle; `series` NULL or a NUL-terminated
- * string; `out_value` NULL or writable.
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_engine_health(struct KarmaEngine *engine, char **out_health);
+
+/**
+ * Adds `value` to one day bucket of counter `key` (today, UTC, without
+ * a bucket), creating the series if missing. Answers `value`, as the
+ * protocol echoes it, once the write is durable.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `key`: the counter's key.
+ * `bucket`: the day, YYYYMMDD; 0 means today (UTC).
+ * `out_value`: receives the answer (written on KARMA_OK only).
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
  */
 enum KarmaStatus karma_engine_increment(struct KarmaEngine *engine,
                                         const char *series,
@@ -476,6 +1221,94 @@ enum KarmaStatus karma_engine_increment(struct KarmaEngine *engine,
                                         uint64_t bucket,
                                         uint64_t value,
                                         uint64_t *out_value);
+
+/**
+ * Key, bucket and value counts of one series.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `out_info`: receives the answer: free it with karma_info_free (written on
+ * KARMA_OK only).
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_engine_info(struct KarmaEngine *engine,
+                                   const char *series,
+                                   struct KarmaInfo *out_info);
+
+/**
+ * One page of keys above `cursor` (from the first without one),
+ * ascending, with their totals; `limit` defaults to 100.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `cursor`: points to the value, or NULL for none.
+ * `limit`: the most to return; 0 means the default.
+ * `out_page`: receives the page: free it with karma_keys_page_free (written
+ * on KARMA_OK only).
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_engine_keys(struct KarmaEngine *engine,
+                                   const char *series,
+                                   const uint64_t *cursor,
+                                   size_t limit,
+                                   struct KarmaKeysPage *out_page);
+
+/**
+ * The names of every series.
+ *
+ * `out_names`: receives strings the library allocated: free them with
+ * karma_strings_free (written on KARMA_OK only).
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_engine_list_series(struct KarmaEngine *engine,
+                                          struct KarmaStrings *out_names);
+
+/**
+ * The Prometheus text of `system.metrics`.
+ *
+ * `out_metrics`: receives a string: free it with karma_string_free (written
+ * on KARMA_OK only).
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_engine_metrics(struct KarmaEngine *engine, char **out_metrics);
+
+/**
+ * One sum per (series, key) item, in order.
+ *
+ * `items`, `n_items`: an array of (series, key) items.
+ * `range`: the days, inclusive, or NULL for every bucket.
+ * `out_values`: an array the caller owns, one element per item, which
+ * receives the answers in order.
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_engine_multi_sum(struct KarmaEngine *engine,
+                                        const struct KarmaSeriesKey *items,
+                                        size_t n_items,
+                                        const struct KarmaRange *range,
+                                        uint64_t *out_values);
 
 /**
  * Opens an engine and stores its handle in `*out` (on KARMA_OK only).
@@ -508,31 +1341,167 @@ enum KarmaStatus karma_engine_open(const char *dir_or_null,
                                    struct KarmaEngine **out);
 
 /**
- * Writes a snapshot of every series (and of the idempotency records), then
- * truncates the write-ahead log, as the protocol's snapshot.create_all.
- * An in-memory engine has no directory to write to: KARMA_VALIDATION_ERROR.
+ * `"pong"`.
+ *
+ * `out_pong`: receives a string: free it with karma_string_free (written on
+ * KARMA_OK only).
  *
  * # Safety
  *
- * `engine` must be NULL or a live handle.
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_engine_ping(struct KarmaEngine *engine, char **out_pong);
+
+/**
+ * The (bucket, value) points of counter `key` inside the range,
+ * ascending by bucket.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `key`: the counter's key.
+ * `range`: the days, inclusive.
+ * `out_points`: receives an array the library allocated: free it with
+ * karma_pairs_free (written on KARMA_OK only).
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_engine_points(struct KarmaEngine *engine,
+                                     const char *series,
+                                     uint64_t key,
+                                     struct KarmaRange range,
+                                     struct KarmaPairs *out_points);
+
+/**
+ * Clears counter `key`, or every counter of the series without a key.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `key`: points to the counter's key, or NULL for every counter.
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_engine_reset(struct KarmaEngine *engine,
+                                    const char *series,
+                                    const uint64_t *key);
+
+/**
+ * Writes a snapshot of every series (and of the idempotency
+ * records), then truncates the write-ahead log.
+ *
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
  */
 enum KarmaStatus karma_engine_snapshot_all(struct KarmaEngine *engine);
 
 /**
- * `*out` = the total of counter `key`, or with a range the sum of its
- * buckets inside it (`range_or_null` NULL: every bucket). A missing series
- * is KARMA_NOT_FOUND; a missing key in an existing series sums to 0.
+ * The `system.stats` object.
+ *
+ * `out_stats`: receives the object as JSON text: free it with
+ * karma_string_free (written on KARMA_OK only).
  *
  * # Safety
  *
- * `engine` must be NULL or a live handle; `series` NULL or a NUL-terminated
- * string; `range_or_null` NULL or valid; `out` NULL or writable.
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_engine_stats(struct KarmaEngine *engine, char **out_stats);
+
+/**
+ * The total of counter `key`, or the sum of its buckets inside the
+ * range. A missing series is `not_found`; a missing key sums to 0.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `key`: the counter's key.
+ * `range`: the days, inclusive, or NULL for every bucket.
+ * `out_sum`: receives the answer (written on KARMA_OK only).
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
  */
 enum KarmaStatus karma_engine_sum(struct KarmaEngine *engine,
                                   const char *series,
                                   uint64_t key,
-                                  const struct KarmaRange *range_or_null,
-                                  uint64_t *out);
+                                  const struct KarmaRange *range,
+                                  uint64_t *out_sum);
+
+/**
+ * The totals of a series, over the range or all time.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `range`: the days, inclusive, or NULL for every bucket.
+ * `out_summary`: receives the answer: free it with karma_summary_free
+ * (written on KARMA_OK only).
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_engine_summary(struct KarmaEngine *engine,
+                                      const char *series,
+                                      const struct KarmaRange *range,
+                                      struct KarmaSummary *out_summary);
+
+/**
+ * The largest counters, (key, value) largest first, over the range
+ * or all time; `limit` defaults to 50.
+ *
+ * `series`: a series name (NUL-terminated UTF-8).
+ * `limit`: the most to return; 0 means the default.
+ * `range`: the days, inclusive, or NULL for every bucket.
+ * `out_top`: receives an array the library allocated: free it with
+ * karma_pairs_free (written on KARMA_OK only).
+ *
+ * # Safety
+ *
+ * The handle must be NULL or live (open, not freed); string arguments NULL or
+ * NUL-terminated; arrays readable for their count (NULL allowed when it is
+ * 0); out-parameters NULL or writable.
+ */
+enum KarmaStatus karma_engine_top(struct KarmaEngine *engine,
+                                  const char *series,
+                                  size_t limit,
+                                  const struct KarmaRange *range,
+                                  struct KarmaPairs *out_top);
+
+/**
+ * Frees the `tree` of a KarmaInfo the library filled and zeroes it. NULL,
+ * and a zeroed struct, are ignored.
+ *
+ * # Safety
+ *
+ * `info` must be NULL or point to a KarmaInfo written by this library (or
+ * zeroed), not freed since.
+ */
+void karma_info_free(struct KarmaInfo *info);
+
+/**
+ * Frees the `tree` and `keys` of a KarmaKeysPage the library filled and
+ * zeroes it. NULL, and a zeroed struct, are ignored.
+ *
+ * # Safety
+ *
+ * `page` must be NULL or point to a KarmaKeysPage written by this library
+ * (or zeroed), not freed since.
+ */
+void karma_keys_page_free(struct KarmaKeysPage *page);
 
 /**
  * The message of the most recent call on this thread that returned a
@@ -558,6 +1527,17 @@ const char *karma_last_error(void);
 size_t karma_last_error_copy(char *buf, size_t len);
 
 /**
+ * Frees the array of a KarmaPairs the library filled and zeroes it. NULL,
+ * and a zeroed struct, are ignored.
+ *
+ * # Safety
+ *
+ * `pairs` must be NULL or point to a KarmaPairs written by this library
+ * (or zeroed), not freed since.
+ */
+void karma_pairs_free(struct KarmaPairs *pairs);
+
+/**
  * The name of a status: the v2 `error_code` spelling for codes 1-14
  * ("validation_error"), "ok", "connection_error", "timeout",
  * "invalid_argument", "panic", "limit_exceeded"; "unknown" for any other
@@ -576,6 +1556,28 @@ const char *karma_status_name(int status);
  * freed yet.
  */
 void karma_string_free(char *s);
+
+/**
+ * Frees the strings of a KarmaStrings the library filled and zeroes it.
+ * NULL, and a zeroed struct, are ignored.
+ *
+ * # Safety
+ *
+ * `strings` must be NULL or point to a KarmaStrings written by this
+ * library (or zeroed), not freed since.
+ */
+void karma_strings_free(struct KarmaStrings *strings);
+
+/**
+ * Frees the `tree` of a KarmaSummary the library filled and zeroes it.
+ * NULL, and a zeroed struct, are ignored.
+ *
+ * # Safety
+ *
+ * `summary` must be NULL or point to a KarmaSummary written by this
+ * library (or zeroed), not freed since.
+ */
+void karma_summary_free(struct KarmaSummary *summary);
 
 /**
  * The version of this library, e.g. "0.1.0". A static string: do not free it.

@@ -34,6 +34,16 @@ pub struct KarmaRange {
     pub to: u64,
 }
 
+/// One (series, key) item of `karma_*_multi_sum`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct KarmaSeriesKey {
+    /// The series name (NUL-terminated UTF-8).
+    pub series: *const c_char,
+    /// The counter's key.
+    pub key: u64,
+}
+
 /// The answer of `karma_*_consume`, field for field the protocol's
 /// `counter.consume` answer.
 #[repr(C)]
@@ -102,6 +112,55 @@ pub(crate) unsafe fn string<'a>(ptr: *const c_char, name: &str) -> Result<&'a st
     // SAFETY: non-null, and NUL-terminated and live for 'a per the contract.
     let cstr = unsafe { CStr::from_ptr(p.as_ptr()) };
     cstr.to_str().map_err(|e| Failure::invalid(format!("{name} is not valid UTF-8 ({e})")))
+}
+
+/// A NUL-terminated UTF-8 string argument where NULL means "none".
+///
+/// # Safety
+///
+/// As for [`string`].
+pub(crate) unsafe fn opt_string<'a>(ptr: *const c_char, name: &str) -> Result<Option<&'a str>, Failure> {
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: non-null, and valid per the contract.
+    unsafe { string(ptr, name) }.map(Some)
+}
+
+/// A `const uint64_t *` argument where NULL means "none".
+///
+/// # Safety
+///
+/// `ptr` must be NULL or point to a readable `u64`.
+pub(crate) unsafe fn opt_u64(ptr: *const u64, name: &str) -> Result<Option<u64>, Failure> {
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: non-null and aligned (checked), readable per the contract.
+    Ok(Some(unsafe { checked(ptr, name)?.as_ptr().read() }))
+}
+
+/// The `(series, key)` items of `multi_sum`, every series checked.
+///
+/// # Safety
+///
+/// As for [`slice`], and each item's `series` as for [`string`].
+pub(crate) unsafe fn series_keys<'a>(
+    ptr: *const KarmaSeriesKey,
+    len: usize,
+    name: &str,
+) -> Result<Vec<(&'a str, u64)>, Failure> {
+    // SAFETY: as the helper requires (this function's contract).
+    let items = unsafe { slice(ptr, len, name)? };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            // SAFETY: each `series` is NULL or a live string (the contract).
+            let series = unsafe { string(item.series, &format!("{name}[{i}].series"))? };
+            Ok((series, item.key))
+        })
+        .collect()
 }
 
 /// A NUL-terminated string argument that may be NULL, as raw bytes (paths
@@ -246,4 +305,15 @@ pub(crate) fn bucket(bucket: u64) -> Option<u64> {
 /// Batch items for the engine, with bucket 0 replaced by `today`.
 pub(crate) fn items(items: &[KarmaItem], today: u64) -> Vec<Item> {
     items.iter().map(|i| [i.key, if i.bucket == 0 { today } else { i.bucket }, i.value]).collect()
+}
+
+/// A page size as the typed API takes it: 0 (the default) is `None`.
+pub(crate) fn limit(limit: usize) -> Option<usize> {
+    (limit != 0).then_some(limit)
+}
+
+impl From<KarmaRange> for Range {
+    fn from(r: KarmaRange) -> Range {
+        Range { from: r.from, to: r.to }
+    }
 }

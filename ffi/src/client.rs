@@ -6,9 +6,9 @@ use std::ffi::c_char;
 use karma_client::Client;
 use karma_engine::clock::{bucket_of_unix, Clock, SystemClock};
 
-use crate::args::{self, KarmaItem, KarmaQuota, KarmaRange, Out};
+use crate::args::{self, Out};
 use crate::last_error::{guard, guard_void, Failure};
-use crate::ops::{self, Direction, Handle};
+use crate::ops::{self, Handle};
 use crate::status::KarmaStatus;
 
 /// A pool of connections to one Karma server (opaque). Create with
@@ -87,124 +87,6 @@ pub unsafe extern "C" fn karma_client_free(client: *mut KarmaClient) {
     // karma_client_open and nobody else holds it: we own it now.
     let client = unsafe { Box::from_raw(client) };
     guard_void(move || drop(client));
-}
-
-/// As karma_engine_consume, on the server (bucket 0 means the server's today).
-///
-/// # Safety
-///
-/// `client` must be NULL or a live handle; `series` and `window` NULL or
-/// NUL-terminated strings; `out_quota` NULL or writable.
-#[no_mangle]
-#[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn karma_client_consume(
-    client: *mut KarmaClient,
-    series: *const c_char,
-    key: u64,
-    bucket: u64,
-    value: u64,
-    limit: u64,
-    window: *const c_char,
-    days: u64,
-    out_quota: *mut KarmaQuota,
-) -> KarmaStatus {
-    // SAFETY: this function's contract is the helper's.
-    unsafe { ops::consume(client.cast_const(), series, key, bucket, value, limit, window, days, out_quota) }
-}
-
-/// As karma_engine_increment, on the server (bucket 0 means the server's today).
-///
-/// # Safety
-///
-/// `client` must be NULL or a live handle; `series` NULL or a NUL-terminated
-/// string; `out_value` NULL or writable.
-#[no_mangle]
-pub unsafe extern "C" fn karma_client_increment(
-    client: *mut KarmaClient,
-    series: *const c_char,
-    key: u64,
-    bucket: u64,
-    value: u64,
-    out_value: *mut u64,
-) -> KarmaStatus {
-    // SAFETY: this function's contract is the helper's.
-    unsafe { ops::write(client.cast_const(), series, key, bucket, value, out_value, Direction::Increment) }
-}
-
-/// As karma_engine_decrement, on the server.
-///
-/// # Safety
-///
-/// As for karma_client_increment.
-#[no_mangle]
-pub unsafe extern "C" fn karma_client_decrement(
-    client: *mut KarmaClient,
-    series: *const c_char,
-    key: u64,
-    bucket: u64,
-    value: u64,
-    out_value: *mut u64,
-) -> KarmaStatus {
-    // SAFETY: this function's contract is the helper's.
-    unsafe { ops::write(client.cast_const(), series, key, bucket, value, out_value, Direction::Decrement) }
-}
-
-/// As karma_engine_sum, on the server.
-///
-/// # Safety
-///
-/// `client` must be NULL or a live handle; `series` NULL or a NUL-terminated
-/// string; `range_or_null` NULL or valid; `out` NULL or writable.
-#[no_mangle]
-pub unsafe extern "C" fn karma_client_sum(
-    client: *mut KarmaClient,
-    series: *const c_char,
-    key: u64,
-    range_or_null: *const KarmaRange,
-    out: *mut u64,
-) -> KarmaStatus {
-    // SAFETY: this function's contract is the helper's.
-    unsafe { ops::sum(client.cast_const(), series, key, range_or_null, out) }
-}
-
-/// As karma_engine_batch_sum, on the server.
-///
-/// # Safety
-///
-/// `client` must be NULL or a live handle; `series` NULL or a NUL-terminated
-/// string; `keys` readable and `out_values` writable for `n` elements (NULL
-/// allowed when `n` is 0); `range_or_null` NULL or valid.
-#[no_mangle]
-pub unsafe extern "C" fn karma_client_batch_sum(
-    client: *mut KarmaClient,
-    series: *const c_char,
-    keys: *const u64,
-    n: usize,
-    range_or_null: *const KarmaRange,
-    out_values: *mut u64,
-) -> KarmaStatus {
-    // SAFETY: this function's contract is the helper's.
-    unsafe { ops::batch_sum(client.cast_const(), series, keys, n, range_or_null, out_values) }
-}
-
-/// As karma_engine_batch_add, on the server (an item's bucket 0 is this
-/// machine's today, UTC).
-///
-/// # Safety
-///
-/// `client` must be NULL or a live handle; `series` NULL or a NUL-terminated
-/// string; `items` readable for `n` elements (NULL allowed when `n` is 0);
-/// `out_total` NULL or writable.
-#[no_mangle]
-pub unsafe extern "C" fn karma_client_batch_add(
-    client: *mut KarmaClient,
-    series: *const c_char,
-    items: *const KarmaItem,
-    n: usize,
-    out_total: *mut u64,
-) -> KarmaStatus {
-    // SAFETY: this function's contract is the helper's.
-    unsafe { ops::batch_add(client.cast_const(), series, items, n, out_total) }
 }
 
 /// As karma_engine_execute, over the network: the line (which must be

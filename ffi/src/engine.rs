@@ -9,10 +9,10 @@ use karma_engine::clock::bucket_of_unix;
 use karma_engine::{Engine, FsyncPolicy, Options, Role, Session};
 use serde::Deserialize;
 
-use crate::args::{self, KarmaItem, KarmaQuota, KarmaRange, Out};
+use crate::args::{self, Out};
 use crate::last_error::{guard, guard_void, Failure};
-use crate::ops::{self, Direction, Handle};
-use crate::status::{KarmaStatus, ToStatus};
+use crate::ops::{self, Handle};
+use crate::status::KarmaStatus;
 
 /// An open Karma engine (opaque). Create with karma_engine_open, destroy
 /// with karma_engine_free.
@@ -198,159 +198,6 @@ pub unsafe extern "C" fn karma_engine_free(engine: *mut KarmaEngine) {
         let _ = engine.engine.close();
         drop(engine);
     });
-}
-
-/// The quota check and the increment it guards, in one atomic step
-/// (`counter.consume`): adds `value` to the day `bucket` (0 means today,
-/// UTC) of counter `key` only if the window's total plus `value` stays
-/// within `limit`; otherwise nothing changes. The window ends at the bucket:
-/// `window` NULL or `"day"` (that day), `"month"` (the calendar month up to
-/// the bucket) or `"days"` with `days` (the last `days` days, 1 to 366;
-/// `days` non-zero with a NULL `window` means the same). `*out_quota` gets
-/// the answer, refused or allowed; a refusal is `KARMA_OK` with `allowed`
-/// 0. An allowed call returns once the write is durable.
-///
-/// # Safety
-///
-/// `engine` must be NULL or a live handle; `series` and `window` NULL or
-/// NUL-terminated strings; `out_quota` NULL or writable.
-#[no_mangle]
-#[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn karma_engine_consume(
-    engine: *mut KarmaEngine,
-    series: *const c_char,
-    key: u64,
-    bucket: u64,
-    value: u64,
-    limit: u64,
-    window: *const c_char,
-    days: u64,
-    out_quota: *mut KarmaQuota,
-) -> KarmaStatus {
-    // SAFETY: this function's contract is the helper's.
-    unsafe { ops::consume(engine.cast_const(), series, key, bucket, value, limit, window, days, out_quota) }
-}
-
-/// Adds `value` to the day `bucket` (YYYYMMDD; 0 means today, UTC) of
-/// counter `key` in `series` (created if missing); `*out_value` gets
-/// `value`, as the protocol echoes it. Returns once the write is durable.
-/// (Bucket 0 itself, valid in the protocol but not a date, is reachable
-/// through karma_engine_execute only.)
-///
-/// # Safety
-///
-/// `engine` must be NULL or a live handle; `series` NULL or a NUL-terminated
-/// string; `out_value` NULL or writable.
-#[no_mangle]
-pub unsafe extern "C" fn karma_engine_increment(
-    engine: *mut KarmaEngine,
-    series: *const c_char,
-    key: u64,
-    bucket: u64,
-    value: u64,
-    out_value: *mut u64,
-) -> KarmaStatus {
-    // SAFETY: this function's contract is the helper's.
-    unsafe { ops::write(engine.cast_const(), series, key, bucket, value, out_value, Direction::Increment) }
-}
-
-/// Subtracts up to `value` from the day `bucket` (0 means today) of counter
-/// `key`, never below zero; `*out_value` gets `value`, as the protocol
-/// echoes it, even when less was left to subtract.
-///
-/// # Safety
-///
-/// As for karma_engine_increment.
-#[no_mangle]
-pub unsafe extern "C" fn karma_engine_decrement(
-    engine: *mut KarmaEngine,
-    series: *const c_char,
-    key: u64,
-    bucket: u64,
-    value: u64,
-    out_value: *mut u64,
-) -> KarmaStatus {
-    // SAFETY: this function's contract is the helper's.
-    unsafe { ops::write(engine.cast_const(), series, key, bucket, value, out_value, Direction::Decrement) }
-}
-
-/// `*out` = the total of counter `key`, or with a range the sum of its
-/// buckets inside it (`range_or_null` NULL: every bucket). A missing series
-/// is KARMA_NOT_FOUND; a missing key in an existing series sums to 0.
-///
-/// # Safety
-///
-/// `engine` must be NULL or a live handle; `series` NULL or a NUL-terminated
-/// string; `range_or_null` NULL or valid; `out` NULL or writable.
-#[no_mangle]
-pub unsafe extern "C" fn karma_engine_sum(
-    engine: *mut KarmaEngine,
-    series: *const c_char,
-    key: u64,
-    range_or_null: *const KarmaRange,
-    out: *mut u64,
-) -> KarmaStatus {
-    // SAFETY: this function's contract is the helper's.
-    unsafe { ops::sum(engine.cast_const(), series, key, range_or_null, out) }
-}
-
-/// The sums of `n` counters: `out_values[i]` gets the sum of `keys[i]`
-/// (over `range_or_null`, NULL: every bucket). `out_values` is an array of
-/// `n` the caller owns.
-///
-/// # Safety
-///
-/// `engine` must be NULL or a live handle; `series` NULL or a NUL-terminated
-/// string; `keys` readable and `out_values` writable for `n` elements (NULL
-/// allowed when `n` is 0); `range_or_null` NULL or valid.
-#[no_mangle]
-pub unsafe extern "C" fn karma_engine_batch_sum(
-    engine: *mut KarmaEngine,
-    series: *const c_char,
-    keys: *const u64,
-    n: usize,
-    range_or_null: *const KarmaRange,
-    out_values: *mut u64,
-) -> KarmaStatus {
-    // SAFETY: this function's contract is the helper's.
-    unsafe { ops::batch_sum(engine.cast_const(), series, keys, n, range_or_null, out_values) }
-}
-
-/// Adds `n` items atomically (all or none) to `series` (created if
-/// missing); an item's bucket 0 means today (UTC). `*out_total` gets the sum
-/// of the values added.
-///
-/// # Safety
-///
-/// `engine` must be NULL or a live handle; `series` NULL or a NUL-terminated
-/// string; `items` readable for `n` elements (NULL allowed when `n` is 0);
-/// `out_total` NULL or writable.
-#[no_mangle]
-pub unsafe extern "C" fn karma_engine_batch_add(
-    engine: *mut KarmaEngine,
-    series: *const c_char,
-    items: *const KarmaItem,
-    n: usize,
-    out_total: *mut u64,
-) -> KarmaStatus {
-    // SAFETY: this function's contract is the helper's.
-    unsafe { ops::batch_add(engine.cast_const(), series, items, n, out_total) }
-}
-
-/// Writes a snapshot of every series (and of the idempotency records), then
-/// truncates the write-ahead log, as the protocol's snapshot.create_all.
-/// An in-memory engine has no directory to write to: KARMA_VALIDATION_ERROR.
-///
-/// # Safety
-///
-/// `engine` must be NULL or a live handle.
-#[no_mangle]
-pub unsafe extern "C" fn karma_engine_snapshot_all(engine: *mut KarmaEngine) -> KarmaStatus {
-    guard(|| {
-        // SAFETY: as the helper requires (this function's contract).
-        let engine = unsafe { args::handle(engine.cast_const(), "engine")? };
-        engine.engine.snapshot_all().map_err(|e| Failure::new(e.status(), ToStatus::message(&e)))
-    })
 }
 
 /// Runs one protocol v2 request, `len` bytes of JSON at `json` (no NUL

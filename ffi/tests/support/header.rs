@@ -13,12 +13,19 @@ pub fn header_path() -> PathBuf {
     crate_dir().join("include").join("karma.h")
 }
 
-/// The header cbindgen produces from the crate's sources and cbindgen.toml.
+/// The header cbindgen produces from the crate's sources and cbindgen.toml,
+/// plus the functions generated from the surface table, which cbindgen
+/// reads from the source text `karma_ffi::generated_header_source` gives
+/// (it does not expand macros).
 pub fn generate() -> String {
     let dir = crate_dir();
     let config = cbindgen::Config::from_file(dir.join("cbindgen.toml")).expect("ffi/cbindgen.toml");
+    let mut generated = tempfile::Builder::new().suffix(".rs").tempfile().expect("a temporary file");
+    std::io::Write::write_all(&mut generated, karma_ffi::generated_header_source().as_bytes())
+        .expect("writing the generated functions");
     let bindings = cbindgen::Builder::new()
         .with_crate(&dir)
+        .with_src(generated.path())
         .with_config(config)
         .generate()
         .expect("cbindgen failed to generate the header");

@@ -2,7 +2,8 @@
  * The C ABI of Karma (ffi/include/karma.h) exercised from C, as a C user
  * would: an engine in a data directory (writes, reads, execute, errors,
  * durability across a reopen), an in-memory engine, threads sharing a
- * handle, and a client against a running `karma` server.
+ * handle, a client against a running `karma` server, and every method of
+ * the API surface through both (karma_surface.inc).
  *
  * Run by tests/c/run.sh under valgrind. Environment:
  *   KARMA_TEST_DIR  an empty directory for the engine's data (required)
@@ -422,6 +423,45 @@ static void test_client(const char *url) {
     CHECK(client == NULL && contains(karma_last_error(), "Invalid Karma URL"));
 }
 
+/* ------------------------------------------------------------------ surface */
+
+/* Every method of the surface, once through each handle type. */
+#define K(m) karma_engine_##m
+#define HANDLE KarmaEngine
+#define SURFACE_TEST surface_through_engine
+#include "karma_surface.inc"
+#undef K
+#undef HANDLE
+#undef SURFACE_TEST
+
+#define K(m) karma_client_##m
+#define HANDLE KarmaClient
+#define SURFACE_TEST surface_through_client
+#include "karma_surface.inc"
+#undef K
+#undef HANDLE
+#undef SURFACE_TEST
+
+static void test_surface_engine(const char *dir) {
+    KarmaEngine *engine = NULL;
+    CHECK_STATUS(karma_engine_open(dir, NULL, &engine), KARMA_OK);
+    if (engine == NULL) {
+        return;
+    }
+    surface_through_engine(engine);
+    karma_engine_free(engine);
+}
+
+static void test_surface_client(const char *url) {
+    KarmaClient *client = NULL;
+    CHECK_STATUS(karma_client_open(url, &client), KARMA_OK);
+    if (client == NULL) {
+        return;
+    }
+    surface_through_client(client);
+    karma_client_free(client);
+}
+
 /* A port nothing listens on: bind an ephemeral one, then close it. */
 static int closed_port(void) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -481,6 +521,8 @@ int main(void) {
     test_threads();
     test_client(url);
     test_client_connection_error();
+    test_surface_engine(dir);
+    test_surface_client(url);
 
     printf("c-abi: %d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;

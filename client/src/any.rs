@@ -4,7 +4,6 @@
 //! cluster ([`ClusterClient`]). Both implement [`Karma`], and so does this.
 
 use karma_engine::api::Karma;
-use karma_engine::{Item, KeysPage, Quota, Range, Summary, TreeInfo, Window};
 use serde_json::{Map, Value};
 
 use crate::cluster::{ClusterClient, URL_SCHEME};
@@ -74,52 +73,25 @@ impl AnyClient {
     }
 }
 
-/// Each method calls the same method of whichever client this is.
-macro_rules! delegate {
-    ($(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
-        $(
-            fn $name(&self $(, $arg: $ty)*) -> Result<$ret> {
-                match self {
-                    AnyClient::Node(c) => Karma::$name(c $(, $arg)*),
-                    AnyClient::Cluster(c) => Karma::$name(c.as_ref() $(, $arg)*),
+/// `impl Karma for AnyClient`: each method of the surface table
+/// ([`karma_engine::for_each_method!`]) calls the same method of whichever
+/// client this is.
+macro_rules! any_delegates {
+    ($( $(#[doc = $doc:literal])* $m:ident ($($arg:ident: $kind:ident),*) -> $out:ident: $ret:ident = $op:ident; )*) => {
+        impl Karma for AnyClient {
+            type Error = ClientError;
+            $(
+                fn $m(&self, $($arg: karma_engine::arg_type!($kind)),*) -> Result<karma_engine::ret_type!($ret)> {
+                    match self {
+                        AnyClient::Node(c) => Karma::$m(c, $($arg),*),
+                        AnyClient::Cluster(c) => Karma::$m(c.as_ref(), $($arg),*),
+                    }
                 }
-            }
-        )*
+            )*
+        }
     };
 }
-
-impl Karma for AnyClient {
-    type Error = ClientError;
-
-    delegate! {
-        fn increment(&self, series: &str, key: u64, bucket: Option<u64>, value: u64) -> u64;
-        fn decrement(&self, series: &str, key: u64, bucket: Option<u64>, value: u64) -> u64;
-        fn consume(&self, series: &str, key: u64, bucket: Option<u64>, value: u64, limit: u64, window: Window) -> Quota;
-        fn sum(&self, series: &str, key: u64, range: Option<Range>) -> u64;
-        fn batch_sum(&self, series: &str, keys: &[u64], range: Option<Range>) -> Vec<u64>;
-        fn multi_sum(&self, items: &[(&str, u64)], range: Option<Range>) -> Vec<u64>;
-        fn points(&self, series: &str, key: u64, range: Range) -> Vec<(u64, u64)>;
-        fn batch_add(&self, series: &str, items: &[Item]) -> u64;
-        fn batch_set(&self, series: &str, items: &[Item]) -> usize;
-        fn reset(&self, series: &str, key: Option<u64>) -> ();
-        fn batch_reset(&self, series: &str, keys: &[u64]) -> (usize, usize);
-        fn delete_range(&self, series: &str, key: Option<u64>, range: Range) -> ();
-        fn batch_delete_range(&self, series: &str, keys: &[u64], range: Range) -> (usize, usize);
-        fn create_series(&self, series: &str) -> ();
-        fn drop_series(&self, series: &str) -> ();
-        fn list_series(&self) -> Vec<String>;
-        fn info(&self, series: &str) -> TreeInfo;
-        fn keys(&self, series: &str, cursor: Option<u64>, limit: Option<usize>) -> KeysPage;
-        fn top(&self, series: &str, limit: Option<usize>, range: Option<Range>) -> Vec<(u64, u64)>;
-        fn summary(&self, series: &str, range: Option<Range>) -> Summary;
-        fn delete_before(&self, series: &str, before: u64) -> ();
-        fn compact(&self, series: Option<&str>) -> ();
-        fn ping(&self) -> String;
-        fn health(&self) -> Value;
-        fn stats(&self) -> Value;
-        fn metrics(&self) -> String;
-    }
-}
+karma_engine::for_each_method!(any_delegates);
 
 #[cfg(test)]
 mod tests {

@@ -188,4 +188,8 @@ impl Karma for ClusterClient {
     fn metrics(&self) -> Result<String> {
         self.typed("system.metrics", Map::new())
     }
+    /// Refused (`validation_error`): a snapshot concerns one node's files.
+    fn snapshot_all(&self) -> Result<()> {
+        self.done("snapshot.create_all", Map::new())
+    }
 }

@@ -7,7 +7,7 @@ use karma_client::Client;
 use karma_engine::clock::{bucket_of_unix, Clock, SystemClock};
 
 use crate::args::{self, Out};
-use crate::last_error::{guard, guard_void, Failure};
+use crate::last_error::{guard, Failure};
 use crate::ops::{self, Handle};
 use crate::status::KarmaStatus;
 
@@ -80,13 +80,8 @@ pub unsafe extern "C" fn karma_client_open(url_or_null: *const c_char, out: *mut
 /// that no other thread is using.
 #[no_mangle]
 pub unsafe extern "C" fn karma_client_free(client: *mut KarmaClient) {
-    if client.is_null() {
-        return;
-    }
-    // SAFETY: per the contract, `client` came from `Box::into_raw` in
-    // karma_client_open and nobody else holds it: we own it now.
-    let client = unsafe { Box::from_raw(client) };
-    guard_void(move || drop(client));
+    // SAFETY: this function's contract is the helper's.
+    unsafe { ops::free(client, drop) }
 }
 
 /// As karma_engine_execute, over the network: the line (which must be

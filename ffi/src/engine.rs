@@ -10,7 +10,7 @@ use karma_engine::{Engine, FsyncPolicy, Options, Role, Session};
 use serde::Deserialize;
 
 use crate::args::{self, Out};
-use crate::last_error::{guard, guard_void, Failure};
+use crate::last_error::{guard, Failure};
 use crate::ops::{self, Handle};
 use crate::status::KarmaStatus;
 
@@ -186,18 +186,14 @@ pub unsafe extern "C" fn karma_engine_open(
 /// that no other thread is using.
 #[no_mangle]
 pub unsafe extern "C" fn karma_engine_free(engine: *mut KarmaEngine) {
-    if engine.is_null() {
-        return;
+    // SAFETY: this function's contract is the helper's.
+    unsafe {
+        ops::free(engine, |engine| {
+            // A close error cannot be reported: every acknowledged write was
+            // already durable, and the WAL writer stops either way.
+            let _ = engine.engine.close();
+        })
     }
-    // SAFETY: per the contract, `engine` came from `Box::into_raw` in
-    // karma_engine_open and nobody else holds it: we own it now.
-    let engine = unsafe { Box::from_raw(engine) };
-    guard_void(move || {
-        // A close error cannot be reported: every acknowledged write was
-        // already durable, and the WAL writer stops either way.
-        let _ = engine.engine.close();
-        drop(engine);
-    });
 }
 
 /// Runs one protocol v2 request, `len` bytes of JSON at `json` (no NUL

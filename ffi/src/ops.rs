@@ -9,7 +9,7 @@ use karma_engine::api::Karma;
 use serde_json::Value;
 
 use crate::args::{self, Out};
-use crate::last_error::{guard, Failure};
+use crate::last_error::{guard, guard_void, Failure};
 use crate::status::{KarmaStatus, ToStatus};
 
 /// What a handle adds to its [`Karma`] implementation.
@@ -71,4 +71,21 @@ pub(crate) unsafe fn execute<H: Handle>(
         out.set(response.into_raw());
         status
     })
+}
+
+/// `karma_*_free`: takes back a handle made by `Box::into_raw` and hands it
+/// to `close`. NULL is ignored; a panic in `close` does not unwind into C.
+///
+/// # Safety
+///
+/// `h` must be NULL or a handle from the matching open function, not yet
+/// freed, that no other thread is using.
+pub(crate) unsafe fn free<H>(h: *mut H, close: impl FnOnce(Box<H>)) {
+    if h.is_null() {
+        return;
+    }
+    // SAFETY: per the contract, `h` came from `Box::into_raw` in the open
+    // function and nobody else holds it: we own it now.
+    let h = unsafe { Box::from_raw(h) };
+    guard_void(move || close(h));
 }

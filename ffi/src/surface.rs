@@ -72,16 +72,18 @@ macro_rules! c_method {
             }
             { $a, } $($rest)* }
     };
-    (@arg [$row:tt $ids:tt $($acc:tt)*] $a:ident: key, $($rest:tt)*) => {
-        c_method! { @push [$row $ids $($acc)*]
-            { $a: u64, } { $a, } { concat!(" `", stringify!($a), "`: the counter's key."), } {} { $a, } $($rest)* }
+    (@arg $state:tt $a:ident: key, $($rest:tt)*) => {
+        c_method! { @u64 $state $a { concat!(" `", stringify!($a), "`: the counter's key."), } $($rest)* }
     };
-    (@arg [$row:tt $ids:tt $($acc:tt)*] $a:ident: uint, $($rest:tt)*) => {
-        c_method! { @push [$row $ids $($acc)*] { $a: u64, } { $a, } {} {} { $a, } $($rest)* }
+    (@arg $state:tt $a:ident: uint, $($rest:tt)*) => {
+        c_method! { @u64 $state $a {} $($rest)* }
     };
-    (@arg [$row:tt $ids:tt $($acc:tt)*] $a:ident: bucket, $($rest:tt)*) => {
-        c_method! { @push [$row $ids $($acc)*]
-            { $a: u64, } { $a, } { concat!(" `", stringify!($a), "`: a day bucket, YYYYMMDD."), } {} { $a, } $($rest)* }
+    (@arg $state:tt $a:ident: bucket, $($rest:tt)*) => {
+        c_method! { @u64 $state $a { concat!(" `", stringify!($a), "`: a day bucket, YYYYMMDD."), } $($rest)* }
+    };
+    // A `uint64_t` passed as is.
+    (@u64 [$row:tt $ids:tt $($acc:tt)*] $a:ident { $($note:tt)* } $($rest:tt)*) => {
+        c_method! { @push [$row $ids $($acc)*] { $a: u64, } { $a, } { $($note)* } {} { $a, } $($rest)* }
     };
     (@arg [$row:tt $ids:tt $($acc:tt)*] $a:ident: opt_bucket, $($rest:tt)*) => {
         c_method! { @push [$row $ids $($acc)*]
@@ -90,20 +92,17 @@ macro_rules! c_method {
             { let $a = args::bucket($a); }
             { $a, } $($rest)* }
     };
-    (@arg [$row:tt $ids:tt $($acc:tt)*] $a:ident: opt_key, $($rest:tt)*) => {
-        c_method! { @push [$row $ids $($acc)*]
-            { $a: *const u64, } { $a, }
-            { concat!(" `", stringify!($a), "`: points to the counter's key, or NULL for every counter."), }
-            {
-                // SAFETY: NULL or readable (the caller's contract).
-                let $a = unsafe { args::opt_u64($a, stringify!($a))? };
-            }
-            { $a, } $($rest)* }
+    (@arg $state:tt $a:ident: opt_key, $($rest:tt)*) => {
+        c_method! { @opt_u64 $state $a "points to the counter's key, or NULL for every counter." $($rest)* }
     };
-    (@arg [$row:tt $ids:tt $($acc:tt)*] $a:ident: opt_uint, $($rest:tt)*) => {
+    (@arg $state:tt $a:ident: opt_uint, $($rest:tt)*) => {
+        c_method! { @opt_u64 $state $a "points to the value, or NULL for none." $($rest)* }
+    };
+    // A `const uint64_t *` where NULL means none.
+    (@opt_u64 [$row:tt $ids:tt $($acc:tt)*] $a:ident $note:literal $($rest:tt)*) => {
         c_method! { @push [$row $ids $($acc)*]
             { $a: *const u64, } { $a, }
-            { concat!(" `", stringify!($a), "`: points to the value, or NULL for none."), }
+            { concat!(" `", stringify!($a), "`: ", $note), }
             {
                 // SAFETY: NULL or readable (the caller's contract).
                 let $a = unsafe { args::opt_u64($a, stringify!($a))? };

@@ -53,6 +53,22 @@ impl AnyClient {
         }
     }
 
+    /// `karma://host:port` or the cluster's `karma+etcd://` URL, for messages.
+    pub fn target(&self) -> String {
+        match self {
+            AnyClient::Node(c) => format!("karma://{}", c.config().address()),
+            AnyClient::Cluster(c) => c.url().to_owned(),
+        }
+    }
+
+    /// Closes idle pooled connections (see [`Client::close_idle`]).
+    pub fn close_idle(&self) {
+        match self {
+            AnyClient::Node(c) => c.close_idle(),
+            AnyClient::Cluster(c) => c.close_idle(),
+        }
+    }
+
     /// Sends `{"v":2,"op":op, ...fields}` and returns the `response` value
     /// (see [`Client::request_value`]; a cluster routes it by op and keys).
     pub fn request_value(&self, op: &str, fields: Map<String, Value>) -> Result<Value> {
@@ -104,6 +120,7 @@ mod tests {
         assert!(!any.is_cluster());
         let c = any.config();
         assert_eq!((c.host.as_str(), c.port, c.token.as_deref(), c.pool_size), ("db", 9000, Some("base"), 3));
+        assert_eq!(any.target(), "karma://db:9000");
         assert!(AnyClient::from_url("http://x", ClientConfig::default()).is_err());
     }
 

@@ -6,7 +6,7 @@
 //! releases the GIL (`py.detach`) for the engine or network work, so other
 //! Python threads run meanwhile, and converts the result back.
 
-use karma_client::Client;
+use karma_client::AnyClient;
 use karma_engine::api::Karma;
 use karma_engine::{Engine, Error, ErrorCode, Session};
 use parking_lot::RwLock;
@@ -22,7 +22,8 @@ use crate::ingest::Ingest;
 /// What an `_Api` object talks to.
 pub enum Backend {
     Engine(Engine),
-    Client(Client),
+    /// A server or a cluster, by URL.
+    Client(AnyClient),
 }
 
 /// Runs `$body` with `$k` bound to the engine or the client (both `Karma`),
@@ -553,7 +554,10 @@ impl Api {
         let v = self.run(py, |backend| match backend {
             Backend::Engine(e) => engine_line(e, line.trim_end_matches(['\r', '\n']).as_bytes()).map_err(Failure::from),
             Backend::Client(c) => {
-                let envelope = c.request(line.trim_end_matches(['\r', '\n'])).map_err(Failure::from)?;
+                let answer = c.request_line(line.trim_end_matches(['\r', '\n'])).map_err(Failure::from)?;
+                let envelope = serde_json::from_str(&answer).map_err(|e| {
+                    Failure::Client(karma_client::ClientError::Protocol(format!("unparsable response ({e}): {answer}")))
+                })?;
                 open_envelope(envelope).map_err(|e| Failure::Client(karma_client::ClientError::Server(e)))
             }
         })?;
@@ -599,7 +603,8 @@ impl Api {
                 Some(d) => format!("<karma.Engine path={:?}>", d.display().to_string()),
                 None => "<karma.Engine in memory>".to_string(),
             },
-            Some(Backend::Client(c)) => format!("<karma.Client {}>", c.config().address()),
+            Some(Backend::Client(AnyClient::Node(c))) => format!("<karma.Client {}>", c.config().address()),
+            Some(Backend::Client(AnyClient::Cluster(c))) => format!("<karma.Client {}>", c.url()),
             None => format!("<karma.{} (closed)>", self.label),
         }
     }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use karma_client::{Client, ClientConfig};
+use karma_client::{AnyClient, Client, ClientConfig};
 use karma_engine::{Engine, FsyncPolicy, Options, Role};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -121,7 +121,9 @@ impl PyEngine {
 /// `karma://host:port[?token=..&pool_size=..&..._timeout=..]`; without it the
 /// environment is read (`KARMA_URL`, or `KARMA_HOST`/`KARMA_PORT`, plus
 /// `KARMA_TOKEN`, `KARMA_POOL_SIZE`, `KARMA_*_TIMEOUT`; default
-/// 127.0.0.1:8080). Keyword arguments override both; timeouts are seconds
+/// 127.0.0.1:8080). A `karma+etcd://host:port[,...]/<cluster-name>` URL
+/// opens a cluster instead (docs/cluster.md): each call goes to the shard
+/// leaders that own its keys and answers as one server would. Keyword arguments override both; timeouts are seconds
 /// (floats allowed, 0 disables). Safe to share between threads and to keep
 /// across `os.fork()` (the child opens its own connections).
 #[pyclass(name = "Client", module = "karma", extends = Api, frozen)]
@@ -157,9 +159,12 @@ impl PyClient {
         let invalid = |e: karma_engine::Error| {
             errors::build(py, "ValidationError", e.message(), Some(e.code().as_str()), "invalid")
         };
-        let mut config = match url {
-            Some(u) => ClientConfig::from_url(&u),
-            None => ClientConfig::from_env(),
+        let cluster_url = url.clone().filter(|u| AnyClient::is_cluster_url(u));
+        let mut config = match (&url, &cluster_url) {
+            // A cluster takes token, pool and timeouts from the keywords only.
+            (_, Some(_)) => Ok(ClientConfig::default()),
+            (Some(u), None) => ClientConfig::from_url(u),
+            (None, None) => ClientConfig::from_env(),
         }
         .map_err(invalid)?;
         if let Some(n) = crate::conv::opt_u64(pool_size, "pool_size")? {
@@ -178,7 +183,11 @@ impl PyClient {
         if let Some(t) = token {
             config.token = Some(t).filter(|t| !t.is_empty());
         }
-        let client = Client::new(config).map_err(invalid)?;
+        let client = match cluster_url {
+            // Reads the cluster's shard count from etcd: network, so without the GIL.
+            Some(u) => py.detach(|| AnyClient::from_url(&u, config)).map_err(|e| Failure::Client(e).into_pyerr(py))?,
+            None => AnyClient::Node(Client::new(config).map_err(invalid)?),
+        };
         Ok(PyClassInitializer::from(Api::new(Backend::Client(client))).add_subclass(PyClient))
     }
 }

@@ -43,6 +43,8 @@ use route::Plan;
 pub const URL_SCHEME: &str = "karma+etcd://";
 
 pub struct ClusterClient {
+    /// `karma+etcd://endpoints/cluster`, for messages.
+    url: String,
     etcd: Etcd,
     paths: ClusterPaths,
     shards: u32,
@@ -83,6 +85,7 @@ impl ClusterClient {
         })?;
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         Ok(ClusterClient {
+            url: format!("{URL_SCHEME}{}/{cluster}", etcd.endpoints().join(",")),
             etcd,
             paths: ClusterPaths::new(cluster),
             shards,
@@ -118,6 +121,18 @@ impl ClusterClient {
     /// The token, pool and timeouts used for every node.
     pub fn config(&self) -> &ClientConfig {
         &self.base
+    }
+
+    /// `karma+etcd://host:port[,...]/<cluster-name>`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Closes the idle pooled connections to every leader known so far.
+    pub fn close_idle(&self) {
+        for (_, client) in self.leaders.lock().values() {
+            client.close_idle();
+        }
     }
 
     fn idempotency_key(&self) -> String {

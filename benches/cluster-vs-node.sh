@@ -6,7 +6,7 @@
 # section of docs/benchmarks.md is made.
 #
 #   cargo build --release -p karma-server -p karma-benches
-#   benches/cluster-vs-node.sh [ROUNDS]       # default 5 rounds, ~30 s each
+#   benches/cluster-vs-node.sh [ROUNDS]       # default 5 rounds, ~20 s each
 #
 # Needs etcd (Debian: apt-get install etcd-server), started here on loopback
 # ports 23791/23801 with a temporary data directory. Servers listen on
@@ -16,7 +16,8 @@
 #
 # Configurations (cores as taskset numbers; the machine this was written on
 # has two):
-#   node        one server on core 1,                       load on core 0
+#   node        one server on core 1 (karma:// URL),         load on core 0
+#   1x1 pinned  a 1-shard cluster (karma+etcd:// URL), on core 1, load on core 0
 #   2x1 pinned  two shards of one node each, both on core 1, load on core 0
 #   2x1 free    two shards, servers and load on cores 0-1 (no pinning)
 set -euo pipefail
@@ -90,29 +91,30 @@ node() {
     echo "node $result"
 }
 
-# cluster NAME SERVER_CORES LOAD_CORES
+# cluster NAME SHARDS SERVER_CORES LOAD_CORES: one node per shard
 cluster() {
-    local name=$1 cores=$2 load_cores=$3 a b result
-    "$bin/karma" cluster --etcd="$etcd" --cluster-name="$name" init --shards=2 >/dev/null
-    for shard in 0 1; do
+    local name=$1 shards=$2 cores=$3 load_cores=$4 nodes=() result
+    "$bin/karma" cluster --etcd="$etcd" --cluster-name="$name" init --shards="$shards" >/dev/null
+    for shard in $(seq 0 $((shards - 1))); do
         server "$cores" $((21411 + shard)) --cluster-etcd="$etcd" --cluster-name="$name" --shard="$shard" \
             --node-id="n$shard" --advertise=127.0.0.1:$((21411 + shard))
-        [[ $shard == 0 ]] && a=$server_pid || b=$server_pid
+        nodes+=("$server_pid")
     done
-    until [[ $("$bin/karma" cluster --etcd="$etcd" --cluster-name="$name" status | grep -c ' leader ') == 2 ]]; do
+    until [[ $("$bin/karma" cluster --etcd="$etcd" --cluster-name="$name" status | grep -c ' leader ') == "$shards" ]]; do
         sleep 0.1
     done
     result=$(load "$load_cores" "karma+etcd://$etcd/$name")
-    stop "$a" "$b"
+    stop "${nodes[@]}"
     echo "$name $result"
 }
 
 results=()
 for round in $(seq "$rounds"); do
     results+=("$(node)")
-    results+=("$(cluster "pinned$round" 1 0 | sed 's/^pinned[0-9]*/2x1-pinned/')")
-    results+=("$(cluster "free$round" 0-1 0-1 | sed 's/^free[0-9]*/2x1-free/')")
-    printf '%s\n' "${results[@]: -3}" >&2
+    results+=("$(cluster "one$round" 1 1 0 | sed 's/^one[0-9]*/1x1-pinned/')")
+    results+=("$(cluster "pinned$round" 2 1 0 | sed 's/^pinned[0-9]*/2x1-pinned/')")
+    results+=("$(cluster "free$round" 2 0-1 0-1 | sed 's/^free[0-9]*/2x1-free/')")
+    printf '%s\n' "${results[@]: -4}" >&2
 done
 
 echo "medians over $rounds rounds, $threads threads, ${seconds} s each (ops/s):"

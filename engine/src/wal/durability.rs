@@ -171,10 +171,15 @@ impl Wal {
             Err(Error::internal(format!("WAL LSN {lsn} was never assigned")))
         } else {
             st.callbacks.push((lsn, done));
-            drop(st);
             // Someone is waiting now: the writer must not leave it to its
-            // next sweep (appends never wake it).
-            self.shared.work.notify_one();
+            // next sweep (appends never wake it). While it gathers the next
+            // group, only the callback that completes the group wakes it:
+            // one wake-up per group, not one per connection.
+            let wake = st.callbacks.len() >= st.wake_at_callbacks;
+            drop(st);
+            if wake {
+                self.shared.work.notify_one();
+            }
             return;
         };
         drop(st);

@@ -95,6 +95,12 @@ pub(super) struct State {
     /// The writer holds items taken from the queue.
     pub(super) in_flight: bool,
     pub(super) callbacks: Vec<(u64, Callback)>,
+    /// Callbacks the last group commit completed: the connections it
+    /// answered, which (in a closed loop) come back with their next write.
+    pub(super) answered: usize,
+    /// While the writer gathers a group (`always`), [`Wal::on_durable`]
+    /// wakes it only once this many callbacks are pending; 0 otherwise.
+    pub(super) wake_at_callbacks: usize,
     pub(super) failure: Option<Error>,
     /// How many times the WAL has failed (a failure clears when
     /// [`Wal::try_resume`] succeeds).
@@ -275,6 +281,8 @@ impl Wal {
                 queue: VecDeque::new(),
                 in_flight: false,
                 callbacks: Vec::new(),
+                answered: 0,
+                wake_at_callbacks: 0,
                 failure: None,
                 failures: 0,
                 lost: Vec::new(),

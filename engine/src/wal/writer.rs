@@ -134,6 +134,7 @@ impl Writer {
                 st.callbacks.push((lsn, cb));
             }
         }
+        st.answered = ready.len();
         drop(st);
         self.shared.durable.notify_all();
         for (cb, r) in ready {
@@ -330,13 +331,78 @@ const EVERYSEC_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the writer thread looks for queued entries nobody waits on.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(2);
 
+/// `always`: the longest the writer gathers a group after a commit (see
+/// [`Gather`]).
+const GATHER_LIMIT: Duration = Duration::from_millis(2);
+
+/// `always`: how long the writer waits for the next callback while a group
+/// still grows, at least (a commit faster than this sets no shorter wait).
+const GATHER_MIN_WINDOW: Duration = Duration::from_micros(50);
+
+/// `always`: what the writer waits for before it commits the next group.
+///
+/// While one group's fsync runs, the writes that arrive form the next group;
+/// the connections that group answers send their next writes a moment
+/// later. Committing the next group at once splits a closed loop of N
+/// connections into groups that alternate forever (a group of one and one
+/// of N-1 is typical): half the writes per fsync or fewer. So after a
+/// commit the writer waits until the connections it answered are back
+/// (their callbacks registered), as Redis gathers every client of one
+/// event-loop turn; it stops early once no callback arrived for a window
+/// (the last commit's duration, within bounds) while some are pending, and
+/// after [`GATHER_LIMIT`] in any case. Connections that do not come back
+/// thus cost one window, and at one connection there is nothing to wait
+/// for. A write arriving while nobody is pending after the limit wakes the
+/// writer at once.
+struct Gather {
+    callbacks: usize,
+    window: Duration,
+}
+
+impl Gather {
+    /// After a group commit that took `took`: wait for everyone it answered
+    /// plus everyone already waiting.
+    fn after_commit(st: &State, took: Duration) -> Gather {
+        let window = took.clamp(GATHER_MIN_WINDOW, GATHER_LIMIT);
+        Gather { callbacks: st.answered + st.callbacks.len(), window }
+    }
+
+    /// Sleeps until enough callbacks are pending, they stopped arriving, the
+    /// limit passed, or a truncation or close needs the writer.
+    fn wait(&self, shared: &Shared, st: &mut parking_lot::MutexGuard<'_, State>) {
+        let started = Instant::now();
+        let mut seen = st.callbacks.len();
+        let mut until = started + self.window;
+        st.wake_at_callbacks = self.callbacks;
+        while st.callbacks.len() < self.callbacks
+            && !st.closing
+            && !st.queue.iter().any(|item| matches!(item, Item::Truncate { .. }))
+        {
+            if !shared.work.wait_until(st, until).timed_out() {
+                continue;
+            }
+            let pending = st.callbacks.len();
+            if (pending > 0 && pending == seen) || started.elapsed() >= GATHER_LIMIT {
+                break;
+            }
+            seen = pending;
+            until = Instant::now() + self.window;
+        }
+        st.wake_at_callbacks = 0;
+    }
+}
+
 /// The writer thread: commits whatever is queued whenever work arrives and
 /// the writer is free, until the WAL is closed and drained.
 pub(super) fn writer_loop(shared: &Shared, core: &Mutex<Writer>) {
     let mut last_sync = Instant::now();
+    let mut gather: Option<Gather> = None;
     loop {
         {
             let mut st = shared.state.lock();
+            if let Some(gather) = gather.take() {
+                gather.wait(shared, &mut st);
+            }
             // Someone awaits what is queued (a callback, or any write under
             // `always`, whose async waiters never commit themselves): commit
             // at once. Otherwise waiters commit their own groups and appends
@@ -355,7 +421,11 @@ pub(super) fn writer_loop(shared: &Shared, core: &Mutex<Writer>) {
                 continue;
             }
         }
+        let started = Instant::now();
         core.lock().step();
+        if shared.cfg.fsync.fsync_before_ack() {
+            gather = Some(Gather::after_commit(&shared.state.lock(), started.elapsed()));
+        }
         background_sync(shared, &mut last_sync, false);
     }
     // A clean shutdown leaves nothing unsynced behind.

@@ -88,16 +88,31 @@ pub fn execute(engine: &Engine, line: &[u8], out: &mut Vec<u8>) -> Option<u64> {
 /// workers. Only each line's `op` value is inspected; a false positive only
 /// costs a thread hop.
 pub fn is_heavy(input: &[u8]) -> bool {
-    input.split(|&b| b == b'\n').any(|line| op_of(line).is_some_and(op_is_heavy))
+    // Runs over every byte read, before anything executes: memchr's
+    // vectorised searches, not a byte-by-byte scan per line.
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', input).chain(std::iter::once(input.len())) {
+        if op_of(&input[start..end]).is_some_and(op_is_heavy) {
+            return true;
+        }
+        start = end + 1;
+    }
+    false
 }
 
 /// The value of the first `"op"` member of a request line, unparsed.
 fn op_of(line: &[u8]) -> Option<&[u8]> {
     const KEY: &[u8] = b"\"op\"";
-    let at = line.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    // What clients send: `op` right after `v`, so no search at all.
+    const USUAL_START: &[u8] = b"{\"v\":2,\"op\"";
+    let at = if line.starts_with(USUAL_START) {
+        USUAL_START.len()
+    } else {
+        memchr::memchr_iter(b'"', line).find(|&i| line[i..].starts_with(KEY))? + KEY.len()
+    };
     let rest = &line[at..];
-    let rest = &rest[rest.iter().position(|&b| b == b'"')? + 1..];
-    Some(&rest[..rest.iter().position(|&b| b == b'"')?])
+    let rest = &rest[memchr::memchr(b'"', rest)? + 1..];
+    Some(&rest[..memchr::memchr(b'"', rest)?])
 }
 
 fn op_is_heavy(op: &[u8]) -> bool {
@@ -113,7 +128,7 @@ fn op_is_heavy(op: &[u8]) -> bool {
 pub fn run_batch(engine: &Engine, input: &[u8], max: usize, max_output: usize, eof: bool, out: &mut Vec<u8>) -> Batch {
     let mut batch = Batch::default();
     let mut rest = input;
-    while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+    while let Some(pos) = memchr::memchr(b'\n', rest) {
         if out.len() >= max_output {
             batch.output_full = true;
             return batch;
@@ -182,6 +197,13 @@ pub fn too_large_line(max: usize) -> Vec<u8> {
 }
 
 async fn write_all_timeout(stream: &mut TcpStream, mut data: &[u8], timeout: Option<Duration>) -> std::io::Result<()> {
+    // The socket buffer almost always has room: write without creating a
+    // timer (a clock read and a runtime handle per answer).
+    match stream.try_write(data) {
+        Ok(n) => data = &data[n..],
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        Err(e) => return Err(e),
+    }
     while !data.is_empty() {
         let n = match timeout {
             Some(t) => match tokio::time::timeout(t, stream.write(data)).await {
@@ -258,7 +280,7 @@ pub async fn serve(
     engine: Engine,
     settings: ConnectionSettings,
     slot: Slot,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let max = settings.max_request_bytes;
     let mut buf: Vec<u8> = Vec::new();
@@ -267,6 +289,21 @@ pub async fn serve(
     // When the first byte of the oldest incomplete line in `buf` arrived
     // (at the latest), for `--request-deadline`.
     let mut line_started: Option<Instant> = None;
+    // `--read-timeout`: one timer for the connection's life, pushed later at
+    // every wait. Moving a registered timer later is an atomic store; a new
+    // timer per read takes the timer wheel's lock and, when the runtime
+    // parked with no timer pending, wakes it through its eventfd.
+    let idle = tokio::time::sleep(settings.read_timeout.unwrap_or_default());
+    tokio::pin!(idle);
+    // Shutdown or reaping, likewise registered once instead of per read.
+    let mut shutdown_changed = shutdown.clone();
+    let closing = async {
+        tokio::select! {
+            _ = shutdown_changed.changed() => {}
+            _ = slot.reaped() => {}
+        }
+    };
+    tokio::pin!(closing);
     loop {
         if !buf.is_empty() || eof {
             out.clear();
@@ -331,24 +368,32 @@ pub async fn serve(
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
-        let deadline = line_started.zip(settings.request_deadline).map(|(at, d)| at + d);
-        let wait = {
-            let read = stream.read_buf(&mut buf);
-            tokio::select! {
-                r = async {
-                    match settings.read_timeout {
-                        Some(t) => tokio::time::timeout(t, read).await.map_or(Wait::Idle, Wait::Read),
-                        None => Wait::Read(read.await),
-                    }
-                } => r,
-                _ = async {
-                    match deadline {
-                        Some(at) => tokio::time::sleep_until(at.into()).await,
-                        None => std::future::pending().await,
-                    }
-                } => Wait::Deadline,
-                _ = shutdown.changed() => Wait::Close,
-                _ = slot.reaped() => Wait::Close,
+        let wait = match stream.try_read_buf(&mut buf) {
+            // Input already there (a pipelining or busy client): take it
+            // without a timer, a select or a trip through the runtime.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let deadline = line_started.zip(settings.request_deadline).map(|(at, d)| at + d);
+                if let Some(t) = settings.read_timeout {
+                    idle.as_mut().reset(tokio::time::Instant::now() + t);
+                }
+                tokio::select! {
+                    r = stream.read_buf(&mut buf) => Wait::Read(r),
+                    _ = &mut idle, if settings.read_timeout.is_some() => Wait::Idle,
+                    _ = async {
+                        match deadline {
+                            Some(at) => tokio::time::sleep_until(at.into()).await,
+                            None => std::future::pending().await,
+                        }
+                    } => Wait::Deadline,
+                    _ = &mut closing => Wait::Close,
+                }
+            }
+            read => {
+                // Without an await that can return Pending, a client that
+                // always has input ready would keep this worker from every
+                // other connection: spend the task's runtime budget instead.
+                tokio::task::consume_budget().await;
+                Wait::Read(read)
             }
         };
         match wait {
@@ -433,6 +478,11 @@ mod tests {
         assert!(!is_heavy(br#"{"v":2,"op":"counter.sum","series":"tree.batch","key":1}"#));
         assert!(is_heavy(b"{\"v\":2,\"op\":\"counter.sum\"}\n{\"op\":\"counter.multi_sum\"}\n"));
         assert!(!is_heavy(b"not json at all\n"));
+        // Members in another order, or spaced out, are found as well.
+        assert!(is_heavy(br#"{"series":"a","op":"tree.summary","v":2}"#));
+        assert!(is_heavy(br#"{ "v" : 2, "op" : "series.batch_add" }"#));
+        assert!(!is_heavy(br#"{"series":"op","v":2,"op":"counter.increment"}"#));
+        assert!(is_heavy(b"{\"v\":2,\"op\":\"counter.sum\"}\n\n{\"v\":2,\"op\":\"tree.keys\"}"));
     }
 
     #[test]

@@ -189,7 +189,11 @@ impl<'a> Parser<'a> {
             self.i += 1;
         }
         let int_start = self.i;
-        while matches!(self.b.get(self.i), Some(b'0'..=b'9')) {
+        // The magnitude as it is scanned (None once past u64), so an
+        // integer needs no second pass through `str::parse`.
+        let mut magnitude: Option<u64> = Some(0);
+        while let Some(&digit @ b'0'..=b'9') = self.b.get(self.i) {
+            magnitude = magnitude.and_then(|m| m.checked_mul(10)).and_then(|m| m.checked_add(u64::from(digit - b'0')));
             self.i += 1;
         }
         if self.i == int_start {
@@ -232,26 +236,30 @@ impl<'a> Parser<'a> {
         }
         // Karma 1.0 reads integer literals as i64: anything outside that range
         // makes the whole request invalid JSON (spec/protocol.md §7.1).
-        text.parse::<i64>()
-            .map(Value::Int)
-            .map_err(|_| format!("Invalid Int64: \"{text}\" at line 1, column {}", start + 1))
+        let negative = int_start > start;
+        let int = magnitude.and_then(|m| if negative { 0i64.checked_sub_unsigned(m) } else { i64::try_from(m).ok() });
+        int.map(Value::Int).ok_or_else(|| format!("Invalid Int64: \"{text}\" at line 1, column {}", start + 1))
     }
 
     fn string(&mut self) -> Result<Cow<'a, str>, String> {
         self.i += 1;
         let start = self.i;
-        // Fast path: no escapes.
-        loop {
-            match self.b.get(self.i) {
-                Some(b'"') => {
-                    let s = &self.s[start..self.i];
-                    self.i += 1;
-                    return Ok(Cow::Borrowed(s));
-                }
-                Some(b'\\') => break,
-                Some(c) if *c < 0x20 => return Err(self.unexpected()),
-                Some(_) => self.i += 1,
-                None => return Err(self.unexpected()),
+        // Fast path: no escapes. One tight scan to the first byte that
+        // needs a decision (every request line has a dozen strings).
+        let stop = self.b[start..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+        match stop.map(|n| (start + n, self.b[start + n])) {
+            Some((end, b'"')) => {
+                self.i = end + 1;
+                return Ok(Cow::Borrowed(&self.s[start..end]));
+            }
+            Some((end, b'\\')) => self.i = end,
+            Some((end, _)) => {
+                self.i = end;
+                return Err(self.unexpected());
+            }
+            None => {
+                self.i = self.b.len();
+                return Err(self.unexpected());
             }
         }
         let mut owned = String::from(&self.s[start..self.i]);

@@ -43,7 +43,11 @@ module Karma
     # KARMA_*_TIMEOUT). Options override both: host, port, token,
     # pool_size, pool_timeout, connect_timeout, read_timeout,
     # write_timeout (seconds; 0 disables). Thread-safe; after fork the
-    # child opens its own connections.
+    # child opens its own connections. A
+    # `karma+etcd://host:port[,...]/<cluster-name>` url opens a cluster
+    # (docs/cluster.md) with the same methods: each call goes to the shard
+    # leaders that own its keys and answers as one server would; token,
+    # pool and timeouts then come from the options only.
     def self.new(url: nil, **options)
       _open(url, options)
     end

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use karma_client::Client;
+use karma_client::AnyClient;
 use karma_engine::api::Karma;
 use karma_engine::{Engine, Error as KarmaError, ErrorCode, Session, Window};
 use magnus::value::ReprValue;
@@ -21,7 +21,8 @@ use crate::{fork, json, options};
 
 enum Backend {
     Engine(Engine),
-    Client(Client),
+    /// A server or a cluster, by URL.
+    Client(AnyClient),
 }
 
 #[magnus::wrap(class = "Karma::Native", free_immediately, size)]
@@ -192,7 +193,7 @@ fn engine_envelope(engine: &Engine, op: &str, fields: Map<String, Json>) -> Resu
         .map_err(|e| KarmaError::internal(format!("engine sent an unparsable response: {e}")))
 }
 
-fn client_envelope(client: &Client, op: &str, fields: Map<String, Json>) -> Result<Json, Failure> {
+fn client_envelope(client: &AnyClient, op: &str, fields: Map<String, Json>) -> Result<Json, Failure> {
     let mut map = Map::with_capacity(fields.len() + 2);
     map.insert("v".into(), Json::from(2));
     map.insert("op".into(), Json::from(op));
@@ -203,7 +204,10 @@ fn client_envelope(client: &Client, op: &str, fields: Map<String, Json>) -> Resu
     }
     let line = serde_json::to_string(&Json::Object(map))
         .map_err(|e| KarmaError::validation(format!("cannot encode request: {e}")))?;
-    Ok(client.request(&line)?)
+    let answer = client.request_line(&line)?;
+    serde_json::from_str(&answer).map_err(|e| {
+        Failure::Client(karma_client::ClientError::Protocol(format!("unparsable response ({e}): {answer}")))
+    })
 }
 
 /// A v2 envelope's `response`, or its error.
@@ -229,9 +233,21 @@ impl Native {
     }
 
     fn open_client(ruby: &Ruby, class: RClass, url: Option<String>, opts: Option<RHash>) -> Result<Value, Error> {
-        let config = options::client_config(ruby, url, opts)?;
-        let client = Client::new(config)
-            .map_err(|e| errors::build(ruby, "ValidationError", e.message(), Some(e.code().as_str()), "invalid"))?;
+        let cluster_url = url.clone().filter(|u| AnyClient::is_cluster_url(u));
+        let client = match cluster_url {
+            // A cluster takes token, pool and timeouts from the options only,
+            // and reads its shard count from etcd: network, so without the GVL.
+            Some(u) => {
+                let config = options::client_config(ruby, None, opts, Some(Default::default()))?;
+                without_gvl(|| AnyClient::from_url(&u, config)).map_err(|e| Failure::Client(e).into_error(ruby))?
+            }
+            None => {
+                let config = options::client_config(ruby, url, opts, None)?;
+                AnyClient::Node(karma_client::Client::new(config).map_err(|e| {
+                    errors::build(ruby, "ValidationError", e.message(), Some(e.code().as_str()), "invalid")
+                })?)
+            }
+        };
         Ok(ruby.obj_wrap_as(Native::new(Backend::Client(client)), class).as_value())
     }
 
@@ -358,7 +374,8 @@ impl Native {
                 Some(d) => format!("#<Karma::Engine path={:?}>", d.display().to_string()),
                 None => "#<Karma::Engine in memory>".to_string(),
             },
-            Some(Backend::Client(c)) => format!("#<Karma::Client {}>", c.config().address()),
+            Some(Backend::Client(AnyClient::Node(c))) => format!("#<Karma::Client {}>", c.config().address()),
+            Some(Backend::Client(AnyClient::Cluster(c))) => format!("#<Karma::Client {}>", c.url()),
             None => format!("#<Karma::{} (closed)>", self.label),
         }
     }

@@ -144,17 +144,23 @@ pub fn engine_options(ruby: &Ruby, path: Option<PathBuf>, options: Option<RHash>
     Ok(o)
 }
 
-/// `url` (`karma://` or `tcp://`), or the `KARMA_*` environment without
-/// one; then the options: `host`, `port`, `token`, `pool_size`,
-/// `pool_timeout` (alias `checkout_timeout`), `connect_timeout`,
-/// `read_timeout`, `write_timeout`.
-pub fn client_config(ruby: &Ruby, url: Option<String>, options: Option<RHash>) -> Result<ClientConfig, Error> {
+/// `base` when given, else `url` (`karma://` or `tcp://`), else the
+/// `KARMA_*` environment; then the options: `host`, `port`, `token`,
+/// `pool_size`, `pool_timeout` (alias `checkout_timeout`),
+/// `connect_timeout`, `read_timeout`, `write_timeout`.
+pub fn client_config(
+    ruby: &Ruby,
+    url: Option<String>,
+    options: Option<RHash>,
+    base: Option<ClientConfig>,
+) -> Result<ClientConfig, Error> {
     let invalid = |e: karma_engine::Error| {
         errors::build(ruby, "ValidationError", e.message(), Some(e.code().as_str()), "invalid")
     };
-    let mut config = match url {
-        Some(u) => ClientConfig::from_url(&u),
-        None => ClientConfig::from_env(),
+    let mut config = match (base, url) {
+        (Some(base), _) => Ok(base),
+        (None, Some(u)) => ClientConfig::from_url(&u),
+        (None, None) => ClientConfig::from_env(),
     }
     .map_err(invalid)?;
     if let Some(options) = options {

@@ -20,12 +20,15 @@ class KarmaServer
     @shared ||= new.start.tap { |s| at_exit { s.stop } }
   end
 
-  def initialize(*extra)
+  # `extra` flags, plus those the block returns for the chosen port (a
+  # cluster node advertises its own address).
+  def initialize(*extra, &flags_for_port)
     @extra = extra
     @directory = Dir.mktmpdir("karma-ruby-server")
     server = TCPServer.new("127.0.0.1", 0)
     @port = server.addr[1]
     server.close
+    @extra += flags_for_port.call(@port) if flags_for_port
   end
 
   def url

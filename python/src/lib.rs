@@ -37,6 +37,16 @@ fn after_fork_in_child() {
     FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
 }
 
+/// The surface table's methods and their argument names, for the stub
+/// check (`tests/test_stubs.py`): every row must be a method of `_Api`
+/// taking at least those arguments.
+macro_rules! surface_names {
+    ($( $(#[doc = $doc:literal])* $m:ident ($($arg:ident: $kind:ident),*) -> $out:ident: $ret:ident = $op:ident; )*) => {
+        &[$((stringify!($m), &[$(stringify!($arg)),*])),*]
+    };
+}
+const SURFACE: &[(&str, &[&str])] = karma_engine::for_each_method!(surface_names);
+
 #[pymodule]
 fn _karma(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<api::Api>()?;
@@ -46,5 +56,6 @@ fn _karma(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(errors::error_for_code, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("_SURFACE", SURFACE.to_vec())?;
     Ok(())
 }

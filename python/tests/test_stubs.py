@@ -42,3 +42,20 @@ def test_stub_exports_match_the_runtime():
     assert names <= set(karma.__all__)
     assert set(karma.__all__) - {"ERROR_CLASSES"} <= names
     assert (pathlib.Path(karma.__file__).with_name("py.typed")).exists()
+
+
+def test_stubs_declare_every_method_of_the_surface_table():
+    """karma._karma._SURFACE is the engine's method table (karma_engine::for_each_method!):
+    each row must be an _Api method in the stubs, taking at least the row's arguments."""
+    tree = ast.parse(STUB.read_text())
+    api = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "_Api")
+    params = {
+        f.name: {a.arg for a in f.args.args + f.args.kwonlyargs}
+        for f in api.body
+        if isinstance(f, ast.FunctionDef)
+    }
+    assert len(karma._karma._SURFACE) >= 27
+    for name, args in karma._karma._SURFACE:
+        assert name in params, name
+        assert set(args) <= params[name], (name, set(args) - params[name])
+        assert hasattr(karma.Engine, name) and hasattr(karma.Client, name), name

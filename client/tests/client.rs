@@ -11,108 +11,25 @@
 //! No assertion depends on how long anything takes.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use karma_client::{Client, ClientConfig, ClientError, Karma, KarmaError, Pipeline};
 use karma_engine::{Engine, ErrorCode, Range, Window};
+use karma_testkit::free_port;
 use serde_json::{json, Map, Value};
 
 // ------------------------------------------------------------------ servers
 
-fn server_binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("KARMA_SERVER_BIN") {
-            return PathBuf::from(bin);
-        }
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let bin = root.join("target").join("debug").join("karma");
-        if !bin.exists() {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "-p", "karma-server"])
-                .current_dir(&root)
-                .status()
-                .expect("run cargo build -p karma-server");
-            assert!(status.success(), "cargo build -p karma-server failed");
-        }
-        assert!(bin.exists(), "{} missing after cargo build", bin.display());
-        bin
-    })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A running `karma` process; killed on drop.
-struct Server {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-    extra: Vec<String>,
-}
+/// A running `karma` process (the shared test kit's); killed on drop.
+struct Server(karma_testkit::Server);
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
-        let mut server = Server {
-            child: None,
-            port: free_port(),
-            dir: tempfile::tempdir().unwrap(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        server.spawn();
-        server
-    }
-
-    fn spawn(&mut self) {
-        let mut cmd = Command::new(server_binary());
-        cmd.arg("--bind=127.0.0.1")
-            .arg(format!("--port={}", self.port))
-            .arg(format!("--directory={}", self.dir.path().display()))
-            .arg("--log=false")
-            .args(&self.extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("KARMA_") {
-                cmd.env_remove(name);
-            }
-        }
-        let mut child = cmd.spawn().expect("start karma");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                let mut err = String::new();
-                child.stderr.take().unwrap().read_to_string(&mut err).ok();
-                panic!("karma exited with {status} before accepting: {err}");
-            }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "karma did not accept on port {} in 30 s", self.port);
-            thread::sleep(Duration::from_millis(20));
-        }
-        self.child = Some(child);
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().ok();
-            child.wait().ok();
-        }
-    }
-
-    /// Kills the process and starts a new one on the same port and directory.
-    fn restart(&mut self) {
-        self.stop();
-        self.spawn();
+        Server(karma_testkit::Server::start(karma_testkit::karma_binary(), extra))
     }
 
     fn config(&self) -> ClientConfig {
@@ -124,9 +41,17 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
+impl std::ops::Deref for Server {
+    type Target = karma_testkit::Server;
+
+    fn deref(&self) -> &karma_testkit::Server {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut karma_testkit::Server {
+        &mut self.0
     }
 }
 

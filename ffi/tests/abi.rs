@@ -6,17 +6,13 @@
 //! free port with a temporary directory, and kill it when done.
 
 use std::ffi::{c_char, CStr, CString};
-use std::io::Read;
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::ptr::{null, null_mut};
-use std::sync::OnceLock;
 use std::thread;
-use std::time::{Duration, Instant};
 
 use karma_ffi::KarmaStatus::*;
 use karma_ffi::*;
+use karma_testkit::free_port;
 
 // ------------------------------------------------------------------ helpers
 
@@ -586,74 +582,8 @@ fn handles_are_shared_across_threads() {
 
 // ------------------------------------------------------------------ client
 
-fn server_binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("KARMA_SERVER_BIN") {
-            return PathBuf::from(bin);
-        }
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let bin = root.join("target").join("debug").join("karma");
-        if !bin.exists() {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "-p", "karma-server"])
-                .current_dir(&root)
-                .status()
-                .expect("run cargo build -p karma-server");
-            assert!(status.success(), "cargo build -p karma-server failed");
-        }
-        bin
-    })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A `karma` process on a free port; killed on drop.
-struct Server {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut cmd = Command::new(server_binary());
-        cmd.arg("--bind=127.0.0.1")
-            .arg(format!("--port={port}"))
-            .arg(format!("--directory={}", dir.path().display()))
-            .arg("--log=false")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("KARMA_") {
-                cmd.env_remove(name);
-            }
-        }
-        let mut child = cmd.spawn().expect("start karma");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = child.try_wait().unwrap() {
-                let mut err = String::new();
-                child.stderr.take().unwrap().read_to_string(&mut err).ok();
-                panic!("karma exited with {status}: {err}");
-            }
-            assert!(Instant::now() < deadline, "karma did not accept on port {port} in 30 s");
-            thread::sleep(Duration::from_millis(20));
-        }
-        Server { child, port, _dir: dir }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
-    }
+fn start_server() -> karma_testkit::Server {
+    karma_testkit::Server::start(karma_testkit::karma_binary(), &[] as &[&str])
 }
 
 fn open_client(url: &str) -> (KarmaStatus, *mut KarmaClient) {
@@ -665,7 +595,7 @@ fn open_client(url: &str) -> (KarmaStatus, *mut KarmaClient) {
 
 #[test]
 fn client_against_a_real_server() {
-    let server = Server::start();
+    let server = start_server();
     let (status, client) = open_client(&format!("karma://127.0.0.1:{}", server.port));
     expect(status, KARMA_OK, "");
     let s = cstr("net");

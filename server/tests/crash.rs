@@ -9,17 +9,16 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use karma_testkit::{Server, DEADLINE};
+
 const BIN: &str = env!("CARGO_BIN_EXE_karma");
-/// Only a guard against hanging forever, never an assertion on speed.
-const DEADLINE: Duration = Duration::from_secs(60);
 const KILLS: usize = 12;
 const CLIENTS: u64 = 4;
 /// Requests each client writes before reading their responses.
@@ -42,61 +41,9 @@ impl Rng {
 
 // ------------------------------------------------------------------ server
 
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
+/// A server on the cumulative directory `dir`, its stderr appended to `log`.
 fn start(dir: &Path, log: &Path, fsync: &str) -> Server {
-    let mut last = String::new();
-    for _ in 0..5 {
-        let port = free_port();
-        let mut child = Command::new(BIN)
-            .env_clear()
-            .arg("--bind=127.0.0.1")
-            .arg(format!("--port={port}"))
-            .arg(format!("--directory={}", dir.display()))
-            .arg("--log=false")
-            .arg(format!("--wal-fsync={fsync}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap())
-            .spawn()
-            .expect("spawn karma");
-        let begun = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                last = format!("exited with {status}: {}", std::fs::read_to_string(log).unwrap_or_default());
-                break;
-            }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Server { child, port };
-            }
-            if begun.elapsed() > DEADLINE {
-                let _ = child.kill();
-                let _ = child.wait();
-                last = "did not accept connections in time".into();
-                break;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        // A port taken in between, or a failed restore: retry only the former.
-        if last.contains("exited") && !last.contains("ddress") {
-            panic!("karma did not start on {}: {last}", dir.display());
-        }
-    }
-    panic!("karma did not start: {last}");
+    Server::builder(BIN).directory(dir).stderr_log(log).args(&[format!("--wal-fsync={fsync}")]).start()
 }
 
 // ------------------------------------------------------------------ writes
@@ -318,11 +265,10 @@ fn crash_loop(seed: u64, snapshots: bool, fsync: &str) {
         let begun = Instant::now();
         while acks.load(Ordering::Relaxed) < target {
             assert!(begun.elapsed() < DEADLINE, "kill {kill}: only {} acks", acks.load(Ordering::Relaxed));
-            assert!(server.child.try_wait().unwrap().is_none(), "karma died by itself");
+            assert!(!server.has_exited(), "karma died by itself");
             thread::sleep(Duration::from_micros(200));
         }
-        server.child.kill().unwrap(); // SIGKILL
-        server.child.wait().unwrap();
+        server.kill(); // SIGKILL
         let runs: Vec<ClientRun> = handles.into_iter().map(|h| h.join().expect("client thread")).collect();
         if let Some(h) = snapshotter {
             snapshots_done += h.join().expect("snapshot thread");
@@ -343,8 +289,7 @@ fn crash_loop(seed: u64, snapshots: bool, fsync: &str) {
     // A clean snapshot and restart keep it all.
     let reply = ask(server.port, r#"{"v":2,"op":"snapshot.create_all"}"#);
     assert!(reply.contains("\"success\":true"), "{reply}");
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    server.kill();
     let server = start(&dir, &log, fsync);
     for (t, s) in states.iter_mut().enumerate() {
         check_client(server.port, t as u64, s, &[], KILLS);

@@ -10,13 +10,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::thread::{self, sleep};
 use std::time::{Duration, Instant};
 
-use common::{free_port, karma, Client, DEADLINE};
+use common::{Client, DEADLINE};
 
 const CONNECTIONS: usize = 8;
 const ATTEMPTS: usize = 5_000;
@@ -24,51 +23,26 @@ const CONSUME: &str = r#"{"v":2,"op":"counter.consume","series":"quota","key":42
 const SUM: &str = r#"{"v":2,"op":"counter.sum","series":"quota","key":42}"#;
 
 /// A `karma` process on `dir` (kept across restarts); killed on drop.
-struct Node {
-    child: Child,
-    port: u16,
-}
+struct Node(karma_testkit::Server);
 
 impl Node {
     fn start(dir: &Path, extra: &[String]) -> Node {
-        let port = free_port();
-        let child = karma()
-            .arg("--bind=127.0.0.1")
-            .arg(format!("--port={port}"))
-            .arg(format!("--directory={}", dir.display()))
-            .arg("--log=false")
-            .arg("--wal-fsync=always")
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn karma");
-        let mut node = Node { child, port };
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(node.child.try_wait().expect("try_wait").is_none(), "karma exited at startup");
-            assert!(started.elapsed() < DEADLINE, "karma did not accept connections");
-            sleep(Duration::from_millis(20));
-        }
-        node
+        Node(
+            karma_testkit::Server::builder(common::BIN)
+                .directory(dir)
+                .args(&["--wal-fsync=always"])
+                .args(extra)
+                .start(),
+        )
     }
 
     fn connect(&self) -> Client {
-        Client::connect(self.port)
+        Client::connect(self.0.port)
     }
 
-    /// SIGKILL (what `Child::kill` sends on unix), then reap.
+    /// SIGKILL, then reap.
     fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.kill();
     }
 }
 
@@ -110,7 +84,7 @@ fn eight_connections_allow_exactly_the_limit_on_master_replica_and_after_sigkill
         &[
             "--role=slave".into(),
             "--replication-source-host=127.0.0.1".into(),
-            format!("--replication-source-port={}", master.port),
+            format!("--replication-source-port={}", master.0.port),
             "--replication-poll-interval-ms=50".into(),
         ],
     );

@@ -417,7 +417,7 @@ fn sigusr1_snapshots_and_keeps_running() {
         assert!(std::time::Instant::now() < deadline, "no snapshot after SIGUSR1");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(server.child.try_wait().expect("try_wait").is_none(), "server exited");
+    assert!(!server.has_exited(), "server exited");
     let mut fresh = server.connect();
     assert_eq!(fresh.request(PING), PONG);
     server.signal(libc::SIGTERM);

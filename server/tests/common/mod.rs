@@ -6,26 +6,17 @@
 pub mod cluster;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
-use tempfile::TempDir;
+#[allow(unused_imports)] // each test binary uses its own part of this module
+pub use karma_testkit::{free_port, DEADLINE};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_karma");
-/// Generous bound for anything that "eventually" happens; never a timing
-/// assertion, only a guard against hanging forever.
-pub const DEADLINE: Duration = Duration::from_secs(60);
 
 pub const PONG: &str = r#"{"protocol_version":2,"success":true,"response":"pong","error_code":null}"#;
 pub const PING: &str = r#"{"v":2,"op":"system.ping"}"#;
-
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    listener.local_addr().expect("local addr").port()
-}
 
 /// A `karma` command with a clean environment (no stray `KARMA_*`).
 pub fn karma() -> Command {
@@ -58,77 +49,25 @@ pub fn tool(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
     child.wait_with_output().expect("karma output")
 }
 
-pub struct Server {
-    pub child: Child,
-    pub port: u16,
-    pub dir: TempDir,
-}
+/// The real `karma` binary started by the shared test kit, with
+/// `--wal-fsync=false` (these tests never pull the power) before the test's
+/// own arguments.
+pub struct Server(karma_testkit::Server);
 
 impl Server {
-    /// Starts a server with `--bind=127.0.0.1 --port=<free> --directory=<tmp>
-    /// --log=false --wal-fsync=false` plus `extra`, and waits until it accepts.
+    /// Starts a server with `--wal-fsync=false` plus `extra`, and waits
+    /// until it accepts connections.
     pub fn start(extra: &[&str]) -> Server {
         Server::start_with_env(extra, &[])
     }
 
     /// [`Server::start`] with these environment variables set.
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut last_err = String::new();
-        for _ in 0..5 {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let port = free_port();
-            match Server::try_start(dir, port, extra, env) {
-                Ok(server) => return server,
-                Err(e) => last_err = e,
-            }
-        }
-        panic!("karma did not start: {last_err}");
-    }
-
-    fn try_start(dir: TempDir, port: u16, extra: &[&str], env: &[(&str, &str)]) -> Result<Server, String> {
-        let data = dir.path().join("data");
-        std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
-        let stderr_path = dir.path().join("stderr.log");
-        let stderr = std::fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
-        let mut cmd = karma();
-        cmd.arg("--bind=127.0.0.1")
-            .arg(format!("--port={port}"))
-            .arg(format!("--directory={}", data.display()))
-            .arg("--log=false")
-            .arg("--wal-fsync=false")
-            .args(extra)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr);
-        let child = cmd.spawn().map_err(|e| e.to_string())?;
-        let mut server = Server { child, port, dir };
-        let start = Instant::now();
-        loop {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                let err = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-                return Err(format!("exited with {status}: {err}"));
-            }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(server);
-            }
-            if start.elapsed() > DEADLINE {
-                return Err("did not accept connections in time".into());
-            }
-            sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn data_dir(&self) -> std::path::PathBuf {
-        self.dir.path().join("data")
+        Server(karma_testkit::Server::builder(BIN).args(&["--wal-fsync=false"]).args(extra).env(env).start())
     }
 
     pub fn connect(&self) -> Client {
         Client::connect(self.port)
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
     }
 
     pub fn signal(&self, sig: i32) {
@@ -136,28 +75,19 @@ impl Server {
         let rc = unsafe { libc::kill(self.pid(), sig) };
         assert_eq!(rc, 0, "kill failed");
     }
+}
 
-    /// Waits for the process to exit (bounded by [`DEADLINE`]).
-    pub fn wait_exit(&mut self) -> ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(start.elapsed() < DEADLINE, "karma did not exit");
-            sleep(Duration::from_millis(20));
-        }
-    }
+impl std::ops::Deref for Server {
+    type Target = karma_testkit::Server;
 
-    pub fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    fn deref(&self) -> &karma_testkit::Server {
+        &self.0
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut karma_testkit::Server {
+        &mut self.0
     }
 }
 

@@ -5,95 +5,65 @@
 
 use std::fmt;
 
-/// The stable `error_code` strings of protocol v2.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
-    InvalidJson,
-    UnsupportedProtocol,
-    UnknownCommand,
-    ValidationError,
-    NotFound,
-    Unauthorized,
-    Forbidden,
-    RequestTooLarge,
-    ResponseTooLarge,
-    QueryTimeout,
-    IdempotencyConflict,
-    ReplicationGap,
-    ReplicationError,
-    InternalError,
+/// Declares the error codes once: the variant, its wire spelling and the
+/// exception class every binding raises for it. [`ErrorCode`], its `ALL`,
+/// `as_str` and `class_name` all come from this one table.
+macro_rules! error_codes {
+    ($( $(#[$doc:meta])* $variant:ident => $wire:literal, $class:literal; )*) => {
+        /// The stable `error_code` strings of protocol v2.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl ErrorCode {
+            /// Every code: the order of spec/protocol.md §5.1, then our extensions.
+            pub const ALL: [ErrorCode; [$($wire),*].len()] = [$(ErrorCode::$variant),*];
+
+            /// The wire spelling, e.g. `validation_error`.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $( ErrorCode::$variant => $wire, )*
+                }
+            }
+
+            /// The exception class every language binding raises for this
+            /// code (Python `karma.NotFoundError`, Ruby
+            /// `Karma::NotFoundError`, Node `NotFoundError`): one name per
+            /// code, shared so the bindings agree.
+            pub const fn class_name(self) -> &'static str {
+                match self {
+                    $( ErrorCode::$variant => $class, )*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    InvalidJson => "invalid_json", "InvalidJsonError";
+    UnsupportedProtocol => "unsupported_protocol", "UnsupportedProtocolError";
+    UnknownCommand => "unknown_command", "UnknownCommandError";
+    ValidationError => "validation_error", "ValidationError";
+    NotFound => "not_found", "NotFoundError";
+    Unauthorized => "unauthorized", "UnauthorizedError";
+    Forbidden => "forbidden", "ForbiddenError";
+    RequestTooLarge => "request_too_large", "RequestTooLargeError";
+    ResponseTooLarge => "response_too_large", "ResponseTooLargeError";
+    QueryTimeout => "query_timeout", "QueryTimeoutError";
+    IdempotencyConflict => "idempotency_conflict", "IdempotencyConflictError";
+    ReplicationGap => "replication_gap", "ReplicationGapError";
+    ReplicationError => "replication_error", "ReplicationError";
+    InternalError => "internal_error", "InternalError";
     /// A server resource bound was hit (an extension of Karma 1.0, which
     /// has no such bounds; docs/limits.md).
-    LimitExceeded,
+    LimitExceeded => "limit_exceeded", "LimitExceededError";
 }
 
 impl ErrorCode {
-    /// Every code: the order of spec/protocol.md §5.1, then our extensions.
-    pub const ALL: [ErrorCode; 15] = [
-        ErrorCode::InvalidJson,
-        ErrorCode::UnsupportedProtocol,
-        ErrorCode::UnknownCommand,
-        ErrorCode::ValidationError,
-        ErrorCode::NotFound,
-        ErrorCode::Unauthorized,
-        ErrorCode::Forbidden,
-        ErrorCode::RequestTooLarge,
-        ErrorCode::ResponseTooLarge,
-        ErrorCode::QueryTimeout,
-        ErrorCode::IdempotencyConflict,
-        ErrorCode::ReplicationGap,
-        ErrorCode::ReplicationError,
-        ErrorCode::InternalError,
-        ErrorCode::LimitExceeded,
-    ];
-
-    /// The wire spelling, e.g. `validation_error`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::InvalidJson => "invalid_json",
-            ErrorCode::UnsupportedProtocol => "unsupported_protocol",
-            ErrorCode::UnknownCommand => "unknown_command",
-            ErrorCode::ValidationError => "validation_error",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::RequestTooLarge => "request_too_large",
-            ErrorCode::ResponseTooLarge => "response_too_large",
-            ErrorCode::QueryTimeout => "query_timeout",
-            ErrorCode::IdempotencyConflict => "idempotency_conflict",
-            ErrorCode::ReplicationGap => "replication_gap",
-            ErrorCode::ReplicationError => "replication_error",
-            ErrorCode::InternalError => "internal_error",
-            ErrorCode::LimitExceeded => "limit_exceeded",
-        }
-    }
-
     /// Parses a wire spelling back into a code (used by the network client).
     pub fn from_wire(s: &str) -> Option<ErrorCode> {
         ErrorCode::ALL.into_iter().find(|c| c.as_str() == s)
-    }
-
-    /// The exception class every language binding raises for this code
-    /// (Python `karma.NotFoundError`, Ruby `Karma::NotFoundError`, Node
-    /// `NotFoundError`): one name per code, shared so the bindings agree.
-    pub const fn class_name(self) -> &'static str {
-        match self {
-            ErrorCode::InvalidJson => "InvalidJsonError",
-            ErrorCode::UnsupportedProtocol => "UnsupportedProtocolError",
-            ErrorCode::UnknownCommand => "UnknownCommandError",
-            ErrorCode::ValidationError => "ValidationError",
-            ErrorCode::NotFound => "NotFoundError",
-            ErrorCode::Unauthorized => "UnauthorizedError",
-            ErrorCode::Forbidden => "ForbiddenError",
-            ErrorCode::RequestTooLarge => "RequestTooLargeError",
-            ErrorCode::ResponseTooLarge => "ResponseTooLargeError",
-            ErrorCode::QueryTimeout => "QueryTimeoutError",
-            ErrorCode::IdempotencyConflict => "IdempotencyConflictError",
-            ErrorCode::ReplicationGap => "ReplicationGapError",
-            ErrorCode::ReplicationError => "ReplicationError",
-            ErrorCode::InternalError => "InternalError",
-            ErrorCode::LimitExceeded => "LimitExceededError",
-        }
     }
 }
 

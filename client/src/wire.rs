@@ -12,8 +12,9 @@ use serde::de::{DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-use karma_engine::error::{Error, ErrorCode};
+use karma_engine::error::Error;
 use karma_engine::json::{write_str, write_u64};
+use karma_engine::protocol::response::{read_envelope, EnvelopeError};
 use karma_engine::protocol::{Item, Op, Range, Window};
 use karma_engine::Quota;
 
@@ -201,15 +202,6 @@ pub(crate) fn raw_line(line: &str, token: Option<&str>, out: &mut Vec<u8>) -> Re
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    success: bool,
-    #[serde(borrow)]
-    response: &'a RawValue,
-    #[serde(default)]
-    error_code: Option<String>,
-}
-
 fn show(line: &[u8]) -> String {
     const MAX: usize = 200;
     let text = String::from_utf8_lossy(line);
@@ -224,23 +216,18 @@ fn show(line: &[u8]) -> String {
     }
 }
 
-/// The error a failed envelope stands for.
-fn server_error(raw: &RawValue, code: Option<&str>, line: &[u8]) -> ClientError {
-    let message = serde_json::from_str::<String>(raw.get()).unwrap_or_else(|_| raw.get().to_string());
-    match code.and_then(ErrorCode::from_wire) {
-        Some(code) => ClientError::Server(Error::new(code, message)),
-        None => ClientError::Protocol(format!("error response with unknown error_code: {}", show(line))),
-    }
-}
-
-/// The raw `response` of a success envelope, or the server's error.
+/// The raw `response` of a success envelope, or the server's error; a line
+/// the engine's envelope reader refuses is a protocol error.
 pub(crate) fn response_raw(line: &[u8]) -> Result<&RawValue, ClientError> {
-    let env: Envelope<'_> = serde_json::from_slice(line)
-        .map_err(|e| ClientError::Protocol(format!("unparsable response ({e}): {}", show(line))))?;
-    if env.success {
-        Ok(env.response)
-    } else {
-        Err(server_error(env.response, env.error_code.as_deref(), line))
+    match read_envelope(line) {
+        Ok(Ok(raw)) => Ok(raw),
+        Ok(Err(e)) => Err(ClientError::Server(e)),
+        Err(EnvelopeError::Unparsable(reason)) => {
+            Err(ClientError::Protocol(format!("unparsable response ({reason}): {}", show(line))))
+        }
+        Err(EnvelopeError::UnknownCode { .. }) => {
+            Err(ClientError::Protocol(format!("error response with unknown error_code: {}", show(line))))
+        }
     }
 }
 
@@ -381,6 +368,7 @@ impl<'de> Deserialize<'de> for OrderedPoints {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use karma_engine::error::ErrorCode;
 
     #[test]
     fn lines_are_exact() {

@@ -6,7 +6,7 @@ use std::ffi::{c_char, CString};
 use std::ptr;
 
 use karma_engine::api::Karma;
-use serde_json::Value;
+use karma_engine::protocol::response::read_envelope;
 
 use crate::args::{self, Out};
 use crate::last_error::{guard, guard_void, Failure};
@@ -30,18 +30,14 @@ pub(crate) trait Handle {
 }
 
 /// The status and message of a response envelope: `KARMA_OK`, or the
-/// status of its `error_code` with its `response` message.
+/// status of its `error_code` with its `response` message (read by the
+/// engine's one envelope reader).
 fn envelope_status(line: &[u8]) -> Result<(), Failure> {
-    let bad = || Failure::new(KarmaStatus::KARMA_INTERNAL_ERROR, "unparsable response envelope");
-    let Ok(Value::Object(envelope)) = serde_json::from_slice::<Value>(line) else {
-        return Err(bad());
-    };
-    if envelope.get("success") == Some(&Value::Bool(true)) {
-        return Ok(());
+    match read_envelope(line) {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(Failure::new(KarmaStatus::from_code(e.code()), e.message())),
+        Err(e) => Err(Failure::new(KarmaStatus::KARMA_INTERNAL_ERROR, e.to_string())),
     }
-    let code = envelope.get("error_code").and_then(Value::as_str).and_then(karma_engine::ErrorCode::from_wire);
-    let message = envelope.get("response").and_then(Value::as_str).unwrap_or("request failed");
-    Err(Failure::new(code.map_or(KarmaStatus::KARMA_INTERNAL_ERROR, KarmaStatus::from_code), message))
 }
 
 /// `karma_*_execute`.

@@ -5,7 +5,8 @@
 //! (`api.rs` decides: the JavaScript thread for `...Sync`, libuv otherwise).
 
 use karma_engine::api::Karma;
-use karma_engine::{Engine, Error, ErrorCode, Range, Session, Window};
+use karma_engine::protocol::response::open_envelope;
+use karma_engine::{Engine, Error, Range, Session, Window};
 use napi::bindgen_prelude::BigInt;
 use napi::bindgen_prelude::Object;
 use napi::Unknown;
@@ -474,20 +475,6 @@ fn engine_line(engine: &Engine, line: &[u8]) -> Result<Value, Error> {
     let envelope: Value = serde_json::from_slice(&reply.bytes)
         .map_err(|e| Error::internal(format!("engine sent an unparsable response: {e}")))?;
     open_envelope(envelope)
-}
-
-/// A v2 envelope's `response`, or its error.
-fn open_envelope(mut envelope: Value) -> Result<Value, Error> {
-    let response = envelope.get_mut("response").map(Value::take).unwrap_or(Value::Null);
-    if envelope.get("success") == Some(&Value::Bool(true)) {
-        return Ok(response);
-    }
-    let code = envelope.get("error_code").and_then(Value::as_str).and_then(ErrorCode::from_wire);
-    let message = match response {
-        Value::String(s) => s,
-        other => other.to_string(),
-    };
-    Err(Error::new(code.unwrap_or(ErrorCode::InternalError), message))
 }
 
 /// The pipelined network variants of the single-counter writes (a

@@ -8,7 +8,8 @@
 
 use karma_client::AnyClient;
 use karma_engine::api::Karma;
-use karma_engine::{Engine, Error, ErrorCode, Session};
+use karma_engine::protocol::response::open_envelope;
+use karma_engine::{Engine, Error, Session};
 use parking_lot::RwLock;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
@@ -125,20 +126,6 @@ fn engine_line(engine: &Engine, line: &[u8]) -> Result<Value, Error> {
     let envelope: Value = serde_json::from_slice(&reply.bytes)
         .map_err(|e| Error::internal(format!("engine sent an unparsable response: {e}")))?;
     open_envelope(envelope)
-}
-
-/// A v2 envelope's `response`, or its error.
-pub fn open_envelope(mut envelope: Value) -> Result<Value, Error> {
-    let response = envelope.get_mut("response").map(Value::take).unwrap_or(Value::Null);
-    if envelope.get("success") == Some(&Value::Bool(true)) {
-        return Ok(response);
-    }
-    let code = envelope.get("error_code").and_then(Value::as_str).and_then(ErrorCode::from_wire);
-    let message = match response {
-        Value::String(s) => s,
-        other => other.to_string(),
-    };
-    Err(Error::new(code.unwrap_or(ErrorCode::InternalError), message))
 }
 
 fn pairs<'py>(py: Python<'py>, items: Vec<(u64, u64)>) -> PyResult<Bound<'py, PyAny>> {

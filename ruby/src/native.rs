@@ -9,7 +9,8 @@ use std::path::PathBuf;
 
 use karma_client::AnyClient;
 use karma_engine::api::Karma;
-use karma_engine::{Engine, Error as KarmaError, ErrorCode, Session, Window};
+use karma_engine::protocol::response::open_envelope;
+use karma_engine::{Engine, Error as KarmaError, Session, Window};
 use magnus::value::ReprValue;
 use magnus::{function, method, prelude::*, Error, Integer, RClass, RHash, RModule, RString, Ruby, Value};
 use parking_lot::RwLock;
@@ -208,20 +209,6 @@ fn client_envelope(client: &AnyClient, op: &str, fields: Map<String, Json>) -> R
     serde_json::from_str(&answer).map_err(|e| {
         Failure::Client(karma_client::ClientError::Protocol(format!("unparsable response ({e}): {answer}")))
     })
-}
-
-/// A v2 envelope's `response`, or its error.
-fn open_envelope(mut envelope: Json) -> Result<Json, KarmaError> {
-    let response = envelope.get_mut("response").map(Json::take).unwrap_or(Json::Null);
-    if envelope.get("success") == Some(&Json::Bool(true)) {
-        return Ok(response);
-    }
-    let code = envelope.get("error_code").and_then(Json::as_str).and_then(ErrorCode::from_wire);
-    let message = match response {
-        Json::String(s) => s,
-        other => other.to_string(),
-    };
-    Err(KarmaError::new(code.unwrap_or(ErrorCode::InternalError), message))
 }
 
 impl Native {

@@ -559,6 +559,10 @@ export interface EngineOptions {
   dumpRetentionPerTree?: number
   idempotencyMaxRecords?: number
   idempotencyMaxAgeSeconds?: number
+  ingestMaxStreams?: number
+  ingestMaxStagedItems?: number
+  ingestStreamTtlSeconds?: number
+  recoveryMaxSources?: number
 }
 
 /** One row of the error table `errors.js` builds its classes from. */

@@ -33,5 +33,5 @@ pub use engine::{
 };
 pub use error::{Error, ErrorCode, Result};
 pub use metrics::Limit;
-pub use options::{FsyncPolicy, Options, Role};
+pub use options::{EngineOption, FsyncPolicy, OptionError, OptionKind, OptionValue, Options, Role, ENGINE_OPTIONS};
 pub use protocol::{Item, Range, Window};

@@ -1326,10 +1326,13 @@ enum KarmaStatus karma_engine_multi_sum(struct KarmaEngine *engine,
  * `wal_segment_bytes`, `wal_batch_size`, `wal_batch_wait_us`,
  * `max_request_bytes`, `max_response_bytes`, `query_timeout_ms` (0: none),
  * `dump_retention_per_tree`, `idempotency_max_records`,
- * `idempotency_max_age_seconds` (non-negative integers), `auth_token`,
+ * `idempotency_max_age_seconds`, `ingest_max_streams`,
+ * `ingest_max_staged_items`, `ingest_stream_ttl_seconds`,
+ * `recovery_max_sources` (non-negative integers), `auth_token`,
  * `read_auth_token` (strings; checked by karma_engine_execute only) and
- * `role` ("master" or "slave"), with the `karma` server's defaults. A
- * malformed document or an unknown field is KARMA_INVALID_ARGUMENT.
+ * `role` ("master" or "slave"), with the `karma` server's defaults
+ * (docs/server.md). A malformed document, an unknown field or a value the
+ * option does not take is KARMA_INVALID_ARGUMENT.
  *
  * # Safety
  *

@@ -3,11 +3,10 @@
 use std::ffi::{c_char, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use karma_engine::clock::bucket_of_unix;
-use karma_engine::{Engine, FsyncPolicy, Options, Role, Session};
-use serde::Deserialize;
+use karma_engine::{Engine, OptionValue, Options, Session};
+use serde_json::Value;
 
 use crate::args::{self, Out};
 use crate::last_error::{guard, Failure};
@@ -41,98 +40,27 @@ impl Handle for KarmaEngine {
     }
 }
 
-/// The options document of `karma_engine_open`, named like the server's
-/// flags (`--wal-fsync` is `wal_fsync`). Unknown fields are refused.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct OptionsJson {
-    restore: Option<bool>,
-    wal: Option<bool>,
-    wal_fsync: Option<FsyncJson>,
-    wal_segment_bytes: Option<u64>,
-    wal_batch_size: Option<usize>,
-    wal_batch_wait_us: Option<u64>,
-    max_request_bytes: Option<usize>,
-    max_response_bytes: Option<usize>,
-    /// 0 disables the timeout.
-    query_timeout_ms: Option<u64>,
-    auth_token: Option<String>,
-    read_auth_token: Option<String>,
-    role: Option<RoleJson>,
-    dump_retention_per_tree: Option<usize>,
-    idempotency_max_records: Option<usize>,
-    idempotency_max_age_seconds: Option<u64>,
-}
-
-/// `"always"`, `"everysec"`, `"never"`, or Karma 1.0's `true`/`false`.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum FsyncJson {
-    Bool(bool),
-    Word(String),
-}
-
-impl FsyncJson {
-    fn policy(&self) -> Result<FsyncPolicy, Failure> {
-        match self {
-            FsyncJson::Bool(true) => Ok(FsyncPolicy::Always),
-            FsyncJson::Bool(false) => Ok(FsyncPolicy::Never),
-            FsyncJson::Word(w) => FsyncPolicy::parse(w).ok_or_else(|| {
-                Failure::invalid(format!(
-                    "options_json is refused: wal_fsync must be \"always\", \"everysec\", \"never\", true or false, got {w:?}"
-                ))
-            }),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum RoleJson {
-    Master,
-    Slave,
-}
-
+/// The options document of `karma_engine_open` onto the engine's
+/// [`Options`], through the engine's table of options by name (named like
+/// the server's flags: `--wal-fsync` is `wal_fsync`). Unknown names are
+/// refused.
 fn options(dir: Option<&[u8]>, json: Option<&[u8]>) -> Result<Options, Failure> {
     let mut o = Options { directory: dir.map(|d| PathBuf::from(OsStr::from_bytes(d))), ..Options::default() };
     let json = match json {
         Some(j) if !j.iter().all(u8::is_ascii_whitespace) => j,
         _ => return Ok(o),
     };
-    let j: OptionsJson =
-        serde_json::from_slice(json).map_err(|e| Failure::invalid(format!("options_json is refused: {e}")))?;
-    macro_rules! set {
-        ($($field:ident),*) => { $( if let Some(v) = j.$field { o.$field = v; } )* };
-    }
-    set!(
-        restore,
-        wal,
-        wal_segment_bytes,
-        max_request_bytes,
-        max_response_bytes,
-        dump_retention_per_tree,
-        idempotency_max_records,
-        idempotency_max_age_seconds
-    );
-    if let Some(policy) = &j.wal_fsync {
-        o.wal_fsync = policy.policy()?;
-    }
-    if let Some(n) = j.wal_batch_size {
-        o.wal_batch_size = n.max(1);
-    }
-    if let Some(us) = j.wal_batch_wait_us {
-        o.wal_batch_wait = Duration::from_micros(us);
-    }
-    if let Some(ms) = j.query_timeout_ms {
-        o.query_timeout = (ms > 0).then(|| Duration::from_millis(ms));
-    }
-    o.auth_token = j.auth_token.filter(|t| !t.is_empty()).or(o.auth_token);
-    o.read_auth_token = j.read_auth_token.filter(|t| !t.is_empty()).or(o.read_auth_token);
-    if let Some(role) = j.role {
-        o.role = match role {
-            RoleJson::Master => Role::Master,
-            RoleJson::Slave => Role::Slave,
+    let refused = |message: String| Failure::invalid(format!("options_json is refused: {message}"));
+    let document: serde_json::Map<String, Value> = serde_json::from_slice(json).map_err(|e| refused(e.to_string()))?;
+    for (name, value) in &document {
+        let value = match value {
+            Value::Bool(b) => OptionValue::Bool(*b),
+            Value::Number(n) => n.as_u64().map_or(OptionValue::Other, OptionValue::UInt),
+            Value::String(s) => OptionValue::Str(s),
+            Value::Null => OptionValue::Null,
+            Value::Array(_) | Value::Object(_) => OptionValue::Other,
         };
+        o.set(name, value).map_err(|e| refused(e.to_string()))?;
     }
     Ok(o)
 }
@@ -152,10 +80,13 @@ fn options(dir: Option<&[u8]>, json: Option<&[u8]>) -> Result<Options, Failure> 
 /// `wal_segment_bytes`, `wal_batch_size`, `wal_batch_wait_us`,
 /// `max_request_bytes`, `max_response_bytes`, `query_timeout_ms` (0: none),
 /// `dump_retention_per_tree`, `idempotency_max_records`,
-/// `idempotency_max_age_seconds` (non-negative integers), `auth_token`,
+/// `idempotency_max_age_seconds`, `ingest_max_streams`,
+/// `ingest_max_staged_items`, `ingest_stream_ttl_seconds`,
+/// `recovery_max_sources` (non-negative integers), `auth_token`,
 /// `read_auth_token` (strings; checked by karma_engine_execute only) and
-/// `role` ("master" or "slave"), with the `karma` server's defaults. A
-/// malformed document or an unknown field is KARMA_INVALID_ARGUMENT.
+/// `role` ("master" or "slave"), with the `karma` server's defaults
+/// (docs/server.md). A malformed document, an unknown field or a value the
+/// option does not take is KARMA_INVALID_ARGUMENT.
 ///
 /// # Safety
 ///
@@ -225,6 +156,8 @@ pub unsafe extern "C" fn karma_engine_execute(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use karma_engine::{FsyncPolicy, Role};
+    use std::time::Duration;
 
     #[test]
     fn options_map_onto_the_engine_options() {

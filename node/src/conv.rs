@@ -22,7 +22,7 @@ pub type Arg<T> = Result<T, Failure>;
 /// The largest integer a JS number holds exactly (`Number.MAX_SAFE_INTEGER`).
 const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
 
-fn type_of(v: &Unknown<'_>) -> ValueType {
+pub fn type_of(v: &Unknown<'_>) -> ValueType {
     v.get_type().unwrap_or(ValueType::Unknown)
 }
 

@@ -1,41 +1,18 @@
 //! Constructor options: `new Engine(path, options)` onto the engine's
-//! [`Options`], `new Client(url, options)` onto [`ClientConfig`]. Names are
-//! the camelCase of the server's flags; unknown names are refused.
+//! [`Options`] through the engine's table of options ([`ENGINE_OPTIONS`]),
+//! `new Client(url, options)` onto [`ClientConfig`]. Names are the camelCase
+//! of the server's flags; unknown names are refused.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use karma_client::ClientConfig;
-use karma_engine::{FsyncPolicy, Options, Role};
+use karma_engine::{OptionValue, Options, ENGINE_OPTIONS};
 use napi::{JsValue, Unknown, ValueType};
 
 use crate::conv::{self, Arg};
 use crate::errors::Failure;
-
-const ENGINE_OPTIONS: &[&str] = &[
-    "restore",
-    "wal",
-    "walFsync",
-    "walSegmentBytes",
-    "walBatchSize",
-    "walBatchWaitUs",
-    "maxRequestBytes",
-    "maxResponseBytes",
-    "queryTimeoutMs",
-    "authToken",
-    "readAuthToken",
-    "role",
-    "dumpRetentionPerTree",
-    "idempotencyMaxRecords",
-    "idempotencyMaxAgeSeconds",
-];
-
-fn boolean(v: &Unknown<'_>, name: &str) -> Arg<bool> {
-    if v.get_type().ok() != Some(ValueType::Boolean) {
-        return Err(Failure::Type(format!("option {name} must be a boolean")));
-    }
-    v.coerce_to_bool().map_err(|e| Failure::Type(e.reason.clone()))
-}
 
 fn usize_of(v: &Unknown<'_>, name: &str) -> Arg<usize> {
     Ok(usize::try_from(conv::u64_arg(v, &format!("option {name}"))?).unwrap_or(usize::MAX))
@@ -46,48 +23,35 @@ fn token(v: &Unknown<'_>, name: &str) -> Arg<Option<String>> {
     Ok(conv::opt_string(Some(v), &format!("option {name}"))?.filter(|t| !t.is_empty()))
 }
 
-fn fsync(v: &Unknown<'_>) -> Arg<FsyncPolicy> {
-    if v.get_type().ok() == Some(ValueType::Boolean) {
-        return Ok(if boolean(v, "walFsync")? { FsyncPolicy::Always } else { FsyncPolicy::Never });
-    }
-    let word = conv::string(v, "option walFsync")?;
-    FsyncPolicy::parse(&word)
-        .ok_or_else(|| Failure::Range(format!("option walFsync must be 'always', 'everysec' or 'never', got {word:?}")))
+/// The engine options in JavaScript's spelling (`walFsync`), with the
+/// engine's name of each.
+fn engine_option_names() -> &'static [(String, &'static str)] {
+    static NAMES: OnceLock<Vec<(String, &'static str)>> = OnceLock::new();
+    NAMES.get_or_init(|| ENGINE_OPTIONS.iter().map(|o| (o.camel_name(), o.name)).collect())
 }
 
-fn apply(o: &mut Options, name: &str, v: &Unknown<'_>) -> Arg<()> {
-    match name {
-        "restore" => o.restore = boolean(v, name)?,
-        "wal" => o.wal = boolean(v, name)?,
-        "walFsync" => o.wal_fsync = fsync(v)?,
-        "walSegmentBytes" => o.wal_segment_bytes = conv::u64_arg(v, "option walSegmentBytes")?,
-        "walBatchSize" => o.wal_batch_size = usize_of(v, name)?.max(1),
-        "walBatchWaitUs" => o.wal_batch_wait = Duration::from_micros(conv::u64_arg(v, "option walBatchWaitUs")?),
-        "maxRequestBytes" => o.max_request_bytes = usize_of(v, name)?,
-        "maxResponseBytes" => o.max_response_bytes = usize_of(v, name)?,
-        "queryTimeoutMs" => {
-            o.query_timeout = match conv::u64_arg(v, "option queryTimeoutMs")? {
-                0 => None,
-                ms => Some(Duration::from_millis(ms)),
-            }
+/// Sets one option through the engine's table of options: a wrong type is
+/// a `TypeError`, a value the option does not take a `RangeError`, with the
+/// table's message in JavaScript's spelling of the name.
+fn apply(o: &mut Options, camel: &str, name: &str, v: &Unknown<'_>) -> Arg<()> {
+    let text;
+    let value = match conv::type_of(v) {
+        ValueType::Boolean => OptionValue::Bool(v.coerce_to_bool().map_err(|e| Failure::Type(e.reason.clone()))?),
+        ValueType::Number | ValueType::BigInt => OptionValue::UInt(conv::u64_arg(v, &format!("option {camel}"))?),
+        ValueType::String => {
+            text = conv::string(v, &format!("option {camel}"))?;
+            OptionValue::Str(&text)
         }
-        "authToken" => o.auth_token = token(v, name)?,
-        "readAuthToken" => o.read_auth_token = token(v, name)?,
-        "role" => {
-            o.role = match conv::string(v, "option role")?.as_str() {
-                "master" => Role::Master,
-                "slave" => Role::Slave,
-                other => return Err(Failure::Range(format!("option role must be 'master' or 'slave', got {other:?}"))),
-            }
+        ValueType::Null | ValueType::Undefined => OptionValue::Null,
+        _ => OptionValue::Other,
+    };
+    o.set(name, value).map_err(|e| {
+        if e.is_type_error() {
+            Failure::Type(e.message(camel))
+        } else {
+            Failure::Range(e.message(camel))
         }
-        "dumpRetentionPerTree" => o.dump_retention_per_tree = usize_of(v, name)?,
-        "idempotencyMaxRecords" => o.idempotency_max_records = usize_of(v, name)?,
-        "idempotencyMaxAgeSeconds" => {
-            o.idempotency_max_age_seconds = conv::u64_arg(v, "option idempotencyMaxAgeSeconds")?
-        }
-        other => return Err(Failure::Type(format!("unknown Engine option {other:?}"))),
-    }
-    Ok(())
+    })
 }
 
 /// `path` (absent = in memory) and the options object.
@@ -96,10 +60,12 @@ pub fn engine(path: &Unknown<'_>, options: &Unknown<'_>) -> Arg<Options> {
         Some(p) => Options::durable(PathBuf::from(p)),
         None => Options::default(),
     };
-    if let Some(obj) = conv::options(Some(options), "options", ENGINE_OPTIONS)? {
-        for name in ENGINE_OPTIONS {
-            if let Some(v) = conv::option(Some(&obj), name)? {
-                apply(&mut opts, name, &v)?;
+    let names = engine_option_names();
+    let known: Vec<&str> = names.iter().map(|(camel, _)| camel.as_str()).collect();
+    if let Some(obj) = conv::options(Some(options), "options", &known)? {
+        for (camel, name) in names {
+            if let Some(v) = conv::option(Some(&obj), camel)? {
+                apply(&mut opts, camel, name, &v)?;
             }
         }
     }

@@ -6,91 +6,58 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use karma_client::{AnyClient, Client, ClientConfig};
-use karma_engine::{Engine, FsyncPolicy, Options, Role};
+use karma_engine::{Engine, OptionError, OptionValue, Options};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBool, PyDict, PyInt};
 
 use crate::api::{Api, Backend};
 use crate::errors::{self, Failure};
 
 /// A Karma database in this process: `Engine()` in memory, `Engine(path)`
 /// durable in a data directory (WAL + snapshots, compatible with the
-/// `karma` server's). Options (keyword arguments) are the server's flags:
+/// `karma` server's). Options (keyword arguments) are the engine options of
+/// the server's flags (`karma_engine::ENGINE_OPTIONS`, docs/server.md):
 /// `restore`, `wal`, `wal_fsync` (`"always"`, `"everysec"`, `"never"`, or
 /// `True`/`False` for always/never), `wal_segment_bytes`, `wal_batch_size`,
 /// `wal_batch_wait_us`, `max_request_bytes`, `max_response_bytes`,
 /// `query_timeout_ms` (0 = none), `auth_token`, `read_auth_token`, `role`
 /// (`"master"`/`"slave"`), `dump_retention_per_tree`,
-/// `idempotency_max_records`, `idempotency_max_age_seconds`.
+/// `idempotency_max_records`, `idempotency_max_age_seconds`,
+/// `ingest_max_streams`, `ingest_max_staged_items`,
+/// `ingest_stream_ttl_seconds`, `recovery_max_sources`.
 #[pyclass(name = "Engine", module = "karma", extends = Api, frozen)]
 pub struct PyEngine;
 
-fn bool_opt(v: &Bound<'_, PyAny>, name: &str) -> PyResult<bool> {
-    v.extract::<bool>().map_err(|_| PyTypeError::new_err(format!("option {name} must be a bool")))
-}
-
-/// `"always"`, `"everysec"`, `"never"`, or Karma 1.0's `True`/`False`.
-fn fsync_opt(v: &Bound<'_, PyAny>, name: &str) -> PyResult<FsyncPolicy> {
-    if let Ok(on) = v.extract::<bool>() {
-        return Ok(if on { FsyncPolicy::Always } else { FsyncPolicy::Never });
-    }
-    let word = v.extract::<String>().map_err(|_| {
-        PyTypeError::new_err(format!("option {name} must be \"always\", \"everysec\", \"never\" or a bool"))
-    })?;
-    FsyncPolicy::parse(&word).ok_or_else(|| {
-        errors::argument(v.py(), format!("option {name} must be \"always\", \"everysec\" or \"never\", got {word:?}"))
-    })
-}
-
-fn uint_opt(v: &Bound<'_, PyAny>, name: &str) -> PyResult<u64> {
-    crate::conv::u64_arg(v, &format!("option {name}"))
-}
-
-fn usize_opt(v: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
-    Ok(usize::try_from(uint_opt(v, name)?).unwrap_or(usize::MAX))
-}
-
-fn str_opt(v: &Bound<'_, PyAny>, name: &str) -> PyResult<Option<String>> {
-    if v.is_none() {
-        return Ok(None);
-    }
-    v.extract::<String>().map(Some).map_err(|_| PyTypeError::new_err(format!("option {name} must be a str or None")))
-}
-
+/// Sets one keyword argument through the engine's table of options: a
+/// wrong type is a `TypeError`, a value the option does not take a
+/// `karma.ValidationError`, with the table's message.
 fn apply_option(o: &mut Options, name: &str, v: &Bound<'_, PyAny>) -> PyResult<()> {
-    match name {
-        "restore" => o.restore = bool_opt(v, name)?,
-        "wal" => o.wal = bool_opt(v, name)?,
-        "wal_fsync" => o.wal_fsync = fsync_opt(v, name)?,
-        "wal_segment_bytes" => o.wal_segment_bytes = uint_opt(v, name)?,
-        "wal_batch_size" => o.wal_batch_size = usize_opt(v, name)?.max(1),
-        "wal_batch_wait_us" => o.wal_batch_wait = Duration::from_micros(uint_opt(v, name)?),
-        "max_request_bytes" => o.max_request_bytes = usize_opt(v, name)?,
-        "max_response_bytes" => o.max_response_bytes = usize_opt(v, name)?,
-        "query_timeout_ms" => {
-            o.query_timeout = match uint_opt(v, name)? {
-                0 => None,
-                ms => Some(Duration::from_millis(ms)),
+    let text;
+    let value = if v.is_none() {
+        OptionValue::Null
+    } else if v.is_instance_of::<PyBool>() {
+        OptionValue::Bool(v.extract::<bool>()?)
+    } else if v.is_instance_of::<PyInt>() {
+        match v.extract::<u64>() {
+            Ok(n) => OptionValue::UInt(n),
+            // Negative or past 2**64-1: refused as a value, not a type.
+            Err(_) => {
+                text = v.str()?.to_string();
+                OptionValue::Text(&text)
             }
         }
-        "auth_token" => o.auth_token = str_opt(v, name)?.filter(|t| !t.is_empty()),
-        "read_auth_token" => o.read_auth_token = str_opt(v, name)?.filter(|t| !t.is_empty()),
-        "role" => {
-            o.role = match str_opt(v, name)?.as_deref() {
-                Some("master") | None => Role::Master,
-                Some("slave") => Role::Slave,
-                Some(other) => {
-                    return Err(errors::argument(v.py(), format!("option role must be master or slave, got {other:?}")))
-                }
-            }
-        }
-        "dump_retention_per_tree" => o.dump_retention_per_tree = usize_opt(v, name)?,
-        "idempotency_max_records" => o.idempotency_max_records = usize_opt(v, name)?,
-        "idempotency_max_age_seconds" => o.idempotency_max_age_seconds = uint_opt(v, name)?,
-        other => return Err(PyTypeError::new_err(format!("karma.Engine got an unexpected option {other:?}"))),
-    }
-    Ok(())
+    } else if let Ok(s) = v.extract::<String>() {
+        text = s;
+        OptionValue::Str(&text)
+    } else {
+        OptionValue::Other
+    };
+    o.set(name, value).map_err(|e| match e {
+        OptionError::Unknown(_) => PyTypeError::new_err(format!("karma.Engine got an unexpected option {name:?}")),
+        e if e.is_type_error() => PyTypeError::new_err(e.to_string()),
+        e => errors::argument(v.py(), e.to_string()),
+    })
 }
 
 #[pymethods]

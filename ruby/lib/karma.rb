@@ -18,7 +18,9 @@ module Karma
     # wal_segment_bytes, wal_batch_size, wal_batch_wait_us,
     # max_request_bytes, max_response_bytes, query_timeout_ms, auth_token,
     # read_auth_token, role, dump_retention_per_tree,
-    # idempotency_max_records, idempotency_max_age_seconds.
+    # idempotency_max_records, idempotency_max_age_seconds,
+    # ingest_max_streams, ingest_max_staged_items, ingest_stream_ttl_seconds,
+    # recovery_max_sources (the engine's table of options, docs/server.md).
     def self.new(path = nil, **options)
       _open(path&.to_s, options)
     end

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use karma_client::ClientConfig;
-use karma_engine::{FsyncPolicy, Options, Role};
+use karma_engine::{OptionError, OptionValue, Options};
 use magnus::{prelude::*, Error, Float, Integer, RHash, RString, Ruby, Symbol, Value};
 
 use crate::errors;
@@ -30,16 +30,6 @@ fn each_option(ruby: &Ruby, options: RHash, mut f: impl FnMut(&str, Value) -> Re
         f(&name, v)?;
     }
     Ok(())
-}
-
-fn bool_opt(ruby: &Ruby, v: Value, name: &str) -> Result<bool, Error> {
-    if v.is_kind_of(ruby.class_true_class()) {
-        Ok(true)
-    } else if v.is_kind_of(ruby.class_false_class()) {
-        Ok(false)
-    } else {
-        Err(Error::new(ruby.exception_type_error(), format!("option {name} must be true or false")))
-    }
 }
 
 fn uint_opt(ruby: &Ruby, v: Value, name: &str) -> Result<u64, Error> {
@@ -81,67 +71,49 @@ fn seconds_opt(ruby: &Ruby, v: Value, name: &str) -> Result<Duration, Error> {
         .map_err(|_| errors::argument(ruby, format!("option {name} must be a number of seconds >= 0, got {secs}")))
 }
 
-/// `:always`, `:everysec`, `:never` (Symbols or Strings), or Karma 1.0's
-/// true/false for always/never.
-fn fsync_opt(ruby: &Ruby, v: Value, name: &str) -> Result<FsyncPolicy, Error> {
-    if let Ok(on) = bool_opt(ruby, v, name) {
-        return Ok(if on { FsyncPolicy::Always } else { FsyncPolicy::Never });
-    }
-    let word = str_opt(ruby, v, name)?.unwrap_or_default();
-    FsyncPolicy::parse(&word).ok_or_else(|| {
-        errors::argument(ruby, format!("option {name} must be :always, :everysec or :never, got {word:?}"))
-    })
-}
-
 pub fn engine_options(ruby: &Ruby, path: Option<PathBuf>, options: Option<RHash>) -> Result<Options, Error> {
     let mut o = match path {
         Some(p) => Options::durable(p),
         None => Options::default(),
     };
     let Some(options) = options else { return Ok(o) };
-    each_option(ruby, options, |name, v| {
-        match name {
-            "restore" => o.restore = bool_opt(ruby, v, name)?,
-            "wal" => o.wal = bool_opt(ruby, v, name)?,
-            "wal_fsync" => o.wal_fsync = fsync_opt(ruby, v, name)?,
-            "wal_segment_bytes" => o.wal_segment_bytes = uint_opt(ruby, v, name)?,
-            "wal_batch_size" => o.wal_batch_size = usize_opt(ruby, v, name)?.max(1),
-            "wal_batch_wait_us" => o.wal_batch_wait = Duration::from_micros(uint_opt(ruby, v, name)?),
-            "max_request_bytes" => o.max_request_bytes = usize_opt(ruby, v, name)?,
-            "max_response_bytes" => o.max_response_bytes = usize_opt(ruby, v, name)?,
-            "query_timeout_ms" => {
-                o.query_timeout = match uint_opt(ruby, v, name)? {
-                    0 => None,
-                    ms => Some(Duration::from_millis(ms)),
-                }
-            }
-            "auth_token" => o.auth_token = str_opt(ruby, v, name)?.filter(|t| !t.is_empty()),
-            "read_auth_token" => o.read_auth_token = str_opt(ruby, v, name)?.filter(|t| !t.is_empty()),
-            "role" => {
-                o.role = match str_opt(ruby, v, name)?.as_deref() {
-                    Some("master") | None => Role::Master,
-                    Some("slave") => Role::Slave,
-                    Some(other) => {
-                        return Err(errors::argument(
-                            ruby,
-                            format!("option role must be master or slave, got {other:?}"),
-                        ))
-                    }
-                }
-            }
-            "dump_retention_per_tree" => o.dump_retention_per_tree = usize_opt(ruby, v, name)?,
-            "idempotency_max_records" => o.idempotency_max_records = usize_opt(ruby, v, name)?,
-            "idempotency_max_age_seconds" => o.idempotency_max_age_seconds = uint_opt(ruby, v, name)?,
-            other => {
-                return Err(Error::new(
-                    ruby.exception_arg_error(),
-                    format!("Karma::Engine got an unknown option {other:?}"),
-                ))
+    each_option(ruby, options, |name, v| set_engine_option(ruby, &mut o, name, v))?;
+    Ok(o)
+}
+
+/// Sets one option through the engine's table of options: a wrong type is
+/// a `TypeError`, an unknown name an `ArgumentError`, a value the option
+/// does not take a `Karma::ValidationError`, with the table's message.
+fn set_engine_option(ruby: &Ruby, o: &mut Options, name: &str, v: Value) -> Result<(), Error> {
+    let text;
+    let value = if v.is_nil() {
+        OptionValue::Null
+    } else if v.is_kind_of(ruby.class_true_class()) {
+        OptionValue::Bool(true)
+    } else if v.is_kind_of(ruby.class_false_class()) {
+        OptionValue::Bool(false)
+    } else if let Some(i) = Integer::from_value(v) {
+        match i.to_u64() {
+            Ok(n) => OptionValue::UInt(n),
+            // Negative or past 2**64-1: refused as a value, not a type.
+            Err(_) => {
+                text = i.to_string();
+                OptionValue::Text(&text)
             }
         }
-        Ok(())
-    })?;
-    Ok(o)
+    } else if let Some(word) = str_opt(ruby, v, name).ok().flatten() {
+        text = word;
+        OptionValue::Str(&text)
+    } else {
+        OptionValue::Other
+    };
+    o.set(name, value).map_err(|e| match e {
+        OptionError::Unknown(_) => {
+            Error::new(ruby.exception_arg_error(), format!("Karma::Engine got an unknown option {name:?}"))
+        }
+        e if e.is_type_error() => Error::new(ruby.exception_type_error(), e.to_string()),
+        e => errors::argument(ruby, e.to_string()),
+    })
 }
 
 /// `base` when given, else `url` (`karma://` or `tcp://`), else the

@@ -20,11 +20,10 @@
 //! * every limit is converted to `usize`/`u64` after validation, so
 //!   `--max-request-bytes=2147483647` works.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Arg, ArgAction, Command};
-use karma_engine::{FsyncPolicy, Options, Role};
+use karma_engine::{EngineOption, FsyncPolicy, Options, Role};
 
 /// The server's version (`karma --version`, the `server.start` log event).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -36,6 +35,9 @@ enum Kind {
     Str,
     /// Taken verbatim; the empty string means unset.
     OptStr,
+    /// Taken verbatim when given as a flag, even empty, so that validation
+    /// can say "must not be empty"; an empty environment variable is unset.
+    OptStrKeepEmpty,
     /// Signed 32-bit integer, Crystal `String#to_i32` rules.
     Int,
     /// Exactly `true` or `false`.
@@ -45,491 +47,272 @@ enum Kind {
     Fsync,
 }
 
-/// Identifies one option; the order of [`OPTIONS`] is the order environment
-/// variables are read in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Key {
-    Host,
-    Port,
-    Directory,
-    Role,
-    Restore,
-    Nodelay,
-    Wal,
-    WalFsync,
-    WalSegmentBytes,
-    WalBatchSize,
-    WalBatchWaitUs,
-    MaxRequestBytes,
-    MaxResponseBytes,
-    ReadTimeout,
-    WriteTimeout,
-    QueryTimeoutMs,
-    ShutdownTimeout,
-    AuthToken,
-    ReadAuthToken,
-    DumpRetentionPerTree,
-    ReplicationSourceHost,
-    ReplicationSourcePort,
-    ReplicationToken,
-    ReplicationPollIntervalMs,
-    ReplicationBatchSize,
-    IdempotencyMaxRecords,
-    IdempotencyMaxAgeSeconds,
-    Log,
-    MaxConnections,
-    MetricsPort,
-    MaxPendingOutputBytes,
-    RequestDeadline,
-    MaxHeavyRequests,
-    ReplicationMaxLineBytes,
-    IngestMaxStreams,
-    IngestMaxStagedItems,
-    IngestStreamTtl,
-    RecoveryMaxSources,
-    ClusterEtcd,
-    ClusterName,
-    Shard,
-    NodeId,
-    Advertise,
-    ClusterLeaseTtl,
+impl Kind {
+    /// Whether an empty environment variable of this kind counts as unset.
+    fn empty_env_is_unset(self) -> bool {
+        matches!(self, Kind::OptStr | Kind::OptStrKeepEmpty)
+    }
 }
 
+/// Where an option's default comes from.
+#[derive(Clone, Copy, Debug)]
+enum DefaultValue {
+    /// Unset.
+    None,
+    /// This text, parsed as an operator's would be.
+    Text(&'static str),
+    /// The engine's default of the engine option with this name
+    /// ([`karma_engine::ENGINE_OPTIONS`]): the engine's options keep their
+    /// defaults in one place, `Options::default()`.
+    Engine(&'static str),
+}
+
+/// One option of the server: its flag, environment variable, default, help
+/// and how it is stored in [`Config`].
 struct OptDef {
-    key: Key,
     long: &'static str,
     short: Option<char>,
     env: &'static str,
     kind: Kind,
+    default: DefaultValue,
     value_name: &'static str,
     help: &'static str,
+    set: fn(&mut Config, &str, &Source<'_>) -> Result<(), ConfigError>,
+    /// The value as configuration text, `None` when unset.
+    get: fn(&Config) -> Option<String>,
 }
 
-const fn opt(
-    key: Key,
-    long: &'static str,
-    short: Option<char>,
-    env: &'static str,
-    kind: Kind,
-    value_name: &'static str,
-    help: &'static str,
-) -> OptDef {
-    OptDef { key, long, short, env, kind, value_name, help }
+impl OptDef {
+    /// The default as configuration text, `None` when unset.
+    fn default_text(&self) -> Option<String> {
+        match self.default {
+            DefaultValue::None => None,
+            DefaultValue::Text(text) => Some(text.to_string()),
+            DefaultValue::Engine(name) => EngineOption::find(name).and_then(EngineOption::default_text),
+        }
+    }
+
+    /// The engine option this one sets, if any.
+    fn engine_option(&self) -> Option<&'static str> {
+        match self.default {
+            DefaultValue::Engine(name) => Some(name),
+            DefaultValue::None | DefaultValue::Text(_) => None,
+        }
+    }
+
+    /// The help line: the description, the default, the variable.
+    fn help_line(&self) -> String {
+        match self.default_text() {
+            Some(default) => format!("{} (default {default}) [env: {}]", self.help, self.env),
+            None => format!("{} [env: {}]", self.help, self.env),
+        }
+    }
 }
 
-const OPTIONS: &[OptDef] = &[
-    opt(Key::Host, "bind", Some('b'), "KARMA_HOST", Kind::Str, "host", "Address to listen on (default 0.0.0.0)"),
-    opt(Key::Port, "port", Some('p'), "KARMA_PORT", Kind::Int, "port", "Port to listen on (default 8080)"),
-    opt(Key::Directory, "directory", Some('d'), "KARMA_DUMP_DIR", Kind::Str, "path", "Data directory (default .)"),
-    opt(Key::Role, "role", None, "KARMA_ROLE", Kind::Str, "role", "master or slave (default master)"),
-    opt(
-        Key::Restore,
-        "restore",
-        Some('r'),
-        "KARMA_RESTORE",
-        Kind::Bool,
-        "flag",
-        "Restore snapshots and replay the WAL at startup (default true)",
-    ),
-    opt(
-        Key::Nodelay,
-        "nodelay",
-        Some('n'),
-        "KARMA_TCP_NODELAY",
-        Kind::Bool,
-        "flag",
-        "Set TCP_NODELAY on client sockets (default true)",
-    ),
-    opt(Key::Wal, "wal", Some('w'), "KARMA_WAL", Kind::Bool, "flag", "Write-ahead log on/off (default true)"),
-    opt(
-        Key::WalFsync,
-        "wal-fsync",
-        None,
-        "KARMA_WAL_FSYNC",
-        Kind::Fsync,
-        "policy",
-        "always (fsync each WAL group before acknowledging), everysec or never; true/false mean always/never (default always)",
-    ),
-    opt(
-        Key::WalSegmentBytes,
-        "wal-segment-bytes",
-        None,
-        "KARMA_WAL_SEGMENT_BYTES",
-        Kind::Int,
-        "bytes",
-        "Rotate the WAL past this size, 0 = never (default 67108864)",
-    ),
-    opt(
-        Key::WalBatchSize,
-        "wal-batch-size",
-        None,
-        "KARMA_WAL_BATCH_SIZE",
-        Kind::Int,
-        "count",
-        "Most jobs per WAL group commit (default 1024)",
-    ),
-    opt(
-        Key::WalBatchWaitUs,
-        "wal-batch-wait-us",
-        None,
-        "KARMA_WAL_BATCH_WAIT_MICROSECONDS",
-        Kind::Int,
-        "microseconds",
-        "Extra WAL batch collection wait (default 0)",
-    ),
-    opt(
-        Key::MaxRequestBytes,
-        "max-request-bytes",
-        None,
-        "KARMA_MAX_REQUEST_BYTES",
-        Kind::Int,
-        "bytes",
-        "Longest request line (default 4096)",
-    ),
-    opt(
-        Key::MaxResponseBytes,
-        "max-response-bytes",
-        None,
-        "KARMA_MAX_RESPONSE_BYTES",
-        Kind::Int,
-        "bytes",
-        "Longest response, 0 = unlimited (default 1048576)",
-    ),
-    opt(
-        Key::ReadTimeout,
-        "read-timeout",
-        None,
-        "KARMA_READ_TIMEOUT_SECONDS",
-        Kind::Int,
-        "seconds",
-        "Close a client idle this long, 0 = never (default 5)",
-    ),
-    opt(
-        Key::WriteTimeout,
-        "write-timeout",
-        None,
-        "KARMA_WRITE_TIMEOUT_SECONDS",
-        Kind::Int,
-        "seconds",
-        "Per-write timeout, 0 = none (default 5)",
-    ),
-    opt(
-        Key::QueryTimeoutMs,
-        "query-timeout-ms",
-        None,
-        "KARMA_QUERY_TIMEOUT_MS",
-        Kind::Int,
-        "ms",
-        "Deadline of whole-series reads, 0 = none (default 1000)",
-    ),
-    opt(
-        Key::ShutdownTimeout,
-        "shutdown-timeout",
-        None,
-        "KARMA_SHUTDOWN_TIMEOUT_SECONDS",
-        Kind::Int,
-        "seconds",
-        "Client drain time at shutdown (default 5)",
-    ),
-    opt(Key::AuthToken, "auth-token", None, "KARMA_AUTH_TOKEN", Kind::OptStr, "token", "Write (full access) token"),
-    opt(Key::ReadAuthToken, "read-auth-token", None, "KARMA_READ_AUTH_TOKEN", Kind::OptStr, "token", "Read-only token"),
-    opt(
-        Key::DumpRetentionPerTree,
-        "dump-retention-per-tree",
-        None,
-        "KARMA_DUMP_RETENTION_PER_TREE",
-        Kind::Int,
-        "count",
-        "Snapshots kept per series, 0 = all (default 5)",
-    ),
-    opt(
-        Key::ReplicationSourceHost,
-        "replication-source-host",
-        None,
-        "KARMA_REPLICATION_SOURCE_HOST",
-        Kind::OptStr,
-        "host",
-        "Master address for a slave",
-    ),
-    opt(
-        Key::ReplicationSourcePort,
-        "replication-source-port",
-        None,
-        "KARMA_REPLICATION_SOURCE_PORT",
-        Kind::Int,
-        "port",
-        "Master port (default 8080)",
-    ),
-    opt(
-        Key::ReplicationToken,
-        "replication-token",
-        None,
-        "KARMA_REPLICATION_TOKEN",
-        Kind::OptStr,
-        "token",
-        "Token sent in replication requests",
-    ),
-    opt(
-        Key::ReplicationPollIntervalMs,
-        "replication-poll-interval-ms",
-        None,
-        "KARMA_REPLICATION_POLL_INTERVAL_MS",
-        Kind::Int,
-        "ms",
-        "Sleep between replication polls (default 1000)",
-    ),
-    opt(
-        Key::ReplicationBatchSize,
-        "replication-batch-size",
-        None,
-        "KARMA_REPLICATION_BATCH_SIZE",
-        Kind::Int,
-        "count",
-        "Entries per replication poll (default 1000)",
-    ),
-    opt(
-        Key::IdempotencyMaxRecords,
-        "idempotency-max-records",
-        None,
-        "KARMA_IDEMPOTENCY_MAX_RECORDS",
-        Kind::Int,
-        "count",
-        "Idempotency record cap (default 1000000)",
-    ),
-    opt(
-        Key::IdempotencyMaxAgeSeconds,
-        "idempotency-max-age-seconds",
-        None,
-        "KARMA_IDEMPOTENCY_MAX_AGE_SECONDS",
-        Kind::Int,
-        "seconds",
-        "Idempotency record age cap, 0 = off (default 604800)",
-    ),
-    opt(Key::Log, "log", None, "KARMA_LOG", Kind::Bool, "flag", "Structured JSON logs on/off (default true)"),
-    opt(
-        Key::MaxConnections,
-        "max-connections",
-        None,
-        "KARMA_MAX_CONNECTIONS",
-        Kind::Int,
-        "count",
-        "Most concurrent client connections (default 10000)",
-    ),
-    opt(
-        Key::MetricsPort,
-        "metrics-port",
-        None,
-        "KARMA_METRICS_PORT",
-        Kind::Int,
-        "port",
-        "Serve GET /metrics over HTTP on this port, 0 = off (default 0)",
-    ),
-    opt(
-        Key::MaxPendingOutputBytes,
-        "max-pending-output-bytes",
-        None,
-        "KARMA_MAX_PENDING_OUTPUT_BYTES",
-        Kind::Int,
-        "bytes",
-        "Unsent answers per connection before it stops reading (default 1048576)",
-    ),
-    opt(
-        Key::RequestDeadline,
-        "request-deadline",
-        None,
-        "KARMA_REQUEST_DEADLINE_SECONDS",
-        Kind::Int,
-        "seconds",
-        "Time to complete a request line from its first byte, 0 = none (default 10)",
-    ),
-    opt(
-        Key::MaxHeavyRequests,
-        "max-heavy-requests",
-        None,
-        "KARMA_MAX_HEAVY_REQUESTS",
-        Kind::Int,
-        "count",
-        "Scans, batches and snapshot work run at once, 0 = one per CPU (default 0)",
-    ),
-    opt(
-        Key::ReplicationMaxLineBytes,
-        "replication-max-line-bytes",
-        None,
-        "KARMA_REPLICATION_MAX_LINE_BYTES",
-        Kind::Int,
-        "bytes",
-        "Longest reply line a slave reads from its master (default 268435456)",
-    ),
-    opt(
-        Key::IngestMaxStreams,
-        "ingest-max-streams",
-        None,
-        "KARMA_INGEST_MAX_STREAMS",
-        Kind::Int,
-        "count",
-        "Uncommitted ingest streams at once (default 10000)",
-    ),
-    opt(
-        Key::IngestMaxStagedItems,
-        "ingest-max-staged-items",
-        None,
-        "KARMA_INGEST_MAX_STAGED_ITEMS",
-        Kind::Int,
-        "count",
-        "Items all uncommitted replace_series streams may stage (default 2000000)",
-    ),
-    opt(
-        Key::IngestStreamTtl,
-        "ingest-stream-ttl",
-        None,
-        "KARMA_INGEST_STREAM_TTL_SECONDS",
-        Kind::Int,
-        "seconds",
-        "Abort an uncommitted ingest stream idle this long, 0 = never (default 86400)",
-    ),
-    opt(
-        Key::RecoveryMaxSources,
-        "recovery-max-sources",
-        None,
-        "KARMA_RECOVERY_MAX_SOURCES",
-        Kind::Int,
-        "count",
-        "Sources recovery.checkpoint keeps (default 1000)",
-    ),
-    opt(
-        Key::ClusterEtcd,
-        "cluster-etcd",
-        None,
-        "KARMA_CLUSTER_ETCD",
-        Kind::OptStr,
-        "host:port,...",
-        "Run as a cluster node coordinated by these etcd endpoints (docs/cluster.md)",
-    ),
-    opt(Key::ClusterName, "cluster-name", None, "KARMA_CLUSTER_NAME", Kind::Str, "name", "Cluster name (default karma)"),
-    opt(Key::Shard, "shard", None, "KARMA_SHARD", Kind::Int, "n", "Shard this node serves, from 0 (default 0)"),
-    opt(Key::NodeId, "node-id", None, "KARMA_NODE_ID", Kind::OptStr, "id", "This node's name in the cluster"),
-    opt(
-        Key::Advertise,
-        "advertise",
-        None,
-        "KARMA_ADVERTISE",
-        Kind::OptStr,
-        "host:port",
-        "Address clients and other nodes reach this node at",
-    ),
-    opt(
-        Key::ClusterLeaseTtl,
-        "cluster-lease-ttl",
-        None,
-        "KARMA_CLUSTER_LEASE_TTL_SECONDS",
-        Kind::Int,
-        "seconds",
-        "Leadership lease: a failover starts this long after a leader is lost (default 5)",
-    ),
-];
-
-/// The validated server configuration. Integers keep the signed 32-bit type
-/// of the original; the accessors convert them once validation passed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Config {
-    pub host: String,
-    pub port: i32,
-    pub directory: String,
-    pub role: String,
-    pub restore: bool,
-    pub nodelay: bool,
-    pub wal: bool,
-    pub wal_fsync: FsyncPolicy,
-    pub wal_segment_bytes: i32,
-    pub wal_batch_size: i32,
-    pub wal_batch_wait_us: i32,
-    pub max_request_bytes: i32,
-    pub max_response_bytes: i32,
-    pub read_timeout_seconds: i32,
-    pub write_timeout_seconds: i32,
-    pub query_timeout_ms: i32,
-    pub shutdown_timeout_seconds: i32,
-    pub auth_token: Option<String>,
-    /// `--auth-token` / `KARMA_AUTH_TOKEN` was given, but empty: auth stays
-    /// off as in Karma 1.0, and the server says so at startup.
-    pub auth_token_empty: bool,
-    pub read_auth_token: Option<String>,
-    pub dump_retention_per_tree: i32,
-    pub replication_source_host: Option<String>,
-    pub replication_source_port: i32,
-    pub replication_token: Option<String>,
-    pub replication_poll_interval_ms: i32,
-    pub replication_batch_size: i32,
-    pub idempotency_max_records: i32,
-    pub idempotency_max_age_seconds: i32,
-    pub log: bool,
-    pub max_connections: i32,
-    pub metrics_port: i32,
-    pub max_pending_output_bytes: i32,
-    pub request_deadline_seconds: i32,
-    pub max_heavy_requests: i32,
-    pub replication_max_line_bytes: i32,
-    pub ingest_max_streams: i32,
-    pub ingest_max_staged_items: i32,
-    pub ingest_stream_ttl_seconds: i32,
-    pub recovery_max_sources: i32,
-    pub cluster_etcd: Option<String>,
-    pub cluster_name: String,
-    pub shard: i32,
-    pub node_id: Option<String>,
-    pub advertise: Option<String>,
-    pub cluster_lease_ttl_seconds: i32,
+/// A value of one field of [`Config`], parsed from a flag, an environment
+/// variable or a default, and written back as configuration text.
+trait Setting: Sized {
+    fn parse(raw: &str, kind: Kind, source: &Source<'_>) -> Result<Self, ConfigError>;
+    fn to_text(&self) -> Option<String>;
 }
+
+impl Setting for String {
+    fn parse(raw: &str, _: Kind, _: &Source<'_>) -> Result<String, ConfigError> {
+        Ok(raw.to_string())
+    }
+
+    fn to_text(&self) -> Option<String> {
+        Some(self.clone())
+    }
+}
+
+impl Setting for Option<String> {
+    fn parse(raw: &str, kind: Kind, _: &Source<'_>) -> Result<Option<String>, ConfigError> {
+        Ok((kind == Kind::OptStrKeepEmpty || !raw.is_empty()).then(|| raw.to_string()))
+    }
+
+    fn to_text(&self) -> Option<String> {
+        self.clone()
+    }
+}
+
+impl Setting for i32 {
+    fn parse(raw: &str, _: Kind, source: &Source<'_>) -> Result<i32, ConfigError> {
+        parse_i32(raw).ok_or_else(|| source.error("an integer"))
+    }
+
+    fn to_text(&self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+impl Setting for bool {
+    fn parse(raw: &str, _: Kind, source: &Source<'_>) -> Result<bool, ConfigError> {
+        parse_bool(raw).ok_or_else(|| source.error("true or false"))
+    }
+
+    fn to_text(&self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+impl Setting for FsyncPolicy {
+    fn parse(raw: &str, _: Kind, source: &Source<'_>) -> Result<FsyncPolicy, ConfigError> {
+        FsyncPolicy::parse(raw).ok_or_else(|| source.error("always, everysec or never (or true/false)"))
+    }
+
+    fn to_text(&self) -> Option<String> {
+        Some(self.as_str().to_string())
+    }
+}
+
+/// Declares every option once: the [`Config`] field (with its type), the
+/// default, how it is parsed, the flag (and short flag), the environment
+/// variable, and the help. From it come the struct, its `Default`, and the
+/// [`OPTIONS`] table that drives the environment, the flags and `--help`.
+/// The order of the rows is the order environment variables are read in.
+macro_rules! server_options {
+    ($(
+        $(#[$doc:meta])*
+        $field:ident: $ty:ty = $default:tt, $kind:ident,
+        $long:literal $(| $short:literal)?, $env:literal, $value_name:literal, $help:literal;
+    )*) => {
+        /// The validated server configuration. Integers keep the signed
+        /// 32-bit type of the original; the accessors convert them once
+        /// validation passed.
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub struct Config {
+            $( $(#[$doc])* pub $field: $ty, )*
+            /// `--auth-token` / `KARMA_AUTH_TOKEN` was given, but empty:
+            /// auth stays off as in Karma 1.0, and the server says so at
+            /// startup.
+            pub auth_token_empty: bool,
+        }
+
+        const OPTIONS: &[OptDef] = &[$(
+            OptDef {
+                long: $long,
+                short: server_options!(@some $($short)?),
+                env: $env,
+                kind: Kind::$kind,
+                default: server_options!(@default $default $field),
+                value_name: $value_name,
+                help: $help,
+                set: |config, raw, source| {
+                    config.$field = Setting::parse(raw, Kind::$kind, source)?;
+                    Ok(())
+                },
+                get: |config| config.$field.to_text(),
+            },
+        )*];
+
+        impl Config {
+            /// Every field at its type's zero, before the defaults apply.
+            fn zero() -> Config {
+                Config { $( $field: Default::default(), )* auth_token_empty: false }
+            }
+        }
+    };
+    (@some) => { None };
+    (@some $value:literal) => { Some($value) };
+    (@default none $field:ident) => { DefaultValue::None };
+    (@default engine $field:ident) => { DefaultValue::Engine(stringify!($field)) };
+    (@default $text:literal $field:ident) => { DefaultValue::Text($text) };
+}
+
+server_options! {
+    host: String = "0.0.0.0", Str, "bind" | 'b', "KARMA_HOST", "host", "Address to listen on";
+    port: i32 = "8080", Int, "port" | 'p', "KARMA_PORT", "port", "Port to listen on";
+    directory: String = ".", Str, "directory" | 'd', "KARMA_DUMP_DIR", "path", "Data directory";
+    role: String = engine, Str, "role", "KARMA_ROLE", "role", "master or slave";
+    restore: bool = engine, Bool, "restore" | 'r', "KARMA_RESTORE", "flag",
+        "Restore snapshots and replay the WAL at startup";
+    nodelay: bool = "true", Bool, "nodelay" | 'n', "KARMA_TCP_NODELAY", "flag", "Set TCP_NODELAY on client sockets";
+    wal: bool = engine, Bool, "wal" | 'w', "KARMA_WAL", "flag", "Write-ahead log on/off";
+    wal_fsync: FsyncPolicy = engine, Fsync, "wal-fsync", "KARMA_WAL_FSYNC", "policy",
+        "always (fsync each WAL group before acknowledging), everysec or never; true/false mean always/never";
+    wal_segment_bytes: i32 = engine, Int, "wal-segment-bytes", "KARMA_WAL_SEGMENT_BYTES", "bytes",
+        "Rotate the WAL past this size, 0 = never";
+    wal_batch_size: i32 = engine, Int, "wal-batch-size", "KARMA_WAL_BATCH_SIZE", "count",
+        "Most jobs per WAL group commit";
+    wal_batch_wait_us: i32 = engine, Int, "wal-batch-wait-us", "KARMA_WAL_BATCH_WAIT_MICROSECONDS", "microseconds",
+        "Extra WAL batch collection wait";
+    max_request_bytes: i32 = engine, Int, "max-request-bytes", "KARMA_MAX_REQUEST_BYTES", "bytes",
+        "Longest request line";
+    max_response_bytes: i32 = engine, Int, "max-response-bytes", "KARMA_MAX_RESPONSE_BYTES", "bytes",
+        "Longest response, 0 = unlimited";
+    read_timeout_seconds: i32 = "5", Int, "read-timeout", "KARMA_READ_TIMEOUT_SECONDS", "seconds",
+        "Close a client idle this long, 0 = never";
+    write_timeout_seconds: i32 = "5", Int, "write-timeout", "KARMA_WRITE_TIMEOUT_SECONDS", "seconds",
+        "Per-write timeout, 0 = none";
+    query_timeout_ms: i32 = engine, Int, "query-timeout-ms", "KARMA_QUERY_TIMEOUT_MS", "ms",
+        "Deadline of whole-series reads, 0 = none";
+    shutdown_timeout_seconds: i32 = "5", Int, "shutdown-timeout", "KARMA_SHUTDOWN_TIMEOUT_SECONDS", "seconds",
+        "Client drain time at shutdown";
+    auth_token: Option<String> = engine, OptStr, "auth-token", "KARMA_AUTH_TOKEN", "token", "Write (full access) token";
+    read_auth_token: Option<String> = engine, OptStr, "read-auth-token", "KARMA_READ_AUTH_TOKEN", "token", "Read-only token";
+    dump_retention_per_tree: i32 = engine, Int, "dump-retention-per-tree", "KARMA_DUMP_RETENTION_PER_TREE", "count",
+        "Snapshots kept per series, 0 = all";
+    replication_source_host: Option<String> = none, OptStrKeepEmpty, "replication-source-host",
+        "KARMA_REPLICATION_SOURCE_HOST", "host", "Master address for a slave";
+    replication_source_port: i32 = "8080", Int, "replication-source-port", "KARMA_REPLICATION_SOURCE_PORT", "port",
+        "Master port";
+    replication_token: Option<String> = none, OptStr, "replication-token", "KARMA_REPLICATION_TOKEN", "token",
+        "Token sent in replication requests";
+    replication_poll_interval_ms: i32 = "1000", Int, "replication-poll-interval-ms",
+        "KARMA_REPLICATION_POLL_INTERVAL_MS", "ms", "Sleep between replication polls";
+    replication_batch_size: i32 = "1000", Int, "replication-batch-size", "KARMA_REPLICATION_BATCH_SIZE", "count",
+        "Entries per replication poll";
+    idempotency_max_records: i32 = engine, Int, "idempotency-max-records", "KARMA_IDEMPOTENCY_MAX_RECORDS",
+        "count", "Idempotency record cap";
+    idempotency_max_age_seconds: i32 = engine, Int, "idempotency-max-age-seconds",
+        "KARMA_IDEMPOTENCY_MAX_AGE_SECONDS", "seconds", "Idempotency record age cap, 0 = off";
+    log: bool = "true", Bool, "log", "KARMA_LOG", "flag", "Structured JSON logs on/off";
+    max_connections: i32 = "10000", Int, "max-connections", "KARMA_MAX_CONNECTIONS", "count",
+        "Most concurrent client connections";
+    metrics_port: i32 = "0", Int, "metrics-port", "KARMA_METRICS_PORT", "port",
+        "Serve GET /metrics over HTTP on this port, 0 = off";
+    max_pending_output_bytes: i32 = "1048576", Int, "max-pending-output-bytes", "KARMA_MAX_PENDING_OUTPUT_BYTES",
+        "bytes", "Unsent answers per connection before it stops reading";
+    request_deadline_seconds: i32 = "10", Int, "request-deadline", "KARMA_REQUEST_DEADLINE_SECONDS", "seconds",
+        "Time to complete a request line from its first byte, 0 = none";
+    max_heavy_requests: i32 = "0", Int, "max-heavy-requests", "KARMA_MAX_HEAVY_REQUESTS", "count",
+        "Scans, batches and snapshot work run at once, 0 = one per CPU";
+    replication_max_line_bytes: i32 = "268435456", Int, "replication-max-line-bytes",
+        "KARMA_REPLICATION_MAX_LINE_BYTES", "bytes", "Longest reply line a slave reads from its master";
+    ingest_max_streams: i32 = engine, Int, "ingest-max-streams", "KARMA_INGEST_MAX_STREAMS", "count",
+        "Uncommitted ingest streams at once";
+    ingest_max_staged_items: i32 = engine, Int, "ingest-max-staged-items", "KARMA_INGEST_MAX_STAGED_ITEMS",
+        "count", "Items all uncommitted replace_series streams may stage";
+    ingest_stream_ttl_seconds: i32 = engine, Int, "ingest-stream-ttl", "KARMA_INGEST_STREAM_TTL_SECONDS", "seconds",
+        "Abort an uncommitted ingest stream idle this long, 0 = never";
+    recovery_max_sources: i32 = engine, Int, "recovery-max-sources", "KARMA_RECOVERY_MAX_SOURCES", "count",
+        "Sources recovery.checkpoint keeps";
+    cluster_etcd: Option<String> = none, OptStr, "cluster-etcd", "KARMA_CLUSTER_ETCD", "host:port,...",
+        "Run as a cluster node coordinated by these etcd endpoints (docs/cluster.md)";
+    cluster_name: String = "karma", Str, "cluster-name", "KARMA_CLUSTER_NAME", "name", "Cluster name";
+    shard: i32 = "0", Int, "shard", "KARMA_SHARD", "n", "Shard this node serves, from 0";
+    node_id: Option<String> = none, OptStr, "node-id", "KARMA_NODE_ID", "id", "This node's name in the cluster";
+    advertise: Option<String> = none, OptStr, "advertise", "KARMA_ADVERTISE", "host:port",
+        "Address clients and other nodes reach this node at";
+    cluster_lease_ttl_seconds: i32 = "5", Int, "cluster-lease-ttl", "KARMA_CLUSTER_LEASE_TTL_SECONDS", "seconds",
+        "Leadership lease: a failover starts this long after a leader is lost";
+}
+
+/// The option whose emptiness the server warns about at startup.
+const AUTH_TOKEN: &str = "auth-token";
 
 impl Default for Config {
+    /// Every option at its default from [`OPTIONS`].
     fn default() -> Config {
-        Config {
-            host: "0.0.0.0".to_string(),
-            port: 8080,
-            directory: ".".to_string(),
-            role: "master".to_string(),
-            restore: true,
-            nodelay: true,
-            wal: true,
-            wal_fsync: FsyncPolicy::Always,
-            wal_segment_bytes: 67_108_864,
-            wal_batch_size: 1024,
-            wal_batch_wait_us: 0,
-            max_request_bytes: 4096,
-            max_response_bytes: 1_048_576,
-            read_timeout_seconds: 5,
-            write_timeout_seconds: 5,
-            query_timeout_ms: 1000,
-            shutdown_timeout_seconds: 5,
-            auth_token: None,
-            auth_token_empty: false,
-            read_auth_token: None,
-            dump_retention_per_tree: 5,
-            replication_source_host: None,
-            replication_source_port: 8080,
-            replication_token: None,
-            replication_poll_interval_ms: 1000,
-            replication_batch_size: 1000,
-            idempotency_max_records: 1_000_000,
-            idempotency_max_age_seconds: 604_800,
-            log: true,
-            max_connections: 10_000,
-            metrics_port: 0,
-            max_pending_output_bytes: 1_048_576,
-            request_deadline_seconds: 10,
-            max_heavy_requests: 0,
-            replication_max_line_bytes: 268_435_456,
-            ingest_max_streams: 10_000,
-            ingest_max_staged_items: 2_000_000,
-            ingest_stream_ttl_seconds: 86_400,
-            recovery_max_sources: 1_000,
-            cluster_etcd: None,
-            cluster_name: "karma".to_string(),
-            shard: 0,
-            node_id: None,
-            advertise: None,
-            cluster_lease_ttl_seconds: 5,
+        let mut config = Config::zero();
+        for def in OPTIONS {
+            if let Some(raw) = def.default_text() {
+                let applied = config.apply(def, &raw, Source::Default);
+                debug_assert!(applied.is_ok(), "the default of --{} does not parse", def.long);
+            }
         }
+        config
     }
 }
 
@@ -595,30 +378,18 @@ fn parse_bool(s: &str) -> Option<bool> {
 
 /// Where a value came from, for the error message.
 enum Source<'a> {
+    Default,
     Env(&'a str),
     Flag(&'a str),
 }
 
 impl Source<'_> {
-    fn integer_error(&self) -> ConfigError {
+    /// "<where> must be <expected>".
+    fn error(&self, expected: &str) -> ConfigError {
         match self {
-            Source::Env(name) => ConfigError::new(format!("Environment variable {name} must be an integer")),
-            Source::Flag(long) => ConfigError::new(format!("--{long} must be an integer")),
-        }
-    }
-
-    fn bool_error(&self) -> ConfigError {
-        match self {
-            Source::Env(name) => ConfigError::new(format!("Environment variable {name} must be true or false")),
-            Source::Flag(long) => ConfigError::new(format!("--{long} must be true or false")),
-        }
-    }
-
-    fn fsync_error(&self) -> ConfigError {
-        const WORDS: &str = "always, everysec or never (or true/false)";
-        match self {
-            Source::Env(name) => ConfigError::new(format!("Environment variable {name} must be {WORDS}")),
-            Source::Flag(long) => ConfigError::new(format!("--{long} must be {WORDS}")),
+            Source::Default => ConfigError::new(format!("a built-in default must be {expected}")),
+            Source::Env(name) => ConfigError::new(format!("Environment variable {name} must be {expected}")),
+            Source::Flag(long) => ConfigError::new(format!("--{long} must be {expected}")),
         }
     }
 }
@@ -644,96 +415,10 @@ impl Config {
     }
 
     fn apply(&mut self, def: &OptDef, raw: &str, source: Source<'_>) -> Result<(), ConfigError> {
-        match def.kind {
-            Kind::Str => self.set_str(def.key, raw.to_string()),
-            // An explicit empty `--replication-source-host=` is kept so that
-            // validation can say "must not be empty"; an empty token means
-            // unset. (Empty environment values never get here.)
-            Kind::OptStr if def.key == Key::ReplicationSourceHost => self.set_opt_str(def.key, Some(raw.to_string())),
-            Kind::OptStr => {
-                if def.key == Key::AuthToken {
-                    self.auth_token_empty = raw.is_empty();
-                }
-                self.set_opt_str(def.key, (!raw.is_empty()).then(|| raw.to_string()))
-            }
-            Kind::Int => {
-                let v = parse_i32(raw).ok_or_else(|| source.integer_error())?;
-                self.set_int(def.key, v);
-            }
-            Kind::Bool => {
-                let v = parse_bool(raw).ok_or_else(|| source.bool_error())?;
-                self.set_bool(def.key, v);
-            }
-            Kind::Fsync => self.wal_fsync = FsyncPolicy::parse(raw).ok_or_else(|| source.fsync_error())?,
+        if def.long == AUTH_TOKEN {
+            self.auth_token_empty = raw.is_empty();
         }
-        Ok(())
-    }
-
-    fn set_str(&mut self, key: Key, v: String) {
-        match key {
-            Key::Host => self.host = v,
-            Key::Directory => self.directory = v,
-            Key::Role => self.role = v,
-            Key::ClusterName => self.cluster_name = v,
-            _ => unreachable_key(key),
-        }
-    }
-
-    fn set_opt_str(&mut self, key: Key, v: Option<String>) {
-        match key {
-            Key::AuthToken => self.auth_token = v,
-            Key::ReadAuthToken => self.read_auth_token = v,
-            Key::ReplicationToken => self.replication_token = v,
-            Key::ReplicationSourceHost => self.replication_source_host = v,
-            Key::ClusterEtcd => self.cluster_etcd = v,
-            Key::NodeId => self.node_id = v,
-            Key::Advertise => self.advertise = v,
-            _ => unreachable_key(key),
-        }
-    }
-
-    fn set_int(&mut self, key: Key, v: i32) {
-        match key {
-            Key::Port => self.port = v,
-            Key::WalSegmentBytes => self.wal_segment_bytes = v,
-            Key::WalBatchSize => self.wal_batch_size = v,
-            Key::WalBatchWaitUs => self.wal_batch_wait_us = v,
-            Key::MaxRequestBytes => self.max_request_bytes = v,
-            Key::MaxResponseBytes => self.max_response_bytes = v,
-            Key::ReadTimeout => self.read_timeout_seconds = v,
-            Key::WriteTimeout => self.write_timeout_seconds = v,
-            Key::QueryTimeoutMs => self.query_timeout_ms = v,
-            Key::ShutdownTimeout => self.shutdown_timeout_seconds = v,
-            Key::DumpRetentionPerTree => self.dump_retention_per_tree = v,
-            Key::ReplicationSourcePort => self.replication_source_port = v,
-            Key::ReplicationPollIntervalMs => self.replication_poll_interval_ms = v,
-            Key::ReplicationBatchSize => self.replication_batch_size = v,
-            Key::IdempotencyMaxRecords => self.idempotency_max_records = v,
-            Key::IdempotencyMaxAgeSeconds => self.idempotency_max_age_seconds = v,
-            Key::MaxConnections => self.max_connections = v,
-            Key::MetricsPort => self.metrics_port = v,
-            Key::MaxPendingOutputBytes => self.max_pending_output_bytes = v,
-            Key::RequestDeadline => self.request_deadline_seconds = v,
-            Key::MaxHeavyRequests => self.max_heavy_requests = v,
-            Key::ReplicationMaxLineBytes => self.replication_max_line_bytes = v,
-            Key::IngestMaxStreams => self.ingest_max_streams = v,
-            Key::IngestMaxStagedItems => self.ingest_max_staged_items = v,
-            Key::IngestStreamTtl => self.ingest_stream_ttl_seconds = v,
-            Key::RecoveryMaxSources => self.recovery_max_sources = v,
-            Key::Shard => self.shard = v,
-            Key::ClusterLeaseTtl => self.cluster_lease_ttl_seconds = v,
-            _ => unreachable_key(key),
-        }
-    }
-
-    fn set_bool(&mut self, key: Key, v: bool) {
-        match key {
-            Key::Restore => self.restore = v,
-            Key::Nodelay => self.nodelay = v,
-            Key::Wal => self.wal = v,
-            Key::Log => self.log = v,
-            _ => unreachable_key(key),
-        }
+        (def.set)(self, raw, &source)
     }
 
     /// The rules of spec/server.md §2.4, in that order; the first failure
@@ -914,7 +599,6 @@ impl Config {
         Duration::from_secs(to_u64(self.shutdown_timeout_seconds))
     }
 
-    /// The engine's options for this configuration.
     /// The master to replicate from, when this node is a slave with a source.
     pub fn replication_source(&self) -> Option<crate::replication::Source> {
         let host = self.replication_source_host.clone()?;
@@ -933,38 +617,19 @@ impl Config {
         })
     }
 
+    /// The engine's options for this configuration (valid after
+    /// [`Config::validate`]): every option that is also an engine option
+    /// goes through the engine's own table, so its conversion (`0` = no
+    /// query timeout, at least one WAL batch entry, ...) is written once.
     pub fn engine_options(&self) -> Options {
-        Options {
-            directory: Some(PathBuf::from(&self.directory)),
-            restore: self.restore,
-            wal: self.wal,
-            wal_fsync: self.wal_fsync,
-            wal_segment_bytes: to_u64(self.wal_segment_bytes),
-            wal_batch_size: to_usize(self.wal_batch_size).max(1),
-            wal_batch_wait: Duration::from_micros(to_u64(self.wal_batch_wait_us)),
-            max_request_bytes: self.max_request_bytes(),
-            max_response_bytes: to_usize(self.max_response_bytes),
-            query_timeout: match to_u64(self.query_timeout_ms) {
-                0 => None,
-                ms => Some(Duration::from_millis(ms)),
-            },
-            auth_token: self.auth_token.clone(),
-            read_auth_token: self.read_auth_token.clone(),
-            role: self.role(),
-            dump_retention_per_tree: to_usize(self.dump_retention_per_tree),
-            idempotency_max_records: to_usize(self.idempotency_max_records),
-            idempotency_max_age_seconds: to_u64(self.idempotency_max_age_seconds),
-            ingest_max_streams: to_usize(self.ingest_max_streams).max(1),
-            ingest_max_staged_items: to_u64(self.ingest_max_staged_items).max(1),
-            ingest_stream_ttl_seconds: to_u64(self.ingest_stream_ttl_seconds),
-            recovery_max_sources: to_usize(self.recovery_max_sources).max(1),
-            ..Options::default()
+        let mut options = Options::durable(&self.directory);
+        for def in OPTIONS {
+            let (Some(name), Some(text)) = (def.engine_option(), (def.get)(self)) else { continue };
+            let set = options.set_text(name, &text);
+            debug_assert!(set.is_ok(), "--{} passed validation but not the engine's table: {set:?}", def.long);
         }
+        options
     }
-}
-
-fn unreachable_key(key: Key) {
-    debug_assert!(false, "option {key:?} set with the wrong kind");
 }
 
 fn to_usize(v: i32) -> usize {
@@ -1001,7 +666,7 @@ pub fn command() -> Command {
         let mut arg = Arg::new(def.long)
             .long(def.long)
             .value_name(def.value_name)
-            .help(format!("{} [env: {}]", def.help, def.env))
+            .help(def.help_line())
             .num_args(1)
             .allow_hyphen_values(true)
             .action(ArgAction::Append);
@@ -1112,8 +777,8 @@ where
     let mut config = Config::default();
     for def in OPTIONS {
         let Some(raw) = env(def.env) else { continue };
-        if def.kind == Kind::OptStr && raw.is_empty() {
-            config.auth_token_empty |= def.key == Key::AuthToken;
+        if def.kind.empty_env_is_unset() && raw.is_empty() {
+            config.auth_token_empty |= def.long == AUTH_TOKEN;
             continue;
         }
         config.apply(def, &raw, Source::Env(def.env))?;
@@ -1177,6 +842,7 @@ pub fn parse_process_args(args: &[String]) -> Result<Cli, ConfigError> {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use std::path::PathBuf;
 
     fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Cli, ConfigError> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();

@@ -1,11 +1,16 @@
 //! How an [`crate::Engine`] is configured. The server maps its CLI flags and
-//! environment onto this; the bindings map keyword arguments onto it.
+//! environment onto this, and the bindings their keyword arguments, all
+//! through one table of the options by name ([`ENGINE_OPTIONS`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
+
+mod table;
+
+pub use table::{EngineOption, OptionError, OptionKind, OptionValue, ENGINE_OPTIONS};
 
 /// A node's replication role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

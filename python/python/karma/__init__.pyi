@@ -114,6 +114,10 @@ class Engine(_Api):
         dump_retention_per_tree: int = ...,
         idempotency_max_records: int = ...,
         idempotency_max_age_seconds: int = ...,
+        ingest_max_streams: int = ...,
+        ingest_max_staged_items: int = ...,
+        ingest_stream_ttl_seconds: int = ...,
+        recovery_max_sources: int = ...,
     ) -> None: ...
 
 class Client(_Api):

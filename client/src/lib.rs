@@ -42,6 +42,7 @@ mod api;
 pub mod cluster;
 mod config;
 mod connection;
+mod exception;
 mod pipelined;
 mod pool;
 mod wire;
@@ -60,6 +61,7 @@ pub use config::{
     ClientConfig, DEFAULT_PORT, ENV_CHECKOUT_TIMEOUT, ENV_CONNECT_TIMEOUT, ENV_HOST, ENV_POOL_SIZE, ENV_PORT,
     ENV_READ_TIMEOUT, ENV_TOKEN, ENV_URL, ENV_WRITE_TIMEOUT,
 };
+pub use exception::Exception;
 pub use karma_engine::api::{Karma, KarmaError};
 pub use pipelined::{Pipeline, DEPTH as PIPELINE_DEPTH};
 pub use pool::PoolStatus;

@@ -9,7 +9,7 @@
 
 use std::error::Error as StdError;
 
-use karma_client::ClientError;
+use karma_client::{ClientError, Exception};
 use karma_engine::{Error, ErrorCode};
 use napi::bindgen_prelude::{FnArgs, Function, FunctionRef};
 use napi::{Env, Unknown};
@@ -94,18 +94,14 @@ fn with_causes(top: &str, mut source: Option<&(dyn StdError + 'static)>) -> Stri
 
 /// `(class, message, code, kind)` of a failure.
 fn describe(f: Failure) -> (&'static str, String, Option<String>, &'static str) {
-    let coded =
-        |e: &Error, kind| (e.code().class_name(), e.message().to_string(), Some(e.code().as_str().to_string()), kind);
+    let shared = |x: Exception| (x.class, x.message.clone(), x.code_str().map(str::to_string), x.kind);
     match f {
-        Failure::Engine(e) => coded(&e, "engine"),
-        Failure::Client(ClientError::Server(e)) => coded(&e, "server"),
-        Failure::Client(ClientError::Invalid(e)) => coded(&e, "invalid"),
+        Failure::Engine(e) => shared(Exception::of_engine(&e)),
         Failure::Client(e @ ClientError::Connection(_)) => {
-            ("ConnectionError", with_causes(&e.to_string(), e.source()), None, "connection")
+            let x = Exception::of_client(&e);
+            (x.class, with_causes(&x.message, e.source()), None, x.kind)
         }
-        Failure::Client(e @ ClientError::Timeout(_)) => ("TimeoutError", e.to_string(), None, "timeout"),
-        Failure::Client(e @ ClientError::PoolTimeout(_)) => ("TimeoutError", e.to_string(), None, "pool_timeout"),
-        Failure::Client(e @ ClientError::Protocol(_)) => ("ProtocolError", e.to_string(), None, "protocol"),
+        Failure::Client(e) => shared(Exception::of_client(&e)),
         Failure::Type(m) => ("TypeError", m, None, "argument"),
         Failure::Range(m) => ("RangeError", m, None, "argument"),
         Failure::Closed(label) => ("ClosedError", format!("this {label} is closed"), None, "closed"),

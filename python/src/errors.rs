@@ -8,7 +8,7 @@
 //! `argument`, `connection`, `timeout`, `pool_timeout`, `protocol`, `closed`,
 //! `fork`) and `.message` (the engine's message, also `str(exc)`).
 
-use karma_client::ClientError;
+use karma_client::{ClientError, Exception};
 use karma_engine::{Error, ErrorCode};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -63,26 +63,16 @@ pub fn argument(py: Python<'_>, message: impl AsRef<str>) -> PyErr {
     build(py, "ValidationError", message.as_ref(), Some(ErrorCode::ValidationError.as_str()), "argument")
 }
 
-fn from_error(py: Python<'_>, e: &Error, kind: &str) -> PyErr {
-    build(py, e.code().class_name(), e.message(), Some(e.code().as_str()), kind)
+/// The exception of the shared table ([`Exception`]).
+fn raise(py: Python<'_>, x: Exception) -> PyErr {
+    build(py, x.class, &x.message, x.code_str(), x.kind)
 }
 
 impl Failure {
     pub fn into_pyerr(self, py: Python<'_>) -> PyErr {
         match self {
-            Failure::Engine(e) => from_error(py, &e, "engine"),
-            Failure::Client(ClientError::Server(e)) => from_error(py, &e, "server"),
-            Failure::Client(ClientError::Invalid(e)) => from_error(py, &e, "invalid"),
-            Failure::Client(e @ ClientError::Connection(_)) => {
-                build(py, "ConnectionError", &e.to_string(), None, "connection")
-            }
-            Failure::Client(e @ ClientError::Timeout(_)) => build(py, "TimeoutError", &e.to_string(), None, "timeout"),
-            Failure::Client(e @ ClientError::PoolTimeout(_)) => {
-                build(py, "TimeoutError", &e.to_string(), None, "pool_timeout")
-            }
-            Failure::Client(e @ ClientError::Protocol(_)) => {
-                build(py, "ProtocolError", &e.to_string(), None, "protocol")
-            }
+            Failure::Engine(e) => raise(py, Exception::of_engine(&e)),
+            Failure::Client(e) => raise(py, Exception::of_client(&e)),
             Failure::Closed(label) => build(py, "KarmaError", &format!("this karma.{label} is closed"), None, "closed"),
             Failure::Forked => build(
                 py,

@@ -7,7 +7,7 @@
 //! from: `engine`, `server`, `invalid`, `connection`, `timeout`,
 //! `pool_timeout`, `protocol`, `closed`, `fork`).
 
-use karma_client::ClientError;
+use karma_client::{ClientError, Exception as Raised};
 use karma_engine::{Error as KarmaError, ErrorCode};
 use magnus::{prelude::*, Error, Exception, RModule, Ruby};
 
@@ -53,28 +53,16 @@ pub fn argument(ruby: &Ruby, message: impl AsRef<str>) -> Error {
     build(ruby, "ValidationError", message.as_ref(), Some(ErrorCode::ValidationError.as_str()), "argument")
 }
 
-fn from_error(ruby: &Ruby, e: &KarmaError, kind: &str) -> Error {
-    build(ruby, e.code().class_name(), e.message(), Some(e.code().as_str()), kind)
+/// The exception of the shared table ([`karma_client::Exception`]).
+fn raise(ruby: &Ruby, x: Raised) -> Error {
+    build(ruby, x.class, &x.message, x.code_str(), x.kind)
 }
 
 impl Failure {
     pub fn into_error(self, ruby: &Ruby) -> Error {
         match self {
-            Failure::Engine(e) => from_error(ruby, &e, "engine"),
-            Failure::Client(ClientError::Server(e)) => from_error(ruby, &e, "server"),
-            Failure::Client(ClientError::Invalid(e)) => from_error(ruby, &e, "invalid"),
-            Failure::Client(e @ ClientError::Connection(_)) => {
-                build(ruby, "ConnectionError", &e.to_string(), None, "connection")
-            }
-            Failure::Client(e @ ClientError::Timeout(_)) => {
-                build(ruby, "TimeoutError", &e.to_string(), None, "timeout")
-            }
-            Failure::Client(e @ ClientError::PoolTimeout(_)) => {
-                build(ruby, "TimeoutError", &e.to_string(), None, "pool_timeout")
-            }
-            Failure::Client(e @ ClientError::Protocol(_)) => {
-                build(ruby, "ProtocolError", &e.to_string(), None, "protocol")
-            }
+            Failure::Engine(e) => raise(ruby, Raised::of_engine(&e)),
+            Failure::Client(e) => raise(ruby, Raised::of_client(&e)),
             Failure::Closed(label) => {
                 build(ruby, "ClosedError", &format!("this Karma::{label} is closed"), None, "closed")
             }

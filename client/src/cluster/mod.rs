@@ -211,16 +211,17 @@ impl ClusterClient {
         field: &str,
         parts: Vec<(u32, Vec<usize>)>,
     ) -> Result<Response> {
-        let mut answers = Vec::with_capacity(parts.len());
-        for (shard, positions) in parts {
+        let answers = at_once(parts, |(shard, positions)| {
             let part = route::subset(fields, field, &positions);
             let raw = match self.call(shard, op, &part) {
                 Ok((_, raw)) => raw,
                 Err(err) if is_not_found(&err) => self.absent_series(req, shard, op, &part, &positions, err)?,
                 Err(err) => return Err(err),
             };
-            answers.push(PartAnswer { positions, raw });
-        }
+            Ok(PartAnswer { positions, raw })
+        })
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
         let len = match &req.command {
             Command::Keys { keys, .. } => keys.len(),
             Command::Items { items, .. } => items.len(),
@@ -287,12 +288,10 @@ impl ClusterClient {
     }
 
     fn run_every(&self, op: Op, name: &str, fields: &Map<String, Value>) -> Result<Response> {
-        let answers = (0..self.shards)
-            .map(|shard| match self.call(shard, name, fields) {
-                Ok((leader, raw)) => ShardAnswer { shard, leader, result: Ok(raw) },
-                Err(err) => ShardAnswer { shard, leader: String::new(), result: Err(err) },
-            })
-            .collect();
+        let answers = at_once((0..self.shards).collect(), |shard| match self.call(shard, name, fields) {
+            Ok((leader, raw)) => ShardAnswer { shard, leader, result: Ok(raw) },
+            Err(err) => ShardAnswer { shard, leader: String::new(), result: Err(err) },
+        });
         merge::every(op, answers)
     }
 
@@ -336,6 +335,20 @@ impl ClusterClient {
     }
 }
 
+/// `f` of every item, each on a thread of its own so that the shards work
+/// at the same time (a failover on one does not hold up the others' answers
+/// either); the results in the items' order.
+fn at_once<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    if items.len() <= 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let f = &f;
+    std::thread::scope(|scope| {
+        let running: Vec<_> = items.into_iter().map(|item| scope.spawn(move || f(item))).collect();
+        running.into_iter().map(|t| t.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+    })
+}
+
 /// Connection trouble and `forbidden` (a slave or a fenced leader) are what
 /// a failover looks like; everything else is the answer.
 fn retryable(err: &ClientError) -> bool {
@@ -345,6 +358,15 @@ fn retryable(err: &ClientError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn work_done_at_once_comes_back_in_order() {
+        let ids = at_once((0..8u64).collect(), |i| (i, std::thread::current().id()));
+        assert_eq!(ids.iter().map(|(i, _)| *i).collect::<Vec<_>>(), (0..8).collect::<Vec<_>>());
+        assert!(ids.iter().all(|(_, t)| *t != std::thread::current().id()), "each item on a thread of its own");
+        let one = at_once(vec![5], |i| (i, std::thread::current().id()));
+        assert_eq!(one, vec![(5, std::thread::current().id())], "a single item runs here");
+    }
 
     #[test]
     fn forbidden_and_transport_errors_are_retried_others_are_not() {

@@ -213,6 +213,27 @@ def test_engine_reopens_durably(tmp_path):
         karma.Engine(path, no_such_option=1)
 
 
+def test_engine_options_come_from_the_engine_table():
+    # A value the option does not take is a ValidationError with the table's text.
+    with pytest.raises(karma.ValidationError, match='option role must be master or slave, got "primary"'):
+        karma.Engine(role="primary")
+    with pytest.raises(karma.ValidationError, match="option wal_fsync must be always, everysec or never"):
+        karma.Engine(wal_fsync="sometimes")
+    with pytest.raises(karma.ValidationError, match="option max_request_bytes must be an integer"):
+        karma.Engine(max_request_bytes=-1)
+    # A value of the wrong type is a TypeError.
+    with pytest.raises(TypeError, match="option wal must be true or false"):
+        karma.Engine(wal=1)
+    with pytest.raises(TypeError, match="option wal_segment_bytes must be an integer"):
+        karma.Engine(wal_segment_bytes="5")
+    # Every option of the table is taken, the ingest limits included: one
+    # stream allowed means a second is refused.
+    with karma.Engine(ingest_max_streams=1, recovery_max_sources=2, role=None, auth_token="") as e:
+        e.request_line('{"v":2,"op":"ingest.begin","stream_id":"a","mode":"add"}')
+        with pytest.raises(karma.LimitExceededError):
+            e.request_line('{"v":2,"op":"ingest.begin","stream_id":"b","mode":"add"}')
+
+
 def test_in_memory_engine_and_repr(tmp_path):
     e = karma.Engine()
     assert repr(e) == "<karma.Engine in memory>"

@@ -534,7 +534,11 @@ export interface DeleteCounts {
   missing: number
 }
 
-/** Options of `new Engine(path, options)`: the `karma` server's flags. */
+/**
+ * Options of `new Engine(path, options)`: the `karma` server's flags. Only
+ * the TypeScript type: the values are read through the engine's table of
+ * options (`options.rs`); keep this list in step with that table.
+ */
 export interface EngineOptions {
   /** Load snapshots and replay the WAL when opening (default true). */
   restore?: boolean

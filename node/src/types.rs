@@ -74,7 +74,9 @@ pub struct PruneOptions {
     pub limit: Option<()>,
 }
 
-/// Options of `new Engine(path, options)`: the `karma` server's flags.
+/// Options of `new Engine(path, options)`: the `karma` server's flags. Only
+/// the TypeScript type: the values are read through the engine's table of
+/// options (`options.rs`); keep this list in step with that table.
 #[napi(object, object_from_js = false, object_to_js = false)]
 pub struct EngineOptions {
     /// Load snapshots and replay the WAL when opening (default true).
@@ -100,6 +102,10 @@ pub struct EngineOptions {
     pub dump_retention_per_tree: Option<f64>,
     pub idempotency_max_records: Option<f64>,
     pub idempotency_max_age_seconds: Option<f64>,
+    pub ingest_max_streams: Option<f64>,
+    pub ingest_max_staged_items: Option<f64>,
+    pub ingest_stream_ttl_seconds: Option<f64>,
+    pub recovery_max_sources: Option<f64>,
 }
 
 /// Options of `new Client(url, options)`; they override the URL and the

@@ -126,8 +126,9 @@ typedef enum KarmaStatus {
 } KarmaStatus;
 
 /**
- * A pool of connections to one Karma server (opaque). Create with
- * karma_client_open, destroy with karma_client_free.
+ * A pool of connections to one Karma server or to a cluster's shard
+ * leaders (opaque). Create with karma_client_open, destroy with
+ * karma_client_free.
  */
 typedef struct KarmaClient KarmaClient;
 
@@ -756,8 +757,8 @@ enum KarmaStatus karma_client_multi_sum(struct KarmaClient *client,
 
 /**
  * Creates a client and stores its handle in `*out` (on KARMA_OK only).
- * Nothing is connected yet: an unreachable server shows on the first call
- * as KARMA_CONNECTION_ERROR (or KARMA_TIMEOUT).
+ * For a server nothing is connected yet: an unreachable server shows on the
+ * first call as KARMA_CONNECTION_ERROR (or KARMA_TIMEOUT).
  *
  * `url_or_null`: `karma://host:port` (or `tcp://`; IPv6 in brackets; port
  * 8080 by default) with an optional query `?token=..&pool_size=..&
@@ -766,6 +767,14 @@ enum KarmaStatus karma_client_multi_sum(struct KarmaClient *client,
  * environment instead: KARMA_URL, or KARMA_HOST and KARMA_PORT, then
  * KARMA_TOKEN, KARMA_POOL_SIZE and KARMA_*_TIMEOUT. A bad URL or variable
  * is KARMA_VALIDATION_ERROR, with a message naming it.
+ *
+ * `karma+etcd://host:port[,host:port...]/<cluster-name>` opens a cluster
+ * instead (docs/cluster.md): each call goes to the leaders of the shards
+ * that own its keys, and answers as one server would. Token, pool size and
+ * timeouts come from the environment variables above (KARMA_URL, KARMA_HOST
+ * and KARMA_PORT aside), else their defaults. The cluster's shard count is
+ * read from etcd here: unreachable etcd is KARMA_CONNECTION_ERROR (or
+ * KARMA_TIMEOUT), a malformed cluster URL KARMA_VALIDATION_ERROR.
  *
  * # Safety
  *

@@ -1,9 +1,10 @@
-//! `karma_client_*`: a pooled connection to a `karma` server behind an
-//! opaque handle, with the same functions as `karma_engine_*`.
+//! `karma_client_*`: a pooled connection to a `karma` server, or to a
+//! cluster of them, behind an opaque handle, with the same functions as
+//! `karma_engine_*`.
 
 use std::ffi::c_char;
 
-use karma_client::Client;
+use karma_client::{AnyClient, Client, ClientConfig};
 use karma_engine::clock::{bucket_of_unix, Clock, SystemClock};
 
 use crate::args::{self, Out};
@@ -11,17 +12,18 @@ use crate::last_error::{guard, Failure};
 use crate::ops::{self, Handle};
 use crate::status::KarmaStatus;
 
-/// A pool of connections to one Karma server (opaque). Create with
-/// karma_client_open, destroy with karma_client_free.
+/// A pool of connections to one Karma server or to a cluster's shard
+/// leaders (opaque). Create with karma_client_open, destroy with
+/// karma_client_free.
 pub struct KarmaClient {
-    client: Client,
+    client: AnyClient,
 }
 
 impl Handle for KarmaClient {
-    type Db = Client;
+    type Db = AnyClient;
     const NAME: &'static str = "client";
 
-    fn db(&self) -> &Client {
+    fn db(&self) -> &AnyClient {
         &self.client
     }
 
@@ -39,8 +41,8 @@ impl Handle for KarmaClient {
 }
 
 /// Creates a client and stores its handle in `*out` (on KARMA_OK only).
-/// Nothing is connected yet: an unreachable server shows on the first call
-/// as KARMA_CONNECTION_ERROR (or KARMA_TIMEOUT).
+/// For a server nothing is connected yet: an unreachable server shows on the
+/// first call as KARMA_CONNECTION_ERROR (or KARMA_TIMEOUT).
 ///
 /// `url_or_null`: `karma://host:port` (or `tcp://`; IPv6 in brackets; port
 /// 8080 by default) with an optional query `?token=..&pool_size=..&
@@ -49,6 +51,14 @@ impl Handle for KarmaClient {
 /// environment instead: KARMA_URL, or KARMA_HOST and KARMA_PORT, then
 /// KARMA_TOKEN, KARMA_POOL_SIZE and KARMA_*_TIMEOUT. A bad URL or variable
 /// is KARMA_VALIDATION_ERROR, with a message naming it.
+///
+/// `karma+etcd://host:port[,host:port...]/<cluster-name>` opens a cluster
+/// instead (docs/cluster.md): each call goes to the leaders of the shards
+/// that own its keys, and answers as one server would. Token, pool size and
+/// timeouts come from the environment variables above (KARMA_URL, KARMA_HOST
+/// and KARMA_PORT aside), else their defaults. The cluster's shard count is
+/// read from etcd here: unreachable etcd is KARMA_CONNECTION_ERROR (or
+/// KARMA_TIMEOUT), a malformed cluster URL KARMA_VALIDATION_ERROR.
 ///
 /// # Safety
 ///
@@ -60,15 +70,24 @@ pub unsafe extern "C" fn karma_client_open(url_or_null: *const c_char, out: *mut
         // SAFETY: as the helper requires (this function's contract).
         let out = unsafe { Out::one(out, "out")? };
         let client = if url_or_null.is_null() {
-            Client::from_env()
+            AnyClient::Node(Client::from_env().map_err(|e| Failure::of(&e))?)
         } else {
             // SAFETY: non-null and NUL-terminated (this function's contract).
-            Client::from_url(unsafe { args::string(url_or_null, "url")? })
+            open_url(unsafe { args::string(url_or_null, "url")? })?
         };
-        let client = client.map_err(|e| Failure::of(&e))?;
         out.set(Box::into_raw(Box::new(KarmaClient { client })));
         Ok(())
     })
+}
+
+/// A server URL alone gives the whole config; a cluster URL takes the rest
+/// from the environment, as a server with no URL would.
+fn open_url(url: &str) -> Result<AnyClient, Failure> {
+    if !AnyClient::is_cluster_url(url) {
+        return Client::from_url(url).map(AnyClient::Node).map_err(|e| Failure::of(&e));
+    }
+    let base = ClientConfig::from_env().map_err(|e| Failure::of(&e))?;
+    AnyClient::from_url(url, base).map_err(|e| Failure::of(&e))
 }
 
 /// Closes the client's connections and frees the handle. NULL is ignored.

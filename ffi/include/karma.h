@@ -769,10 +769,10 @@ enum KarmaStatus karma_client_multi_sum(struct KarmaClient *client,
  * is KARMA_VALIDATION_ERROR, with a message naming it.
  *
  * `karma+etcd://host:port[,host:port...]/<cluster-name>` opens a cluster
- * instead (docs/cluster.md): each call goes to the leaders of the shards
- * that own its keys, and answers as one server would. Token, pool size and
- * timeouts come from the environment variables above (KARMA_URL, KARMA_HOST
- * and KARMA_PORT aside), else their defaults. The cluster's shard count is
+ * instead (docs/cluster.md), given here or, with NULL, in KARMA_URL: each
+ * call goes to the leaders of the shards that own its keys, and answers as
+ * one server would. Token, pool size and timeouts come from KARMA_TOKEN,
+ * KARMA_POOL_SIZE and KARMA_*_TIMEOUT, else their defaults. The cluster's shard count is
  * read from etcd here: unreachable etcd is KARMA_CONNECTION_ERROR (or
  * KARMA_TIMEOUT), a malformed cluster URL KARMA_VALIDATION_ERROR.
  *

@@ -4,7 +4,7 @@
 
 use std::ffi::c_char;
 
-use karma_client::{AnyClient, Client, ClientConfig};
+use karma_client::{AnyClient, Client, ClientConfig, ENV_URL};
 use karma_engine::clock::{bucket_of_unix, Clock, SystemClock};
 
 use crate::args::{self, Out};
@@ -53,10 +53,10 @@ impl Handle for KarmaClient {
 /// is KARMA_VALIDATION_ERROR, with a message naming it.
 ///
 /// `karma+etcd://host:port[,host:port...]/<cluster-name>` opens a cluster
-/// instead (docs/cluster.md): each call goes to the leaders of the shards
-/// that own its keys, and answers as one server would. Token, pool size and
-/// timeouts come from the environment variables above (KARMA_URL, KARMA_HOST
-/// and KARMA_PORT aside), else their defaults. The cluster's shard count is
+/// instead (docs/cluster.md), given here or, with NULL, in KARMA_URL: each
+/// call goes to the leaders of the shards that own its keys, and answers as
+/// one server would. Token, pool size and timeouts come from KARMA_TOKEN,
+/// KARMA_POOL_SIZE and KARMA_*_TIMEOUT, else their defaults. The cluster's shard count is
 /// read from etcd here: unreachable etcd is KARMA_CONNECTION_ERROR (or
 /// KARMA_TIMEOUT), a malformed cluster URL KARMA_VALIDATION_ERROR.
 ///
@@ -70,7 +70,10 @@ pub unsafe extern "C" fn karma_client_open(url_or_null: *const c_char, out: *mut
         // SAFETY: as the helper requires (this function's contract).
         let out = unsafe { Out::one(out, "out")? };
         let client = if url_or_null.is_null() {
-            AnyClient::Node(Client::from_env().map_err(|e| Failure::of(&e))?)
+            match std::env::var(ENV_URL).ok().filter(|u| AnyClient::is_cluster_url(u)) {
+                Some(url) => open_cluster(&url)?,
+                None => AnyClient::Node(Client::from_env().map_err(|e| Failure::of(&e))?),
+            }
         } else {
             // SAFETY: non-null and NUL-terminated (this function's contract).
             open_url(unsafe { args::string(url_or_null, "url")? })?
@@ -80,13 +83,21 @@ pub unsafe extern "C" fn karma_client_open(url_or_null: *const c_char, out: *mut
     })
 }
 
-/// A server URL alone gives the whole config; a cluster URL takes the rest
-/// from the environment, as a server with no URL would.
+/// A server URL alone gives the whole config; a cluster URL has no query,
+/// so it takes the rest from the environment ([`open_cluster`]).
 fn open_url(url: &str) -> Result<AnyClient, Failure> {
-    if !AnyClient::is_cluster_url(url) {
-        return Client::from_url(url).map(AnyClient::Node).map_err(|e| Failure::of(&e));
+    if AnyClient::is_cluster_url(url) {
+        return open_cluster(url);
     }
-    let base = ClientConfig::from_env().map_err(|e| Failure::of(&e))?;
+    Client::from_url(url).map(AnyClient::Node).map_err(|e| Failure::of(&e))
+}
+
+/// Opens a cluster with token, pool and timeouts from the environment.
+/// KARMA_URL is left out: it may hold this very cluster URL, which a
+/// server's config cannot parse (the CLI does the same).
+fn open_cluster(url: &str) -> Result<AnyClient, Failure> {
+    let env = |name: &str| if name == ENV_URL { None } else { std::env::var(name).ok() };
+    let base = ClientConfig::from_env_with(env).map_err(|e| Failure::of(&e))?;
     AnyClient::from_url(url, base).map_err(|e| Failure::of(&e))
 }
 

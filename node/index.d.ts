@@ -19,6 +19,12 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
  * `poolSize` connections); the other calls take one of `poolSize` pooled
  * connections each and wait on the libuv thread pool (raise
  * `UV_THREADPOOL_SIZE` to run more than 4 at once).
+ *
+ * A `karma+etcd://host:port[,...]/<cluster-name>` URL opens a cluster
+ * instead (docs/cluster.md): each call goes to the shard leaders that own
+ * its keys and answers as one server would; token, pool and timeouts come
+ * from the options only. The constructor reads the shard count from etcd.
+ * Every call of a cluster, the single-counter writes included, is pooled.
  */
 export declare class Client {
   /** Configures the pool; connections open on first use. */

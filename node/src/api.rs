@@ -6,9 +6,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use karma_client::{Client as NetClient, Pipeline};
+use karma_client::{AnyClient, Client as NetClient, Pipeline};
 use napi::bindgen_prelude::{AsyncTask, BigInt};
-use napi::{Env, Unknown};
+use napi::{Env, JsValue, Unknown};
 use napi_derive::napi;
 
 use crate::calls::pipelined::Request;
@@ -158,6 +158,9 @@ macro_rules! karma_methods {
                 $(#[doc = $doc])*
                 #[napi(ts_args_type = $args_ts, ts_return_type = $promise_ts)]
                 pub fn $name<'env>(&self, env: &'env Env, $($arg: Unknown<'_>),*) -> napi::Result<Unknown<'env>> {
+                    if self.net.is_none() {
+                        return self.pooled(env, calls::$name($($arg),*));
+                    }
                     self.send(env, calls::pipelined::$name($($arg),*))
                 }
             )*
@@ -275,11 +278,18 @@ crate::ingest::ingest_method!(Engine);
 /// `poolSize` connections); the other calls take one of `poolSize` pooled
 /// connections each and wait on the libuv thread pool (raise
 /// `UV_THREADPOOL_SIZE` to run more than 4 at once).
+///
+/// A `karma+etcd://host:port[,...]/<cluster-name>` URL opens a cluster
+/// instead (docs/cluster.md): each call goes to the shard leaders that own
+/// its keys and answers as one server would; token, pool and timeouts come
+/// from the options only. The constructor reads the shard count from etcd.
+/// Every call of a cluster, the single-counter writes included, is pooled.
 #[napi]
 pub struct Client {
     handle: Arc<Handle>,
-    /// The pipelined connections of `increment`, `decrement` and `consume`.
-    net: Pipeline,
+    /// The pipelined connections of `increment`, `decrement` and `consume`
+    /// (`None` for a cluster, whose calls are all pooled).
+    net: Option<Pipeline>,
     settler: Arc<Settler>,
     /// Set by `close()` at once (the handle closes later, on libuv).
     closing: AtomicBool,
@@ -290,9 +300,12 @@ impl Client {
     /// Configures the pool; connections open on first use.
     #[napi(constructor, ts_args_type = "url?: string | null, options?: ClientOptions")]
     pub fn new(env: Env, url: Unknown<'_>, options: Unknown<'_>) -> napi::Result<Client> {
-        let made = crate::options::client(&url, &options).and_then(|config| {
-            let net = Pipeline::new(config.clone()).map_err(Failure::Engine)?;
-            Ok((NetClient::new(config).map_err(Failure::Engine)?, net))
+        let made = crate::options::client(&url, &options).and_then(|(config, cluster_url)| match cluster_url {
+            Some(url) => Ok((AnyClient::from_url(&url, config).map_err(Failure::Client)?, None)),
+            None => {
+                let net = Pipeline::new(config.clone()).map_err(Failure::Engine)?;
+                Ok((AnyClient::Node(NetClient::new(config).map_err(Failure::Engine)?), Some(net)))
+            }
         });
         let (client, net) = made.map_err(|f| errors::to_js(&env, f))?;
         Ok(Client {
@@ -308,7 +321,9 @@ impl Client {
     #[napi(ts_return_type = "Promise<void>")]
     pub fn close(&self) -> AsyncTask<Job<()>> {
         self.closing.store(true, Ordering::Release);
-        self.net.close();
+        if let Some(net) = &self.net {
+            net.close();
+        }
         close_job(&self.handle)
     }
 
@@ -339,6 +354,9 @@ impl Client {
         value: Unknown<'_>,
         bucket: Unknown<'_>,
     ) -> napi::Result<Unknown<'env>> {
+        if self.net.is_none() {
+            return self.pooled(env, calls::change(Change::Increment, series, key, value, bucket));
+        }
         self.send(env, calls::pipelined::change(Change::Increment, series, key, value, bucket))
     }
 
@@ -352,6 +370,9 @@ impl Client {
         value: Unknown<'_>,
         bucket: Unknown<'_>,
     ) -> napi::Result<Unknown<'env>> {
+        if self.net.is_none() {
+            return self.pooled(env, calls::change(Change::Decrement, series, key, value, bucket));
+        }
         self.send(env, calls::pipelined::change(Change::Decrement, series, key, value, bucket))
     }
 }
@@ -361,12 +382,23 @@ impl Client {
     /// thread (argument errors and a closed client reject it too).
     fn send<'env>(&self, env: &'env Env, request: Arg<impl Request>) -> napi::Result<Unknown<'env>> {
         let (promise, pending) = self.settler.promise(env)?;
-        match request {
+        match (request, &self.net) {
             _ if self.closed() => pending.settle::<()>(Err(Failure::Closed("Client"))),
-            Ok(request) => request(&self.net, pending),
-            Err(failure) => pending.settle::<()>(Err(failure)),
+            (Ok(request), Some(net)) => request(net, pending),
+            (Ok(_), None) => pending.settle::<()>(Err(Failure::Type("a cluster client has no pipeline".into()))),
+            (Err(failure), _) => pending.settle::<()>(Err(failure)),
         }
         Ok(promise)
+    }
+
+    /// A pipelined method's pooled fallback (a cluster): `call` as a libuv
+    /// task, as every other method of a `Client` runs.
+    fn pooled<'env, T>(&self, env: &'env Env, call: Arg<impl calls::Prepared<T>>) -> napi::Result<Unknown<'env>>
+    where
+        T: napi::bindgen_prelude::ToNapiValue + napi::bindgen_prelude::TypeName + Send + 'static,
+    {
+        let call = call.map(|c| Box::new(c) as Call<T>);
+        Ok(env.spawn(Job::new(&self.handle, call))?.promise_object().to_unknown())
     }
 }
 

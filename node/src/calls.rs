@@ -4,6 +4,7 @@
 //! arguments and returns the call, which runs later on whichever thread
 //! (`api.rs` decides: the JavaScript thread for `...Sync`, libuv otherwise).
 
+use karma_client::AnyClient;
 use karma_engine::api::Karma;
 use karma_engine::protocol::response::open_envelope;
 use karma_engine::{Engine, Error, Range, Session, Window};
@@ -15,6 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::conv::{self, Arg};
 use crate::errors::Failure;
+use crate::fast::Change;
 use crate::task::{Backend, Json};
 
 /// A prepared call of result `T`.
@@ -153,6 +155,25 @@ pub fn increment(series: Unknown<'_>, key: Unknown<'_>, options: Unknown<'_>) ->
 pub fn decrement(series: Unknown<'_>, key: Unknown<'_>, options: Unknown<'_>) -> Arg<impl Prepared<BigInt>> {
     let (series, key, value, bucket) = change_args(series, key, options)?;
     Ok(both!(|k| Karma::decrement(k, &series, key, bucket, value).map(big)))
+}
+
+/// `increment`/`decrement` with the options' `value` and `bucket` already
+/// read (karma.js's fast path, see `fast.rs`), as a pooled call.
+pub fn change(
+    change: Change,
+    series: Unknown<'_>,
+    key: Unknown<'_>,
+    value: Unknown<'_>,
+    bucket: Unknown<'_>,
+) -> Arg<impl Prepared<BigInt>> {
+    let series = conv::string(&series, "series")?;
+    let key = conv::u64_arg(&key, "key")?;
+    let (value, bucket) = change_values(Some(&value), Some(&bucket))?;
+    Ok(both!(|k| match change {
+        Change::Increment => Karma::increment(k, &series, key, bucket, value),
+        Change::Decrement => Karma::decrement(k, &series, key, bucket, value),
+    }
+    .map(big)))
 }
 
 /// `consume`'s answer (the protocol's `counter.consume` response).
@@ -435,7 +456,13 @@ pub fn request_line(line: Unknown<'_>) -> Arg<impl Prepared<Json>> {
         let value = match backend {
             Backend::Engine(e) => engine_line(e, line.as_bytes())?,
             Backend::Client(c) => {
-                open_envelope(c.request(line)?).map_err(|e| Failure::Client(karma_client::ClientError::Server(e)))?
+                let envelope = match c {
+                    AnyClient::Node(node) => node.request(line)?,
+                    // A cluster answers with the line one node would write.
+                    AnyClient::Cluster(_) => serde_json::from_str(&c.request_line(line)?)
+                        .map_err(|e| Failure::Type(format!("the cluster's response is not JSON ({e})")))?,
+                };
+                open_envelope(envelope).map_err(|e| Failure::Client(karma_client::ClientError::Server(e)))?
             }
         };
         Ok(Json(value))

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use karma_client::ClientConfig;
+use karma_client::{AnyClient, ClientConfig};
 use karma_engine::{OptionValue, Options, ENGINE_OPTIONS};
 use napi::{JsValue, Unknown, ValueType};
 
@@ -76,13 +76,23 @@ const CLIENT_OPTIONS: &[&str] =
     &["poolSize", "connectTimeoutMs", "readTimeoutMs", "writeTimeoutMs", "checkoutTimeoutMs", "token"];
 
 /// `url` (`karma://host:port?...`; absent = the `KARMA_*` environment) and
-/// the options object, which overrides both.
-pub fn client(url: &Unknown<'_>, options: &Unknown<'_>) -> Arg<ClientConfig> {
-    let mut config = match conv::opt_string(Some(url), "url")? {
-        Some(u) => ClientConfig::from_url(&u),
-        None => ClientConfig::from_env(),
+/// the options object, which overrides both: the config, and the URL when
+/// it names a cluster (whose token, pool and timeouts come from the options
+/// only, as in the Python and Ruby bindings).
+pub fn client(url: &Unknown<'_>, options: &Unknown<'_>) -> Arg<(ClientConfig, Option<String>)> {
+    let url = conv::opt_string(Some(url), "url")?;
+    let cluster_url = url.clone().filter(|u| AnyClient::is_cluster_url(u));
+    let config = match (&url, &cluster_url) {
+        (_, Some(_)) => Ok(ClientConfig::default()),
+        (Some(u), None) => ClientConfig::from_url(u),
+        (None, None) => ClientConfig::from_env(),
     }
     .map_err(Failure::Engine)?;
+    Ok((with_options(config, options)?, cluster_url))
+}
+
+/// `config` with the client options object applied.
+fn with_options(mut config: ClientConfig, options: &Unknown<'_>) -> Arg<ClientConfig> {
     let Some(obj) = conv::options(Some(options), "options", CLIENT_OPTIONS)? else { return Ok(config) };
     if let Some(v) = conv::option(Some(&obj), "poolSize")? {
         config.pool_size = usize_of(&v, "poolSize")?;

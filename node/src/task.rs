@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use karma_client::Client;
+use karma_client::AnyClient;
 use karma_engine::Engine;
 use napi::bindgen_prelude::{ToNapiValue, TypeName};
 use napi::{sys, Env, JsValue, Task, ValueType};
@@ -21,7 +21,7 @@ use crate::errors::{self, Failure};
 /// What an `Engine` or `Client` object talks to.
 pub enum Backend {
     Engine(Engine),
-    Client(Client),
+    Client(AnyClient),
 }
 
 /// The backend of one JavaScript object, shared with its pending jobs (and
@@ -73,7 +73,8 @@ impl Handle {
                 Some(d) => format!("Engine {{ path: {:?} }}", d.display().to_string()),
                 None => "Engine { in memory }".to_string(),
             },
-            Some(Backend::Client(c)) => format!("Client {{ address: {:?} }}", c.config().address()),
+            Some(Backend::Client(AnyClient::Node(c))) => format!("Client {{ address: {:?} }}", c.config().address()),
+            Some(Backend::Client(c)) => format!("Client {{ cluster: {:?} }}", c.target()),
             None => format!("{} {{ closed }}", self.label),
         }
     }

@@ -52,12 +52,19 @@ async function startServer(t, ...flags) {
   }
 }
 
+// A server logs `server.start` once it listens; a cluster node logs
+// `cluster.serving` on each change of role instead, and is ready once it
+// leads or follows (before that it is a read-only standby).
+const READY = /"event":"server\.start"|"event":"cluster\.serving","message":"mode=(Leader|Follower)/
+
 /** One try of `startServer`: `{ url, port }`, or `{ exited, stderr }`. */
 async function spawnServer(t, flags) {
   const port = await freePort()
   const dir = tempDir('karma-node-server-')
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KARMA_')))
-  const args = ['--bind=127.0.0.1', `--port=${port}`, `--directory=${dir}`, '--log=true', '--wal-fsync=false', ...flags]
+  // A flag may be a function of the port (a cluster node's `--advertise`).
+  const extra = flags.map((f) => (typeof f === 'function' ? f(port) : f))
+  const args = ['--bind=127.0.0.1', `--port=${port}`, `--directory=${dir}`, '--log=true', '--wal-fsync=false', ...extra]
   const child = spawn(serverBinary(), args, { env, stdio: ['ignore', 'ignore', 'pipe'] })
   let exited = null
   child.once('exit', (code) => (exited = code))
@@ -73,7 +80,7 @@ async function spawnServer(t, flags) {
   const listening = await new Promise((resolve) => {
     const onData = (d) => {
       stderr += d
-      if (stderr.includes('"event":"server.start"')) finish(true)
+      if (READY.test(stderr)) finish(true)
     }
     const finish = (ok) => {
       child.stderr.off('data', onData)
@@ -111,4 +118,4 @@ async function fakeServer(t, mode) {
   return { port: srv.address().port, arrived: first }
 }
 
-module.exports = { REPO, tempDir, freePort, startServer, fakeServer }
+module.exports = { REPO, serverBinary, tempDir, freePort, startServer, fakeServer }

@@ -80,11 +80,7 @@ impl Line {
 
     /// `counter.consume`'s window: `"window"`, plus `"days"` for a days window.
     pub(crate) fn window(&mut self, window: Window) -> &mut Line {
-        match window {
-            Window::Day => self.str("window", "day"),
-            Window::Month => self.str("window", "month"),
-            Window::Days(n) => self.str("window", "days").u64("days", n),
-        }
+        self.str("window", window.name()).opt_u64("days", window.days())
     }
 
     pub(crate) fn keys(&mut self, keys: &[u64]) -> &mut Line {

@@ -64,13 +64,8 @@ impl Karma for ClusterClient {
         limit: u64,
         window: Window,
     ) -> Result<Quota> {
-        let (window, days) = match window {
-            Window::Day => ("day", None),
-            Window::Month => ("month", None),
-            Window::Days(n) => ("days", Some(Value::from(n))),
-        };
-        let base = json!({"series": series, "key": key, "value": value, "limit": limit, "window": window});
-        let f = fields(base, &[("bucket", bucket.map(Value::from)), ("days", days)]);
+        let base = json!({"series": series, "key": key, "value": value, "limit": limit, "window": window.name()});
+        let f = fields(base, &[("bucket", bucket.map(Value::from)), ("days", window.days().map(Value::from))]);
         self.typed::<wire::QuotaAnswer>("counter.consume", f).map(Quota::from)
     }
     fn sum(&self, series: &str, key: u64, range: Option<Range>) -> Result<u64> {

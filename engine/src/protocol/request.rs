@@ -47,6 +47,25 @@ pub enum Window {
     Month,
 }
 
+impl Window {
+    /// The request's `window` field for this window.
+    pub fn name(self) -> &'static str {
+        match self {
+            Window::Day => "day",
+            Window::Days(_) => "days",
+            Window::Month => "month",
+        }
+    }
+
+    /// The request's `days` field: present for a days window only.
+    pub fn days(self) -> Option<u64> {
+        match self {
+            Window::Days(n) => Some(n),
+            Window::Day | Window::Month => None,
+        }
+    }
+}
+
 /// `idempotency.prune`'s `before`, as sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PruneBefore {

@@ -354,10 +354,7 @@ impl Client {
         value: Unknown<'_>,
         bucket: Unknown<'_>,
     ) -> napi::Result<Unknown<'env>> {
-        if self.net.is_none() {
-            return self.pooled(env, calls::change(Change::Increment, series, key, value, bucket));
-        }
-        self.send(env, calls::pipelined::change(Change::Increment, series, key, value, bucket))
+        self.change(env, Change::Increment, series, key, value, bucket)
     }
 
     /// `decrement` with its options read by karma.js (see `fast.rs`).
@@ -370,10 +367,7 @@ impl Client {
         value: Unknown<'_>,
         bucket: Unknown<'_>,
     ) -> napi::Result<Unknown<'env>> {
-        if self.net.is_none() {
-            return self.pooled(env, calls::change(Change::Decrement, series, key, value, bucket));
-        }
-        self.send(env, calls::pipelined::change(Change::Decrement, series, key, value, bucket))
+        self.change(env, Change::Decrement, series, key, value, bucket)
     }
 }
 
@@ -389,6 +383,22 @@ impl Client {
             (Err(failure), _) => pending.settle::<()>(Err(failure)),
         }
         Ok(promise)
+    }
+
+    /// `__increment`/`__decrement`: pipelined on a server, pooled on a cluster.
+    fn change<'env>(
+        &self,
+        env: &'env Env,
+        change: Change,
+        series: Unknown<'_>,
+        key: Unknown<'_>,
+        value: Unknown<'_>,
+        bucket: Unknown<'_>,
+    ) -> napi::Result<Unknown<'env>> {
+        match self.net {
+            Some(_) => self.send(env, calls::pipelined::change(change, series, key, value, bucket)),
+            None => self.pooled(env, calls::change(change, series, key, value, bucket)),
+        }
     }
 
     /// A pipelined method's pooled fallback (a cluster): `call` as a libuv

@@ -18,6 +18,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use karma_engine::protocol::Op;
 use karma_engine::{Engine, Error, ErrorCode, Limit, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -82,11 +83,12 @@ pub fn execute(engine: &Engine, line: &[u8], out: &mut Vec<u8>) -> Option<u64> {
     }
 }
 
-/// Whether `input` holds a request whose cost grows with the data
-/// (full-series scans, batches, snapshot and replication work, whole-engine
-/// stats): those run on the blocking pool so they cannot stall the async
-/// workers. Only each line's `op` value is inspected; a false positive only
-/// costs a thread hop.
+/// Whether `input` holds a request whose cost grows with the data (the op
+/// table's `Cost::Heavy`: full-series scans, batches, snapshot and
+/// replication work, whole-engine stats): those run on the blocking pool so
+/// they cannot stall the async workers. Only each line's `op` value is
+/// inspected; a line whose op is unknown or unreadable is not heavy (it
+/// only earns an error line).
 pub fn is_heavy(input: &[u8]) -> bool {
     // Runs over every byte read, before anything executes: memchr's
     // vectorised searches, not a byte-by-byte scan per line.
@@ -115,9 +117,9 @@ fn op_of(line: &[u8]) -> Option<&[u8]> {
     Some(&rest[..memchr::memchr(b'"', rest)?])
 }
 
+/// Looks the op name (or alias) up in the engine's op table.
 fn op_is_heavy(op: &[u8]) -> bool {
-    const PREFIXES: [&[u8]; 6] = [b"tree.", b"snapshot.", b"replication.", b"system.", b"idempotency.", b"ingest."];
-    PREFIXES.iter().any(|p| op.starts_with(p)) || op.windows(5).any(|w| w == b"batch") || op.ends_with(b"multi_sum")
+    std::str::from_utf8(op).ok().and_then(Op::from_name).is_some_and(Op::is_heavy)
 }
 
 /// Executes every complete line of `input` (and, at `eof`, a final line
@@ -483,6 +485,28 @@ mod tests {
         assert!(is_heavy(br#"{ "v" : 2, "op" : "series.batch_add" }"#));
         assert!(!is_heavy(br#"{"series":"op","v":2,"op":"counter.increment"}"#));
         assert!(is_heavy(b"{\"v\":2,\"op\":\"counter.sum\"}\n\n{\"v\":2,\"op\":\"tree.keys\"}"));
+        // One op of each class and cost.
+        assert!(!is_heavy(br#"{"v":2,"op":"system.ping"}"#));
+        assert!(is_heavy(br#"{"v":2,"op":"system.stats"}"#));
+        assert!(!is_heavy(br#"{"v":2,"op":"counter.consume","series":"a","key":1,"limit":1}"#));
+        assert!(is_heavy(br#"{"v":2,"op":"ingest.chunk"}"#));
+        assert!(!is_heavy(br#"{"v":2,"op":"reconciliation.report"}"#));
+        assert!(is_heavy(br#"{"v":2,"op":"snapshot.load","file":"x"}"#));
+        // Unknown ops are not heavy, whatever they look like.
+        assert!(!is_heavy(br#"{"v":2,"op":"tree.nonsense_batch"}"#));
+        assert!(!is_heavy(br#"{"v":2,"op":"system.verify"}"#));
+    }
+
+    #[test]
+    fn heaviness_comes_from_the_op_table_for_every_name_and_alias() {
+        for &op in Op::ALL {
+            for name in std::iter::once(op.name()).chain(op.aliases().iter().copied()) {
+                let line = format!(r#"{{"v":2,"op":"{name}"}}"#);
+                assert_eq!(is_heavy(line.as_bytes()), op.is_heavy(), "{name}");
+                let reordered = format!(r#"{{"series":"a","op":"{name}","v":2}}"#);
+                assert_eq!(is_heavy(reordered.as_bytes()), op.is_heavy(), "{name}");
+            }
+        }
     }
 
     #[test]

@@ -9,5 +9,5 @@ pub mod response;
 pub mod validate;
 pub mod wal_entry;
 
-pub use ops::{Class, Field, FieldKind, Op};
+pub use ops::{Class, Cost, Field, FieldKind, Op};
 pub use request::{Command, Idempotency, Item, MultiSumItem, PruneBefore, Range, Request, Window};

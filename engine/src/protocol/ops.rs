@@ -1,6 +1,8 @@
 //! The op table: every v2 op name and alias, its internal command name, and
 //! the flags that decide auth, roles, WAL logging and idempotency
-//! (spec/protocol.md §8.1). Server, engine and bindings all read this one table.
+//! (spec/protocol.md §8.1), and its cost, which decides whether the server
+//! runs it on the blocking pool. Server, engine and bindings all read this
+//! one table.
 
 /// What an op may do, which decides the read token and slave rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,8 +15,20 @@ pub enum Class {
     Admin,
 }
 
+/// How an op's cost grows, which decides where the server runs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cost {
+    /// Bounded work on one counter or a few atomics: runs inline on the
+    /// server's async workers.
+    Light,
+    /// Grows with the data (whole-series or whole-engine scans, batches,
+    /// snapshot, ingest and replication work, file I/O): the server runs it
+    /// on the blocking pool under a heavy-request permit.
+    Heavy,
+}
+
 macro_rules! ops {
-    ($( $variant:ident => $canonical:literal $(| $alias:literal)*, $internal:literal, $class:ident, $idem:literal; )*) => {
+    ($( $variant:ident => $canonical:literal $(| $alias:literal)*, $internal:literal, $class:ident, $idem:literal, $cost:ident; )*) => {
         /// One v2 operation (aliases resolved).
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum Op { $( $variant, )* }
@@ -55,70 +69,80 @@ macro_rules! ops {
             pub const fn idempotency_eligible(self) -> bool {
                 match self { $( Op::$variant => $idem, )* }
             }
+
+            pub const fn cost(self) -> Cost {
+                match self { $( Op::$variant => Cost::$cost, )* }
+            }
         }
     };
 }
 
 ops! {
-    Ping => "system.ping", "ping", Read, false;
-    Health => "system.health", "health", Read, false;
-    Stats => "system.stats", "stats", Read, false;
-    Metrics => "system.metrics", "metrics", Read, false;
+    Ping => "system.ping", "ping", Read, false, Light;
+    Health => "system.health", "health", Read, false, Light;
+    Stats => "system.stats", "stats", Read, false, Heavy;
+    Metrics => "system.metrics", "metrics", Read, false, Heavy;
     // An extension (not in Karma 1.0): the WAL's fsync policy and counters.
-    Wal => "system.wal", "wal", Read, false;
-    TreeList => "tree.list", "trees", Read, false;
-    TreeInfo => "tree.info", "tree_info", Read, false;
-    TreeKeys => "tree.keys", "tree_keys", Read, false;
-    TreeSummary => "tree.summary", "tree_summary", Read, false;
-    TreeTop => "tree.top", "tree_top", Read, false;
-    TreeSeries => "tree.series", "find", Read, false;
-    Sum => "counter.sum" | "series.sum", "sum", Read, false;
-    BatchSum => "counter.batch_sum" | "series.batch_sum", "batch_sum", Read, false;
-    MultiSum => "counter.multi_sum", "multi_sum", Read, false;
-    CounterSeries => "counter.series" | "series.points", "find", Read, false;
-    SnapshotList => "snapshot.list", "dumps", Read, false;
-    SnapshotInfo => "snapshot.info", "snapshot_info", Read, false;
-    SnapshotFetch => "snapshot.fetch", "snapshot_fetch", Read, false;
-    SnapshotFetchChunk => "snapshot.fetch_chunk", "snapshot_fetch_chunk", Read, false;
-    SnapshotVerify => "snapshot.verify", "verify", Read, false;
-    RecoveryStatus => "recovery.status", "recovery_status", Read, false;
-    ReplicationStatus => "replication.status", "replication_status", Read, false;
-    ReplicationEntries => "replication.entries", "replication_entries", Read, false;
-    IdempotencySnapshotFetchChunk => "idempotency.snapshot_fetch_chunk", "idempotency_snapshot_fetch_chunk", Read, false;
-    TreeCreate => "tree.create", "create", Mutating, false;
-    TreeDrop => "tree.drop", "drop", Mutating, false;
-    TreeReset => "tree.reset", "reset", Mutating, true;
-    TreeDeleteRange => "tree.delete_range", "delete", Mutating, true;
-    SystemCompact => "system.compact", "compact", Mutating, false;
-    SeriesCompact => "series.compact" | "tree.compact", "compact", Mutating, false;
-    Increment => "counter.increment" | "series.increment", "increment", Mutating, true;
-    Decrement => "counter.decrement", "decrement", Mutating, true;
-    BatchAdd => "series.batch_add" | "counter.batch_increment", "batch_add", Mutating, true;
-    BatchSet => "series.batch_set", "batch_set", Mutating, true;
-    CounterReset => "counter.reset", "reset", Mutating, true;
-    BatchReset => "counter.batch_reset", "batch_reset", Mutating, true;
-    CounterDeleteRange => "counter.delete_range", "delete", Mutating, true;
-    BatchDeleteRange => "counter.batch_delete_range", "batch_delete_range", Mutating, true;
+    Wal => "system.wal", "wal", Read, false, Light;
+    TreeList => "tree.list", "trees", Read, false, Heavy;
+    TreeInfo => "tree.info", "tree_info", Read, false, Heavy;
+    TreeKeys => "tree.keys", "tree_keys", Read, false, Heavy;
+    TreeSummary => "tree.summary", "tree_summary", Read, false, Heavy;
+    TreeTop => "tree.top", "tree_top", Read, false, Heavy;
+    TreeSeries => "tree.series", "find", Read, false, Heavy;
+    Sum => "counter.sum" | "series.sum", "sum", Read, false, Light;
+    BatchSum => "counter.batch_sum" | "series.batch_sum", "batch_sum", Read, false, Heavy;
+    MultiSum => "counter.multi_sum", "multi_sum", Read, false, Heavy;
+    CounterSeries => "counter.series" | "series.points", "find", Read, false, Light;
+    SnapshotList => "snapshot.list", "dumps", Read, false, Heavy;
+    SnapshotInfo => "snapshot.info", "snapshot_info", Read, false, Heavy;
+    SnapshotFetch => "snapshot.fetch", "snapshot_fetch", Read, false, Heavy;
+    SnapshotFetchChunk => "snapshot.fetch_chunk", "snapshot_fetch_chunk", Read, false, Heavy;
+    SnapshotVerify => "snapshot.verify", "verify", Read, false, Heavy;
+    RecoveryStatus => "recovery.status", "recovery_status", Read, false, Light;
+    ReplicationStatus => "replication.status", "replication_status", Read, false, Heavy;
+    ReplicationEntries => "replication.entries", "replication_entries", Read, false, Heavy;
+    IdempotencySnapshotFetchChunk => "idempotency.snapshot_fetch_chunk", "idempotency_snapshot_fetch_chunk", Read, false, Heavy;
+    TreeCreate => "tree.create", "create", Mutating, false, Heavy;
+    TreeDrop => "tree.drop", "drop", Mutating, false, Heavy;
+    TreeReset => "tree.reset", "reset", Mutating, true, Heavy;
+    TreeDeleteRange => "tree.delete_range", "delete", Mutating, true, Heavy;
+    SystemCompact => "system.compact", "compact", Mutating, false, Heavy;
+    SeriesCompact => "series.compact" | "tree.compact", "compact", Mutating, false, Heavy;
+    Increment => "counter.increment" | "series.increment", "increment", Mutating, true, Light;
+    Decrement => "counter.decrement", "decrement", Mutating, true, Light;
+    BatchAdd => "series.batch_add" | "counter.batch_increment", "batch_add", Mutating, true, Heavy;
+    BatchSet => "series.batch_set", "batch_set", Mutating, true, Heavy;
+    CounterReset => "counter.reset", "reset", Mutating, true, Light;
+    BatchReset => "counter.batch_reset", "batch_reset", Mutating, true, Heavy;
+    CounterDeleteRange => "counter.delete_range", "delete", Mutating, true, Light;
+    BatchDeleteRange => "counter.batch_delete_range", "batch_delete_range", Mutating, true, Heavy;
     // An extension (not in Karma 1.0): an atomic quota check-and-add, logged
     // as the counter.increment it amounts to (docs/protocol.md).
-    Consume => "counter.consume", "consume", Mutating, true;
-    DeleteBefore => "series.delete_before" | "tree.delete_before", "delete_before", Mutating, false;
-    IngestBegin => "ingest.begin", "ingest_begin", Mutating, false;
-    IngestChunk => "ingest.chunk", "ingest_chunk", Mutating, false;
-    IngestCommit => "ingest.commit", "ingest_commit", Mutating, false;
-    IngestAbort => "ingest.abort", "ingest_abort", Mutating, false;
-    IdempotencyPrune => "idempotency.prune", "idempotency_prune", Mutating, false;
-    RecoveryCheckpoint => "recovery.checkpoint", "recovery_checkpoint", Mutating, false;
-    SnapshotCreate => "snapshot.create", "dump", Admin, false;
-    SnapshotCreateAll => "snapshot.create_all", "dump_all", Admin, false;
-    SnapshotLoad => "snapshot.load", "load", Admin, false;
-    ReconciliationReport => "reconciliation.report", "reconciliation_report", Admin, false;
+    Consume => "counter.consume", "consume", Mutating, true, Light;
+    DeleteBefore => "series.delete_before" | "tree.delete_before", "delete_before", Mutating, false, Heavy;
+    IngestBegin => "ingest.begin", "ingest_begin", Mutating, false, Heavy;
+    IngestChunk => "ingest.chunk", "ingest_chunk", Mutating, false, Heavy;
+    IngestCommit => "ingest.commit", "ingest_commit", Mutating, false, Heavy;
+    IngestAbort => "ingest.abort", "ingest_abort", Mutating, false, Heavy;
+    IdempotencyPrune => "idempotency.prune", "idempotency_prune", Mutating, false, Heavy;
+    RecoveryCheckpoint => "recovery.checkpoint", "recovery_checkpoint", Mutating, false, Light;
+    SnapshotCreate => "snapshot.create", "dump", Admin, false, Heavy;
+    SnapshotCreateAll => "snapshot.create_all", "dump_all", Admin, false, Heavy;
+    SnapshotLoad => "snapshot.load", "load", Admin, false, Heavy;
+    ReconciliationReport => "reconciliation.report", "reconciliation_report", Admin, false, Light;
 }
 
 impl Op {
     /// Allowed with the read-only token and on a slave.
     pub const fn is_read_only(self) -> bool {
         matches!(self.class(), Class::Read)
+    }
+
+    /// Its cost grows with the data, so the server keeps it off the async
+    /// workers (see [`Cost`]).
+    pub const fn is_heavy(self) -> bool {
+        matches!(self.cost(), Cost::Heavy)
     }
 
     /// Appended to the WAL when it succeeds.
@@ -282,6 +306,39 @@ mod tests {
         assert!(!Op::RecoveryCheckpoint.is_logged());
         assert!(Op::IngestChunk.is_logged());
     }
+    #[test]
+    fn heaviness_follows_what_an_op_touches() {
+        for &op in Op::ALL {
+            let takes = |name: &str| op.fields().iter().any(|f| f.name == name);
+            let namespace = op.name().split('.').next().unwrap_or_default();
+            if takes("keys") || takes("items") || matches!(namespace, "tree" | "snapshot" | "ingest") {
+                assert!(op.is_heavy(), "{}: batches, whole series and files are heavy", op.name());
+            }
+            if takes("key") {
+                assert!(!op.is_heavy(), "{}: one counter is light", op.name());
+            }
+        }
+        let light: Vec<&str> = Op::ALL.iter().filter(|o| !o.is_heavy()).map(|o| o.name()).collect();
+        assert_eq!(
+            light,
+            [
+                "system.ping",
+                "system.health",
+                "system.wal",
+                "counter.sum",
+                "counter.series",
+                "recovery.status",
+                "counter.increment",
+                "counter.decrement",
+                "counter.reset",
+                "counter.delete_range",
+                "counter.consume",
+                "recovery.checkpoint",
+                "reconciliation.report",
+            ]
+        );
+    }
+
     /// A value of `kind` that the parser accepts.
     fn sample(field: &Field) -> &'static str {
         match (field.name, field.kind) {

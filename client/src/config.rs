@@ -47,6 +47,12 @@ pub struct ClientConfig {
     pub read_timeout: Duration,
     /// Longest a socket write may block.
     pub write_timeout: Duration,
+    /// Longest response line accepted (without its `\n`); 0 = no limit. A
+    /// longer answer fails the call ([`super::ClientError::is_response_too_large`])
+    /// and its connection is closed after reading at most this many bytes
+    /// of it, so a misbehaving server cannot make the client buffer without
+    /// bound.
+    pub max_response_bytes: usize,
 }
 
 impl Default for ClientConfig {
@@ -60,6 +66,7 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(1),
             read_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(5),
+            max_response_bytes: 0,
         }
     }
 }
@@ -76,6 +83,7 @@ impl fmt::Debug for ClientConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("read_timeout", &self.read_timeout)
             .field("write_timeout", &self.write_timeout)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish()
     }
 }
@@ -93,7 +101,7 @@ impl ClientConfig {
     /// Parses `karma://host:port` or `tcp://host:port` (port defaults to
     /// 8080, IPv6 hosts in brackets: `karma://[::1]:8080`). An optional query
     /// sets the other fields: `?token=..&pool_size=..&checkout_timeout=..&
-    /// connect_timeout=..&read_timeout=..&write_timeout=..` (timeouts in
+    /// connect_timeout=..&read_timeout=..&write_timeout=..&max_response_bytes=..` (timeouts in
     /// seconds, fractions allowed; `%XX` escapes are decoded). Unknown query
     /// parameters are refused, so a typo does not go unnoticed.
     pub fn from_url(url: &str) -> Result<ClientConfig> {
@@ -220,6 +228,7 @@ impl ClientConfig {
                 "connect_timeout" => parse_seconds(name, value).map(|d| self.connect_timeout = d),
                 "read_timeout" => parse_seconds(name, value).map(|d| self.read_timeout = d),
                 "write_timeout" => parse_seconds(name, value).map(|d| self.write_timeout = d),
+                "max_response_bytes" => parse_bytes(name, value).map(|n| self.max_response_bytes = n),
                 _ => Err(invalid(format!("unknown query parameter {name:?}"))),
             };
             r.map_err(|e| bad(e.message()))?;
@@ -240,6 +249,10 @@ fn parse_pool_size(name: &str, value: &str) -> Result<usize> {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(invalid(format!("{name} must be a positive integer, got {value:?}"))),
     }
+}
+
+fn parse_bytes(name: &str, value: &str) -> Result<usize> {
+    value.trim().parse::<usize>().map_err(|_| invalid(format!("{name} must be a number of bytes, got {value:?}")))
 }
 
 fn parse_seconds(name: &str, value: &str) -> Result<Duration> {
@@ -295,9 +308,10 @@ mod tests {
         let c = ClientConfig::from_url("karma://[::1]:7000/").unwrap();
         assert_eq!((c.host.as_str(), c.port, c.address().as_str()), ("::1", 7000, "[::1]:7000"));
         let c = ClientConfig::from_url(
-            "karma://h:1?token=a%2Fb+c&pool_size=2&checkout_timeout=0.25&connect_timeout=2&read_timeout=0&write_timeout=1.5",
+            "karma://h:1?token=a%2Fb+c&pool_size=2&checkout_timeout=0.25&connect_timeout=2&read_timeout=0&write_timeout=1.5&max_response_bytes=4096",
         )
         .unwrap();
+        assert_eq!(c.max_response_bytes, 4096);
         assert_eq!(c.token.as_deref(), Some("a/b c"));
         assert_eq!(c.pool_size, 2);
         assert_eq!(c.checkout_timeout, Duration::from_millis(250));
@@ -321,6 +335,7 @@ mod tests {
             "karma://h:1?read_timeout=-1",
             "karma://h:1?nope=1",
             "karma://h:1?token=%zz",
+            "karma://h:1?max_response_bytes=-1",
         ] {
             let err = ClientConfig::from_url(url).unwrap_err();
             assert_eq!(err.code(), ErrorCode::ValidationError, "{url}");

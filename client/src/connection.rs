@@ -1,7 +1,7 @@
 //! One TCP connection speaking protocol v2: write request lines, read
 //! response lines (spec/protocol.md §1.2, §1.4).
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
@@ -71,17 +71,46 @@ pub(crate) fn connect(config: &ClientConfig) -> Result<TcpStream, ClientError> {
     Ok(stream)
 }
 
+/// What [`ClientError::Protocol`] messages about an over-long response
+/// start with; [`ClientError::is_response_too_large`] recognises them.
+pub(crate) const RESPONSE_TOO_LARGE: &str = "response exceeds max_response_bytes";
+
+/// The error for a response line longer than `max` bytes from `address`.
+pub(crate) fn response_too_large(address: &str, max: usize) -> ClientError {
+    ClientError::Protocol(format!("{RESPONSE_TOO_LARGE} ({max}) from {address}"))
+}
+
+/// `read_until(b'\n')` that lets `line` (which may already hold the start of
+/// the response) grow to at most `max + 1` bytes: a body of `max` bytes and
+/// its `\n` (`max` 0: no bound). `Ok(true)` when the line is longer than
+/// that, whatever follows it on the socket.
+pub(crate) fn read_bounded_line(reader: &mut impl BufRead, line: &mut Vec<u8>, max: usize) -> io::Result<bool> {
+    if max == 0 {
+        reader.read_until(b'\n', line)?;
+        return Ok(false);
+    }
+    let room = (max as u64 + 1).saturating_sub(line.len() as u64);
+    reader.take(room).read_until(b'\n', line)?;
+    Ok(line.last() != Some(&b'\n') && line.len() > max)
+}
+
 #[derive(Debug)]
 pub(crate) struct Connection {
     reader: BufReader<TcpStream>,
     /// `host:port`, for messages.
     address: String,
+    /// `max_response_bytes` of the config (0: no bound).
+    max_response: usize,
 }
 
 impl Connection {
     pub(crate) fn open(config: &ClientConfig) -> Result<Connection, ClientError> {
         let stream = connect(config)?;
-        Ok(Connection { reader: BufReader::with_capacity(16 * 1024, stream), address: config.address() })
+        Ok(Connection {
+            reader: BufReader::with_capacity(16 * 1024, stream),
+            address: config.address(),
+            max_response: config.max_response_bytes,
+        })
     }
 
     /// Whether an idle connection still looks usable: the peer has not
@@ -108,13 +137,14 @@ impl Connection {
         let mut lines = Vec::with_capacity(count);
         for _ in 0..count {
             let mut line = Vec::with_capacity(64);
-            let got = self.reader.read_until(b'\n', &mut line);
+            let got = read_bounded_line(&mut self.reader, &mut line, self.max_response);
             let nothing_yet = lines.is_empty() && line.is_empty();
             match got {
-                Ok(0) if nothing_yet => {
+                Ok(true) => return Err(Failure::Fatal(response_too_large(address, self.max_response))),
+                Ok(false) if nothing_yet => {
                     return Err(Failure::Dead(format!("{address} closed the connection before answering")))
                 }
-                Ok(_) if line.last() == Some(&b'\n') => {
+                Ok(false) if line.last() == Some(&b'\n') => {
                     line.pop();
                     if line.last() == Some(&b'\r') {
                         line.pop();

@@ -100,6 +100,12 @@ impl ClientError {
         }
     }
 
+    /// The answer was longer than the config's `max_response_bytes` (a
+    /// [`ClientError::Protocol`] error; the connection was closed).
+    pub fn is_response_too_large(&self) -> bool {
+        matches!(self, ClientError::Protocol(m) if m.starts_with(connection::RESPONSE_TOO_LARGE))
+    }
+
     /// Connection, timeout and pool failures: the request may succeed later.
     pub fn is_transport(&self) -> bool {
         matches!(self, ClientError::Connection(_) | ClientError::Timeout(_) | ClientError::PoolTimeout(_))

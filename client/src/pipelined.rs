@@ -22,7 +22,7 @@
 //! and fail with [`ClientError::Connection`] otherwise.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -35,7 +35,7 @@ use karma_engine::protocol::Window;
 use karma_engine::Quota;
 
 use crate::config::ClientConfig;
-use crate::connection::{connect, is_timeout};
+use crate::connection::{connect, is_timeout, read_bounded_line, response_too_large};
 use crate::wire::{self, Line};
 use crate::{ClientError, Result};
 
@@ -353,8 +353,9 @@ impl Conn {
         let mut reader = BufReader::with_capacity(64 * 1024, stream);
         let mut line = Vec::with_capacity(64);
         let broken = loop {
-            match reader.read_until(b'\n', &mut line) {
-                Ok(_) if line.last() == Some(&b'\n') => {
+            match read_bounded_line(&mut reader, &mut line, config.max_response_bytes) {
+                Ok(true) => break Broken::Fatal(response_too_large(&config.address(), config.max_response_bytes)),
+                Ok(false) if line.last() == Some(&b'\n') => {
                     line.pop();
                     if line.last() == Some(&b'\r') {
                         line.pop();
@@ -368,7 +369,7 @@ impl Conn {
                     self.load.fetch_sub(1, Ordering::Relaxed);
                     (pending.done)(Ok(std::mem::replace(&mut line, Vec::with_capacity(64))));
                 }
-                Ok(0) if line.is_empty() => {
+                Ok(false) if line.is_empty() => {
                     break Broken::Closed(format!("{} closed the connection", config.address()))
                 }
                 Ok(_) => break Broken::Partial,

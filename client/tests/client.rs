@@ -726,3 +726,62 @@ fn a_pipeline_times_out_and_reports_refused_connections() {
     let answer = all_answers(1, |_, done| refused.increment("s", 1, None, 1, done)).remove(0);
     assert!(matches!(answer, Err(ClientError::Connection(_))), "{answer:?}");
 }
+
+// ------------------------------------------------------- response size bound
+
+/// A fake server that answers each request line (on whatever connection)
+/// with the next length of `lengths`: a success envelope whose line is
+/// exactly that many bytes before its `\n`.
+fn sized_answers_server(lengths: Vec<usize>) -> u16 {
+    const HEAD: &str = r#"{"protocol_version":2,"success":true,"response":""#;
+    const TAIL: &str = r#"","error_code":null}"#;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let lengths = Arc::new(std::sync::Mutex::new(lengths.into_iter()));
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let lengths = Arc::clone(&lengths);
+            thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                for line in BufReader::new(stream).lines() {
+                    let Ok(_) = line else { return };
+                    let Some(len) = lengths.lock().unwrap().next() else { return };
+                    let answer = format!("{HEAD}{}{TAIL}\n", "x".repeat(len - HEAD.len() - TAIL.len()));
+                    if writer.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn answers_longer_than_max_response_bytes_fail_the_call_and_close_the_connection() {
+    let port = sized_answers_server(vec![200, 201, 200, 5_000_000]);
+    let config = ClientConfig { max_response_bytes: 200, ..ClientConfig::new("127.0.0.1", port) };
+    let client = Client::new(config.clone()).unwrap();
+    let ping = r#"{"v":2,"op":"system.ping"}"#;
+    // Exactly the limit is fine.
+    assert_eq!(client.request_line(ping).unwrap().len(), 200);
+    let err = client.request_line(ping).unwrap_err();
+    assert!(err.is_response_too_large(), "{err:?}");
+    assert!(matches!(err, ClientError::Protocol(_)) && !err.is_transport(), "{err:?}");
+    // The rest of that answer is never read: the connection is gone, and the
+    // next call opens another.
+    assert_eq!(client.pool_status().open, 0);
+    assert_eq!(client.request_line(ping).unwrap().len(), 200);
+    assert_eq!(client.pool_status().connects, 2);
+
+    // The pipelined client keeps the same bound.
+    let pipeline = Pipeline::new(config).unwrap();
+    let answer = all_answers(1, |_, done| pipeline.increment("s", 1, None, 1, done)).remove(0);
+    assert!(answer.as_ref().is_err_and(ClientError::is_response_too_large), "{answer:?}");
+
+    // Without a bound (the default) nothing is refused.
+    let unbounded = sized_answers_server(vec![5_000_000]);
+    let line = Client::new(ClientConfig::new("127.0.0.1", unbounded)).unwrap().request_line(ping).unwrap();
+    assert_eq!(line.len(), 5_000_000);
+}

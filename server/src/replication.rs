@@ -3,21 +3,22 @@
 //! directory is empty, then poll `replication.entries` and apply each page
 //! through the engine. A full page is followed by another poll at once, so
 //! catch-up is not capped at `batch_size / poll_interval`; a
-//! `replication_gap` re-bootstraps by itself.
+//! `replication_gap` re-bootstraps by itself. The master is reached with
+//! `karma_client`, the same client applications use.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
+use karma_client::{Client, ClientConfig, ClientError};
 use karma_engine::snapshot::{self, SnapshotDir, IDEMPOTENCY_FILE, IDEMPOTENCY_META_FILE};
 use karma_engine::{files, Engine, Limit};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 /// Where and how to replicate from.
 #[derive(Clone, Debug)]
@@ -27,7 +28,8 @@ pub struct Source {
     pub token: Option<String>,
     pub poll_interval: Duration,
     pub batch_size: usize,
-    /// Per-request I/O timeout (the node's `--read-timeout`, 5 s if 0).
+    /// Bounds connecting to the master, each write and each read (the
+    /// node's `--read-timeout`, a default if 0).
     pub timeout: Duration,
     /// Longest reply line read from the master (`--replication-max-line-bytes`).
     pub max_line_bytes: usize,
@@ -39,11 +41,19 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// A line-protocol connection to the master, reopened after any failure.
+/// The master, reached through `karma_client` (its pooled connection is
+/// reopened after any failure, and a read that finds the reused connection
+/// closed, as the master does to idle ones after its read timeout, is sent
+/// again on a fresh one). The blocking client runs on a thread of its own
+/// that lives as long as this value: a request waiting on a slow master
+/// holds neither an async worker nor the process's exit.
 struct Master {
-    source: Source,
-    conn: Option<BufReader<TcpStream>>,
+    requests: Result<mpsc::Sender<Call>, String>,
+    max_line_bytes: usize,
 }
+
+/// One request line for the client thread, and where its answer goes.
+type Call = (String, oneshot::Sender<Result<String, ClientError>>);
 
 /// Why a request failed.
 #[derive(Debug)]
@@ -68,62 +78,58 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// The client's settings for `source`: one connection, the node's I/O
+/// timeout for connecting, writing and each read, and the reply line bound.
+fn client_config(source: &Source) -> ClientConfig {
+    // The client wants an IPv6 address without brackets.
+    let host = source.host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(&source.host);
+    ClientConfig {
+        host: host.to_owned(),
+        port: source.port,
+        token: source.token.clone(),
+        pool_size: 1,
+        checkout_timeout: source.timeout,
+        connect_timeout: source.timeout,
+        read_timeout: source.timeout,
+        write_timeout: source.timeout,
+        max_response_bytes: source.max_line_bytes,
+    }
+}
+
+/// Serves `calls` with `client` until the [`Master`] is dropped.
+fn serve_calls(client: Client, calls: mpsc::Receiver<Call>) {
+    for (line, reply) in calls {
+        let _ = reply.send(client.request_line(&line));
+    }
+}
+
 impl Master {
-    fn new(source: Source) -> Master {
-        Master { source, conn: None }
+    fn new(source: &Source) -> Master {
+        let requests = Client::new(client_config(source))
+            .map_err(|e| format!("Invalid replication source: {}", e.message()))
+            .and_then(|client| {
+                let (tx, rx) = mpsc::channel();
+                std::thread::Builder::new()
+                    .name("karma-replication-client".into())
+                    .spawn(move || serve_calls(client, rx))
+                    .map(|_| tx)
+                    .map_err(|e| format!("Cannot start the replication client thread: {e}"))
+            });
+        Master { requests, max_line_bytes: source.max_line_bytes }
     }
 
-    async fn connect(&mut self) -> Result<&mut BufReader<TcpStream>, Failure> {
-        if self.conn.is_none() {
-            let addr = format!("{}:{}", self.source.host, self.source.port);
-            let stream = tokio::time::timeout(self.source.timeout, TcpStream::connect(&addr))
-                .await
-                .map_err(|_| Failure::Io(format!("Timed out connecting to master {addr}")))?
-                .map_err(|e| Failure::Io(format!("Cannot connect to master {addr}: {e}")))?;
-            let _ = stream.set_nodelay(true);
-            self.conn = Some(BufReader::new(stream));
+    /// Sends one request (every one the poller sends is a read) and returns
+    /// the raw response line; the client adds the token.
+    async fn call_raw(&self, request: serde_json::Map<String, Value>) -> Result<String, Failure> {
+        let requests = self.requests.as_ref().map_err(|e| Failure::Io(e.clone()))?;
+        let (reply, answer) = oneshot::channel();
+        let gone = || Failure::Io("The replication client thread stopped".into());
+        requests.send((Value::Object(request).to_string(), reply)).map_err(|_| gone())?;
+        match answer.await.map_err(|_| gone())? {
+            Ok(line) => Ok(line),
+            Err(err) if err.is_response_too_large() => Err(Failure::LineTooLong(self.max_line_bytes)),
+            Err(err) => Err(Failure::Io(format!("Request to master failed: {err}"))),
         }
-        self.conn.as_mut().ok_or_else(|| Failure::Io("no connection".into()))
-    }
-
-    /// Sends one request and returns the raw response line. Every request
-    /// the poller sends is a read, so one that fails on a connection reused
-    /// from an earlier call (the master closes idle connections after its
-    /// read timeout) is sent again on a fresh one.
-    async fn call_raw(&mut self, mut request: serde_json::Map<String, Value>) -> Result<String, Failure> {
-        if let Some(token) = &self.source.token {
-            request.insert("token".into(), Value::String(token.clone()));
-        }
-        let mut line = Value::Object(request).to_string();
-        line.push('\n');
-        let reused = self.conn.is_some();
-        match self.send_line(&line).await {
-            Err(Failure::Io(_)) if reused => self.send_line(&line).await,
-            other => other,
-        }
-    }
-
-    async fn send_line(&mut self, line: &str) -> Result<String, Failure> {
-        let (timeout, max_line) = (self.source.timeout, self.source.max_line_bytes);
-        let result = async {
-            let conn = self.connect().await?;
-            conn.get_mut()
-                .write_all(line.as_bytes())
-                .await
-                .map_err(|e| Failure::Io(format!("Write to master failed: {e}")))?;
-            let reply = tokio::time::timeout(timeout, read_bounded_line(conn, max_line))
-                .await
-                .map_err(|_| Failure::Io("Timed out waiting for the master".into()))??;
-            if reply.is_empty() {
-                return Err(Failure::Io("Master closed connection without response".into()));
-            }
-            String::from_utf8(reply).map_err(|_| Failure::Io("Unreadable reply from master: not UTF-8".into()))
-        }
-        .await;
-        if result.is_err() {
-            self.conn = None;
-        }
-        result
     }
 
     /// Sends one request and returns its `response` value as raw JSON text.
@@ -143,32 +149,6 @@ impl Master {
             return Err(Failure::Rejected { code: env.error_code.unwrap_or_default(), message });
         }
         Ok(env.response)
-    }
-}
-
-/// Reads one line (with its `\n`; empty at EOF), failing as soon as it is
-/// longer than `max` bytes so that a master cannot make the slave buffer
-/// without limit.
-async fn read_bounded_line(conn: &mut BufReader<TcpStream>, max: usize) -> Result<Vec<u8>, Failure> {
-    let mut line = Vec::new();
-    loop {
-        let available = conn.fill_buf().await.map_err(|e| Failure::Io(format!("Read from master failed: {e}")))?;
-        if available.is_empty() {
-            return Ok(line);
-        }
-        let (take, done) = match available.iter().position(|&b| b == b'\n') {
-            Some(at) => (at + 1, true),
-            None => (available.len(), false),
-        };
-        let body = line.len() + take - usize::from(done);
-        if body > max {
-            return Err(Failure::LineTooLong(max));
-        }
-        line.extend_from_slice(&available[..take]);
-        conn.consume(take);
-        if done {
-            return Ok(line);
-        }
     }
 }
 
@@ -330,7 +310,7 @@ pub async fn bootstrap_if_empty(dir: PathBuf, source: Source, mut stop: watch::R
     if has_local_data(&dir) {
         return report;
     }
-    let mut master = Master::new(source);
+    let mut master = Master::new(&source);
     let mut backoff = Duration::from_millis(200);
     loop {
         report.attempts += 1;
@@ -374,7 +354,7 @@ struct PageEntry {
 
 /// Polls the master until `stop`, applying pages to `engine`.
 pub async fn run_poller(engine: Engine, dir: PathBuf, source: Source, mut stop: watch::Receiver<bool>) {
-    let mut master = Master::new(source.clone());
+    let mut master = Master::new(&source);
     let stats = || engine.replication_stats();
     loop {
         if *stop.borrow() {

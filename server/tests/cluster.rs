@@ -425,8 +425,7 @@ fn nodes_refuse_a_shard_the_cluster_does_not_have() {
     let endpoint = etcd.endpoint();
     let start = |shard: u32| {
         let mut node = Node::start("x", shard, &endpoint);
-        let mut child = node.child.take().expect("child");
-        let status = wait_for("the node to exit", || child.try_wait().ok().flatten());
+        let status = node.wait_exit();
         (status, node.stderr())
     };
     let (status, err) = start(0);

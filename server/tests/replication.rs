@@ -9,14 +9,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::thread::{self, sleep};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-use common::{error_line, free_port, karma, Client};
+use common::{error_line, free_port, Client, BIN};
 
 /// Bound for convergence and restarts on a busy 2-core machine; never a
 /// performance expectation.
@@ -66,15 +65,17 @@ fn slave_args(master: &Node, extra: &[&str]) -> Vec<String> {
     args
 }
 
-/// One `karma` process on `dir`. Restarts reuse the directory and the
-/// arguments (a new port each time).
+/// One `karma` process on `dir`, started by the shared test kit. Restarts
+/// reuse the directory and the arguments (a new port each time); every
+/// start appends its stderr to one log per node.
 struct Node {
-    child: Option<Child>,
+    server: Option<karma_testkit::Server>,
     port: u16,
     dir: PathBuf,
     logs: PathBuf,
     args: Vec<String>,
-    starts: usize,
+    /// The port of the first start, when the test chose it.
+    first_port: Option<u16>,
 }
 
 impl Node {
@@ -85,12 +86,12 @@ impl Node {
     /// Like [`Node::start`], on `port` if given (no retry on another port).
     fn start_at<S: AsRef<str>>(logs: &Path, dir: &Path, args: &[S], port: Option<u16>) -> Node {
         let mut node = Node {
-            child: None,
-            port: port.unwrap_or(0),
+            server: None,
+            port: 0,
             dir: dir.to_path_buf(),
             logs: logs.to_path_buf(),
             args: args.iter().map(|a| a.as_ref().to_string()).collect(),
-            starts: 0,
+            first_port: port,
         };
         node.launch();
         node
@@ -98,91 +99,51 @@ impl Node {
 
     fn stderr_path(&self) -> PathBuf {
         let name = self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        self.logs.join(format!("{name}.{}.stderr", self.starts))
+        self.logs.join(format!("{name}.stderr"))
     }
 
-    /// Spawns the process and waits until it accepts connections (a slave
+    /// Starts the process and waits until it accepts connections (a slave
     /// with an empty directory first has to bootstrap).
     fn launch(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let mut last_err = String::new();
-        let fixed = self.port != 0 && self.starts == 0;
-        for _ in 0..if fixed { 1 } else { 5 } {
-            self.starts += 1;
-            let port = if fixed { self.port } else { free_port() };
-            let stderr = std::fs::File::create(self.stderr_path()).expect("stderr log");
-            let mut cmd = karma();
-            let log = self.args.iter().any(|a| a.starts_with("--log="));
-            cmd.arg("--bind=127.0.0.1")
-                .arg(format!("--port={port}"))
-                .arg(format!("--directory={}", self.dir.display()))
-                .args((!log).then_some("--log=false"))
-                .arg("--wal-fsync=false")
-                .args(&self.args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(stderr);
-            let mut child = cmd.spawn().expect("spawn karma");
-            let started = Instant::now();
-            loop {
-                if let Ok(Some(status)) = child.try_wait() {
-                    last_err = format!("exited with {status}: {}", self.stderr());
-                    break;
-                }
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    self.child = Some(child);
-                    self.port = port;
-                    return;
-                }
-                if started.elapsed() > CONVERGE {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("karma on {} did not accept connections in time: {}", self.dir.display(), self.stderr());
-                }
-                sleep(Duration::from_millis(20));
-            }
-            // Most likely someone else took the port; try another one.
+        assert!(!self.running(), "already running");
+        let mut builder = karma_testkit::Server::builder(BIN)
+            .directory(&self.dir)
+            .stderr_log(self.stderr_path())
+            .args(&["--wal-fsync=false"])
+            .args(&self.args);
+        if let Some(port) = self.first_port.take() {
+            builder = builder.port(port);
         }
-        panic!("karma on {} did not start: {last_err}", self.dir.display());
+        let server = builder.start();
+        self.port = server.port;
+        self.server = Some(server);
+    }
+
+    fn running(&self) -> bool {
+        self.server.as_ref().is_some_and(karma_testkit::Server::is_running)
+    }
+
+    fn server(&self) -> &karma_testkit::Server {
+        self.server.as_ref().expect("running")
     }
 
     fn stderr(&self) -> String {
         std::fs::read_to_string(self.stderr_path()).unwrap_or_default()
     }
 
-    fn pid(&self) -> i32 {
-        self.child.as_ref().expect("running").id() as i32
-    }
-
     fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child's pid.
-        let rc = unsafe { libc::kill(self.pid(), sig) };
-        assert_eq!(rc, 0, "kill failed");
-    }
-
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let started = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(started.elapsed() < CONVERGE, "karma did not exit");
-            sleep(Duration::from_millis(20));
-        }
+        self.server().signal(sig);
     }
 
     /// SIGTERM: drain, final snapshot, exit 0.
     fn stop(&mut self) {
-        self.signal(libc::SIGTERM);
-        let status = self.wait_exit();
+        let status = self.server.as_mut().expect("running").stop();
         assert!(status.success(), "clean stop failed with {status}: {}", self.stderr());
     }
 
     /// SIGKILL: no drain, no snapshot.
     fn kill(&mut self) {
-        self.signal(libc::SIGKILL);
-        self.wait_exit();
+        self.server.as_mut().expect("running").kill();
     }
 
     /// Starts again on the same directory with the same arguments.
@@ -219,15 +180,6 @@ impl Node {
 
     fn metrics(&self) -> String {
         self.ok(&op("system.metrics")).as_str().expect("metrics text").to_string()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 
@@ -951,7 +903,7 @@ fn slave_started_before_master(cluster: &Cluster) -> (Node, Node) {
         "--log=true".to_string(),
     ];
     let slave = thread::spawn(move || Node::start(&logs, &dir, &args));
-    let log = cluster.tmp.path().join("slave.1.stderr");
+    let log = cluster.tmp.path().join("slave.stderr");
     let started = Instant::now();
     while !std::fs::read_to_string(&log).unwrap_or_default().contains("replication.bootstrap_failed") {
         assert!(started.elapsed() < CONVERGE, "no failed bootstrap logged");
@@ -1241,7 +1193,7 @@ fn failed_bootstrap_leaves_no_partial_snapshot_behind() {
         let (logs, dir, args) = (logs.clone(), dir.clone(), args.clone());
         thread::spawn(move || Node::start(&logs, &dir, &args))
     };
-    let log = logs.join("slave.1.stderr");
+    let log = logs.join("slave.stderr");
     let started = Instant::now();
     while !std::fs::read_to_string(&log).unwrap_or_default().contains("replication.bootstrap_failed") {
         assert!(started.elapsed() < CONVERGE, "no failed bootstrap logged");

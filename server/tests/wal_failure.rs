@@ -10,9 +10,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -24,58 +21,29 @@ fn increment(value: u64, idempotency_key: Option<&str>) -> String {
     format!(r#"{{"v":2,"op":"counter.increment","series":"s","key":1,"bucket":20260101,"value":{value}{key}}}"#)
 }
 
-struct Karma {
-    child: Child,
-    port: u16,
-}
+/// The shared test kit's server, stopped with SIGTERM by the test.
+struct Karma(karma_testkit::Server);
 
 impl Karma {
     /// `karma --wal-fsync=always` on `data`, with the disk-full switch at `flag`.
     fn start(data: &Path, flag: &Path) -> Karma {
-        let port = free_port();
-        let child = karma()
-            .arg("--bind=127.0.0.1")
-            .arg(format!("--port={port}"))
-            .arg(format!("--directory={}", data.display()))
-            .arg("--log=false")
-            .arg("--wal-fsync=always")
-            .env("KARMA_FAULT_DISK_FULL_FILE", flag)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn karma");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < DEADLINE, "karma did not accept connections");
-            sleep(Duration::from_millis(20));
-        }
-        Karma { child, port }
+        let flag = flag.to_string_lossy();
+        Karma(
+            karma_testkit::Server::builder(BIN)
+                .directory(data)
+                .args(&["--wal-fsync=always"])
+                .env(&[("KARMA_FAULT_DISK_FULL_FILE", &flag)])
+                .start(),
+        )
     }
 
     fn client(&self) -> Client {
-        Client::connect(self.port)
+        Client::connect(self.0.port)
     }
 
     /// SIGTERM, then the exit status.
     fn terminate(mut self) -> std::process::ExitStatus {
-        // SAFETY: kill(2) on our own child's pid.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) }, 0);
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(started.elapsed() < DEADLINE, "karma did not exit");
-            sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Karma {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.stop()
     }
 }
 

@@ -2,7 +2,8 @@
 //! port, with a data directory (a temporary one unless the test names its
 //! own), `--log=false`, and no `KARMA_*` variable inherited from the
 //! environment of whoever runs the tests. [`Server::start`] returns once the
-//! server accepts connections; dropping the [`Server`] kills it.
+//! server accepts connections; dropping the [`Server`] kills it (SIGKILL);
+//! [`Server::stop`] stops it cleanly (SIGTERM) instead.
 //!
 //! Every wait here is bounded by [`DEADLINE`], a guard against hanging
 //! forever, never an assertion on speed.
@@ -18,6 +19,8 @@ use std::sync::OnceLock;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use tempfile::TempDir;
 
 /// Bound for anything that "eventually" happens in a test.
@@ -69,6 +72,8 @@ pub struct Builder {
     env: Vec<(String, String)>,
     directory: Option<PathBuf>,
     stderr_log: Option<PathBuf>,
+    port: Option<u16>,
+    wait_ready: bool,
 }
 
 impl Builder {
@@ -97,15 +102,38 @@ impl Builder {
         self
     }
 
+    /// Listen on this port instead of a free one picked by the kit (for a
+    /// node whose port other processes must know beforehand). Taken or not,
+    /// no other port is tried.
+    pub fn port(mut self, port: u16) -> Builder {
+        self.port = Some(port);
+        self
+    }
+
+    /// Return as soon as the process runs, without waiting for it to accept
+    /// connections (a node that listens only after joining a cluster, or
+    /// one expected to refuse to start). The same holds for restarts.
+    pub fn no_wait(mut self) -> Builder {
+        self.wait_ready = false;
+        self
+    }
+
     /// Starts the server and waits until it accepts connections. Panics with
     /// the server's stderr when it exits first (a port taken in between is
-    /// retried on another one).
+    /// retried on another one, unless [`Builder::port`] fixed it).
     pub fn start(self) -> Server {
         let temp = tempfile::tempdir().expect("create a temporary directory");
         let directory = self.directory.clone().unwrap_or_else(|| temp.path().join("data"));
         std::fs::create_dir_all(&directory).expect("create the data directory");
         let stderr_log = self.stderr_log.clone().unwrap_or_else(|| temp.path().join("stderr.log"));
+        let fixed = self.port;
         let mut server = Server { port: 0, child: None, launch: self, directory, stderr_log, _temp: temp };
+        if let Some(port) = fixed {
+            if let Err(Failure::PortTaken(err) | Failure::Other(err)) = server.spawn(port) {
+                panic!("karma did not start on port {port}: {err}");
+            }
+            return server;
+        }
         let mut last = String::new();
         for _ in 0..PORT_ATTEMPTS {
             match server.spawn(free_port()) {
@@ -140,7 +168,15 @@ impl Server {
     /// --directory=<dir>`, `--log=false` unless the arguments set `--log`,
     /// then the builder's arguments.
     pub fn builder(bin: impl Into<PathBuf>) -> Builder {
-        Builder { bin: bin.into(), args: Vec::new(), env: Vec::new(), directory: None, stderr_log: None }
+        Builder {
+            bin: bin.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            directory: None,
+            stderr_log: None,
+            port: None,
+            wait_ready: true,
+        }
     }
 
     /// [`Server::builder`] with these arguments, started.
@@ -164,7 +200,8 @@ impl Server {
         cmd
     }
 
-    /// Spawns on `port` and waits until the server accepts connections.
+    /// Spawns on `port` and (unless [`Builder::no_wait`]) waits until the
+    /// server accepts connections.
     fn spawn(&mut self, port: u16) -> Result<(), Failure> {
         let log = OpenOptions::new()
             .create(true)
@@ -173,6 +210,11 @@ impl Server {
             .map_err(|e| Failure::Other(format!("open {}: {e}", self.stderr_log.display())))?;
         let log_start = log.metadata().map_or(0, |m| m.len());
         let mut child = self.command(port).stderr(log).spawn().map_err(|e| Failure::Other(e.to_string()))?;
+        if !self.launch.wait_ready {
+            self.child = Some(child);
+            self.port = port;
+            return Ok(());
+        }
         let started = Instant::now();
         loop {
             if let Ok(Some(status)) = child.try_wait() {
@@ -244,6 +286,24 @@ impl Server {
         child.try_wait().expect("try_wait on the server").is_some()
     }
 
+    /// Sends signal `signal` (a `libc::SIG*` number) to the running server.
+    pub fn signal(&self, signal: i32) {
+        let signal = Signal::try_from(signal).expect("a valid signal number");
+        kill(Pid::from_raw(self.pid()), signal).expect("signal the server");
+    }
+
+    /// A clean stop: SIGTERM (the server drains its connections, writes its
+    /// final snapshot and closes), then the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal(Signal::SIGTERM as i32);
+        self.wait_exit()
+    }
+
+    /// Whether the process is running (started and not yet seen exiting).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// SIGKILL, then reap; a no-op when the server is not running.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -252,8 +312,8 @@ impl Server {
         }
     }
 
-    /// Kills the server and starts it again with the same arguments, port
-    /// and data directory.
+    /// Kills the server (if running) and starts it again with the same
+    /// arguments, port and data directory.
     pub fn restart(&mut self) {
         self.kill();
         if let Err(Failure::PortTaken(err) | Failure::Other(err)) = self.spawn(self.port) {

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -133,24 +133,22 @@ pub fn karma_cluster_tool(endpoint: &str, args: &[&str]) -> std::process::Output
 // karma nodes
 // ---------------------------------------------------------------------------
 
+/// A node started by the shared test kit: a temporary data directory and
+/// stderr log kept across restarts, on a port fixed at the first start (it
+/// is the address the node advertises).
 pub struct Node {
     pub id: String,
     pub port: u16,
-    pub dir: TempDir,
-    pub args: Vec<String>,
-    pub child: Option<Child>,
+    server: karma_testkit::Server,
 }
 
 impl Node {
+    /// Starts a cluster node without waiting for it to listen: it does once
+    /// it has a role, and it exits when the cluster refuses it.
     pub fn start(id: &str, shard: u32, etcd_endpoint: &str) -> Node {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
         let port = free_port();
         let args = vec![
-            "--bind=127.0.0.1".to_string(),
-            format!("--port={port}"),
-            format!("--directory={}", dir.path().join("data").display()),
-            "--wal-fsync=false".into(),
+            "--wal-fsync=false".to_string(),
             format!("--cluster-etcd={etcd_endpoint}"),
             format!("--cluster-name={CLUSTER}"),
             format!("--shard={shard}"),
@@ -159,55 +157,34 @@ impl Node {
             format!("--cluster-lease-ttl={TTL}"),
             "--replication-poll-interval-ms=20".into(),
         ];
-        let mut node = Node { id: id.into(), port, dir, args, child: None };
-        node.launch();
-        node
+        let server = karma_testkit::Server::builder(BIN).port(port).no_wait().args(&args).start();
+        Node { id: id.into(), port, server }
     }
 
     /// A single server outside any cluster, to compare answers with.
     pub fn plain() -> Node {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
-        let port = free_port();
-        let args = vec![
-            "--bind=127.0.0.1".to_string(),
-            format!("--port={port}"),
-            format!("--directory={}", dir.path().join("data").display()),
-            "--wal-fsync=false".into(),
-        ];
-        let mut node = Node { id: "plain".into(), port, dir, args, child: None };
-        node.launch();
-        wait_for("the plain server", || Conn::open(port));
-        node
+        let server = karma_testkit::Server::builder(BIN).args(&["--wal-fsync=false"]).start();
+        Node { id: "plain".into(), port: server.port, server }
     }
 
-    pub fn log_path(&self) -> PathBuf {
-        self.dir.path().join("stderr.log")
-    }
-
+    /// Starts the node again (after [`Node::kill`]) with the same arguments,
+    /// port and data directory.
     pub fn launch(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log file");
-        let child = Command::new(BIN)
-            .env_clear()
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start karma");
-        self.child = Some(child);
+        self.server.restart();
     }
 
     /// SIGKILL: no drain, no snapshot, the lease is left to expire.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().expect("SIGKILL");
-            let _ = child.wait();
-        }
+        self.server.kill();
+    }
+
+    /// Waits for a node that exits by itself (one the cluster refused).
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        self.server.wait_exit()
     }
 
     pub fn stderr(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        self.server.stderr()
     }
 
     /// One request on a fresh connection; `None` on a connection error.
@@ -233,15 +210,6 @@ impl Node {
         match reply["error_code"].as_str() {
             Some("not_found") => 0,
             _ => reply["response"].as_u64().unwrap_or_else(|| panic!("counter.sum on {}: {reply}", self.id)),
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
         }
     }
 }

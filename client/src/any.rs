@@ -4,10 +4,12 @@
 //! cluster ([`ClusterClient`]). Both implement [`Karma`], and so does this.
 
 use karma_engine::api::Karma;
+use karma_engine::protocol::line;
+use karma_engine::protocol::response::open_envelope;
 use serde_json::{Map, Value};
 
 use crate::cluster::{ClusterClient, URL_SCHEME};
-use crate::{Client, ClientConfig, ClientError, Result};
+use crate::{wire, Client, ClientConfig, ClientError, Result};
 
 /// A single server or a cluster, chosen by URL.
 #[derive(Debug)]
@@ -86,6 +88,29 @@ impl AnyClient {
             AnyClient::Node(c) => c.request_line(json_line),
             AnyClient::Cluster(c) => c.request_line(json_line),
         }
+    }
+
+    /// Sends `{"v":2,"op":op, ...fields}` as a raw line and returns the
+    /// whole response envelope, success or error (what
+    /// [`karma_engine::Engine::request_envelope`] answers in process).
+    pub fn request_envelope(&self, op: &str, fields: Map<String, Value>) -> Result<Value> {
+        self.request_line_envelope(&line::request(op, fields))
+    }
+
+    /// Sends one raw request line and returns the whole response envelope,
+    /// success or error; only transport and parse failures are `Err`.
+    pub fn request_line_envelope(&self, json_line: &str) -> Result<Value> {
+        match self {
+            AnyClient::Node(c) => c.request(json_line),
+            // A cluster answers with the line one node would write.
+            AnyClient::Cluster(c) => wire::envelope(c.request_line(json_line)?.as_bytes()),
+        }
+    }
+
+    /// Sends one raw request line and returns its `response` value; an
+    /// error envelope becomes [`ClientError::Server`].
+    pub fn request_line_value(&self, json_line: &str) -> Result<Value> {
+        open_envelope(self.request_line_envelope(json_line)?).map_err(ClientError::Server)
     }
 }
 

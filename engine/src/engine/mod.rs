@@ -11,6 +11,7 @@ mod quota;
 mod reads;
 mod recovery;
 mod replica;
+mod requests;
 pub mod response;
 mod restore;
 mod typed;

@@ -3,6 +3,7 @@
 
 pub mod fields;
 pub mod fingerprint;
+pub mod line;
 pub mod ops;
 pub mod request;
 pub mod response;

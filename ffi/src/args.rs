@@ -273,8 +273,8 @@ pub(crate) unsafe fn range(ptr: *const KarmaRange) -> Result<Option<Range>, Fail
 
 /// `consume`'s window from its `window` (NULL, `"day"`, `"days"` or
 /// `"month"`) and `days` (0: not given) arguments, combined as the
-/// protocol combines its `window` and `days` fields (`days` alone means
-/// `"days"`), with the protocol's messages.
+/// protocol combines its `window` and `days` fields ([`Window::parse`],
+/// with its messages).
 ///
 /// # Safety
 ///
@@ -286,15 +286,7 @@ pub(crate) unsafe fn window(window: *const c_char, days: u64) -> Result<Window, 
         // SAFETY: non-null, and NUL-terminated and live per the contract.
         Some(unsafe { string(window, "window")? })
     };
-    let name = name.unwrap_or(if days > 0 { "days" } else { "day" });
-    match (name, days) {
-        ("day", 0) => Ok(Window::Day),
-        ("month", 0) => Ok(Window::Month),
-        ("days", 0) => Err(Failure::invalid("Field days is required")),
-        ("days", n) => Ok(Window::Days(n)),
-        ("day" | "month", _) => Err(Failure::invalid("Field days requires window days")),
-        (other, _) => Err(Failure::invalid(format!("Field window must be day, days or month, got {other}"))),
-    }
+    Window::parse(name, (days > 0).then_some(days)).map_err(|e| Failure::invalid(e.message()))
 }
 
 /// `bucket` as the typed API takes it: 0 (today) is `None`.

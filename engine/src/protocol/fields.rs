@@ -185,8 +185,7 @@ impl<'r, 'a> Fields<'r, 'a> {
     }
 
     /// `counter.consume`'s `window` (`"day"`, `"days"` with `days`, or
-    /// `"month"`). `days` alone implies `"days"`; `days` beside another
-    /// window is refused rather than guessed at.
+    /// `"month"`), combined with `days` by [`Window::parse`].
     pub fn window(&self) -> Result<Window> {
         let days = self.optional_u64("days")?;
         let window = match self.get("window") {
@@ -194,14 +193,7 @@ impl<'r, 'a> Fields<'r, 'a> {
             Some(Value::Str(s)) => Some(s.as_ref()),
             Some(_) => return Err(type_error("window", "a string")),
         };
-        match (window, days) {
-            (None | Some("day"), None) => Ok(Window::Day),
-            (Some("month"), None) => Ok(Window::Month),
-            (None | Some("days"), Some(n)) => Ok(Window::Days(n)),
-            (Some("days"), None) => Err(required("days")),
-            (Some("day" | "month"), Some(_)) => Err(Error::validation("Field days requires window days")),
-            (Some(other), _) => Err(Error::validation(format!("Field window must be day, days or month, got {other}"))),
-        }
+        Window::parse(window, days)
     }
 
     /// `file` of the snapshot ops.

@@ -48,6 +48,23 @@ pub enum Window {
 }
 
 impl Window {
+    /// The window a request's `window` (`"day"`, `"days"`, `"month"`, or
+    /// absent) and `days` fields name: `"day"` by default, `days` alone
+    /// implies `"days"`, and `days` beside another window is refused rather
+    /// than guessed at. The protocol's parser and every binding's `consume`
+    /// read their arguments through this, so they refuse alike. (Whether
+    /// `days` is in range is checked later, with the other limits.)
+    pub fn parse(name: Option<&str>, days: Option<u64>) -> Result<Window> {
+        match (name, days) {
+            (None | Some("day"), None) => Ok(Window::Day),
+            (Some("month"), None) => Ok(Window::Month),
+            (None | Some("days"), Some(n)) => Ok(Window::Days(n)),
+            (Some("days"), None) => Err(Error::validation("Field days is required")),
+            (Some("day" | "month"), Some(_)) => Err(Error::validation("Field days requires window days")),
+            (Some(other), _) => Err(Error::validation(format!("Field window must be day, days or month, got {other}"))),
+        }
+    }
+
     /// The request's `window` field for this window.
     pub fn name(self) -> &'static str {
         match self {
@@ -404,5 +421,20 @@ mod tests {
         assert_eq!(parse_rfc3339("2026-05-29T00:00:00.25Z"), Some(1_780_012_800));
         assert_eq!(parse_rfc3339("2026-05-29"), None);
         assert_eq!(parse_rfc3339("2026-02-30T00:00:00Z"), None);
+    }
+
+    #[test]
+    fn window_names_and_days_combine_as_the_protocol_reads_them() {
+        assert_eq!(Window::parse(None, None), Ok(Window::Day));
+        assert_eq!(Window::parse(Some("day"), None), Ok(Window::Day));
+        assert_eq!(Window::parse(Some("month"), None), Ok(Window::Month));
+        assert_eq!(Window::parse(None, Some(3)), Ok(Window::Days(3)));
+        assert_eq!(Window::parse(Some("days"), Some(3)), Ok(Window::Days(3)));
+        let refused = |name, days| Window::parse(name, days).map_err(|e| (e.code(), e.message().to_string()));
+        let invalid = |m: &str| Err((ErrorCode::ValidationError, m.to_string()));
+        assert_eq!(refused(Some("days"), None), invalid("Field days is required"));
+        assert_eq!(refused(Some("month"), Some(2)), invalid("Field days requires window days"));
+        assert_eq!(refused(Some("day"), Some(2)), invalid("Field days requires window days"));
+        assert_eq!(refused(Some("week"), None), invalid("Field window must be day, days or month, got week"));
     }
 }

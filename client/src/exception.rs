@@ -50,6 +50,13 @@ impl Exception {
     pub fn code_str(&self) -> Option<&'static str> {
         self.code.map(ErrorCode::as_str)
     }
+
+    /// Every v2 `error_code` with the class its errors raise, in the
+    /// table's order: what each binding defines (or checks) its per-code
+    /// classes against, so a code added to [`ErrorCode`] cannot be missed.
+    pub fn coded_classes() -> impl Iterator<Item = (&'static str, &'static str)> {
+        ErrorCode::ALL.iter().map(|c| (c.as_str(), c.class_name()))
+    }
 }
 
 #[cfg(test)]
@@ -64,6 +71,17 @@ mod tests {
         assert_eq!(x.message, "Tree \"x\" not found");
         assert_eq!(Exception::of_engine(&e).kind, "engine");
         assert_eq!(Exception::of_client(&ClientError::Invalid(Error::validation("v"))).kind, "invalid");
+    }
+
+    #[test]
+    fn every_code_has_one_class_named_after_it() {
+        let classes: Vec<_> = Exception::coded_classes().collect();
+        assert_eq!(classes.len(), ErrorCode::ALL.len());
+        assert!(classes.contains(&("not_found", "NotFoundError")));
+        let mut names: Vec<_> = classes.iter().map(|(_, class)| *class).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), classes.len(), "two codes share a class");
     }
 
     #[test]

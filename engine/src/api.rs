@@ -114,3 +114,38 @@ impl Engine {
         system(self, Op::Metrics)
     }
 }
+
+/// `increment` or `decrement`: the two single-counter writes take the same
+/// arguments, so a binding exposing both (and their fast paths) passes
+/// which one as a value rather than writing each call twice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    Increment,
+    Decrement,
+}
+
+impl Change {
+    /// `Decrement` when `decrement`, else `Increment` (for a binding's flag).
+    pub fn of(decrement: bool) -> Change {
+        if decrement {
+            Change::Decrement
+        } else {
+            Change::Increment
+        }
+    }
+
+    /// [`Karma::increment`] or [`Karma::decrement`] on `k`.
+    pub fn apply<K: Karma + ?Sized>(
+        self,
+        k: &K,
+        series: &str,
+        key: u64,
+        bucket: Option<u64>,
+        value: u64,
+    ) -> Result<u64, K::Error> {
+        match self {
+            Change::Increment => k.increment(series, key, bucket, value),
+            Change::Decrement => k.decrement(series, key, bucket, value),
+        }
+    }
+}

@@ -7,9 +7,8 @@
 //! Python threads run meanwhile, and converts the result back.
 
 use karma_client::AnyClient;
-use karma_engine::api::Karma;
-use karma_engine::protocol::response::open_envelope;
-use karma_engine::{Engine, Error, Session};
+use karma_engine::api::{Change, Karma};
+use karma_engine::Engine;
 use parking_lot::RwLock;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
@@ -87,9 +86,27 @@ impl Api {
     /// or the error envelope as an exception.
     pub fn request_value(&self, py: Python<'_>, op: &str, fields: Map<String, Value>) -> PyResult<Value> {
         self.run(py, move |backend| match backend {
-            Backend::Engine(e) => engine_request(e, op, fields).map_err(Failure::from),
+            Backend::Engine(e) => e.request_value(op, fields).map_err(Failure::from),
             Backend::Client(c) => c.request_value(op, fields).map_err(Failure::from),
         })
+    }
+}
+
+impl Api {
+    /// `increment` or `decrement`, with their arguments' defaults.
+    fn change(
+        &self,
+        py: Python<'_>,
+        change: Change,
+        series: PyBackedStr,
+        key: &Bound<'_, PyAny>,
+        value: Option<&Bound<'_, PyAny>>,
+        bucket: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<u64> {
+        let key = conv::u64_arg(key, "key")?;
+        let value = conv::opt_u64(value, "value")?.unwrap_or(1);
+        let bucket = conv::opt_bucket(bucket, "bucket")?;
+        both!(self, py, |k| change.apply(k, &series, key, bucket, value))
     }
 }
 
@@ -99,33 +116,6 @@ impl Drop for Api {
             self.abandon_after_fork();
         }
     }
-}
-
-/// `{"v":2,"op":..}` plus `fields`, through `Engine::handle_line` exactly as
-/// the server runs it (authentication, size limits and all).
-fn engine_request(engine: &Engine, op: &str, fields: Map<String, Value>) -> Result<Value, Error> {
-    let mut map = Map::with_capacity(fields.len() + 2);
-    map.insert("v".into(), Value::from(2));
-    map.insert("op".into(), Value::from(op));
-    for (k, v) in fields {
-        if k != "v" && k != "op" {
-            map.insert(k, v);
-        }
-    }
-    let line = serde_json::to_vec(&Value::Object(map))
-        .map_err(|e| Error::validation(format!("cannot encode request: {e}")))?;
-    engine_line(engine, &line)
-}
-
-/// One raw request line through the engine; the `response` value or the error.
-fn engine_line(engine: &Engine, line: &[u8]) -> Result<Value, Error> {
-    let reply = engine.handle_line(line, &Session::client());
-    if let Some(lsn) = reply.lsn {
-        engine.wait_durable(lsn)?;
-    }
-    let envelope: Value = serde_json::from_slice(&reply.bytes)
-        .map_err(|e| Error::internal(format!("engine sent an unparsable response: {e}")))?;
-    open_envelope(envelope)
 }
 
 fn pairs<'py>(py: Python<'py>, items: Vec<(u64, u64)>) -> PyResult<Bound<'py, PyAny>> {
@@ -165,10 +155,7 @@ impl Api {
         value: Option<&Bound<'_, PyAny>>,
         bucket: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u64> {
-        let key = conv::u64_arg(key, "key")?;
-        let value = conv::opt_u64(value, "value")?.unwrap_or(1);
-        let bucket = conv::opt_bucket(bucket, "bucket")?;
-        both!(self, py, |k| Karma::increment(k, &series, key, bucket, value))
+        self.change(py, Change::Increment, series, key, value, bucket)
     }
 
     /// Subtracts up to `value` (default 1) from one bucket, never below zero;
@@ -182,10 +169,7 @@ impl Api {
         value: Option<&Bound<'_, PyAny>>,
         bucket: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u64> {
-        let key = conv::u64_arg(key, "key")?;
-        let value = conv::opt_u64(value, "value")?.unwrap_or(1);
-        let bucket = conv::opt_bucket(bucket, "bucket")?;
-        both!(self, py, |k| Karma::decrement(k, &series, key, bucket, value))
+        self.change(py, Change::Decrement, series, key, value, bucket)
     }
 
     /// `counter.consume`: adds `value` (default 1) to one bucket (today,
@@ -462,10 +446,7 @@ impl Api {
 
     /// Snapshots every series and truncates the WAL (`snapshot.create_all`).
     fn snapshot_all(&self, py: Python<'_>) -> PyResult<()> {
-        self.run(py, |backend| match backend {
-            Backend::Engine(e) => e.snapshot_all().map_err(Failure::from),
-            Backend::Client(c) => c.request_value("snapshot.create_all", Map::new()).map(drop).map_err(Failure::from),
-        })
+        both!(self, py, |k| Karma::snapshot_all(k))
     }
 
     /// `"pong"`.
@@ -538,15 +519,10 @@ impl Api {
     /// Sends one raw request line (no trailing newline needed) and returns
     /// its `response` value; an error envelope raises its exception class.
     fn request_line<'py>(&self, py: Python<'py>, line: PyBackedStr) -> PyResult<Bound<'py, PyAny>> {
+        let line = line.trim_end_matches(['\r', '\n']);
         let v = self.run(py, |backend| match backend {
-            Backend::Engine(e) => engine_line(e, line.trim_end_matches(['\r', '\n']).as_bytes()).map_err(Failure::from),
-            Backend::Client(c) => {
-                let answer = c.request_line(line.trim_end_matches(['\r', '\n'])).map_err(Failure::from)?;
-                let envelope = serde_json::from_str(&answer).map_err(|e| {
-                    Failure::Client(karma_client::ClientError::Protocol(format!("unparsable response ({e}): {answer}")))
-                })?;
-                open_envelope(envelope).map_err(|e| Failure::Client(karma_client::ClientError::Server(e)))
-            }
+            Backend::Engine(e) => e.request_line_value(line.as_bytes()).map_err(Failure::from),
+            Backend::Client(c) => c.request_line_value(line).map_err(Failure::from),
         })?;
         conv::from_json(py, &v)
     }

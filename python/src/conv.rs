@@ -54,17 +54,9 @@ pub fn opt_u64(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<u6
 }
 
 /// `consume`'s window from its `window` and `days` arguments, read as the
-/// protocol reads its fields: `"day"` by default, `days` alone implies
-/// `"days"`; the same messages as the server's for bad combinations.
+/// protocol reads its fields ([`Window::parse`], with its messages).
 pub fn window(py: Python<'_>, window: Option<&str>, days: Option<u64>) -> PyResult<Window> {
-    match (window, days) {
-        (None | Some("day"), None) => Ok(Window::Day),
-        (Some("month"), None) => Ok(Window::Month),
-        (None | Some("days"), Some(n)) => Ok(Window::Days(n)),
-        (Some("days"), None) => Err(errors::argument(py, "Field days is required")),
-        (Some("day" | "month"), Some(_)) => Err(errors::argument(py, "Field days requires window days")),
-        (Some(other), _) => Err(errors::argument(py, format!("Field window must be day, days or month, got {other}"))),
-    }
+    Window::parse(window, days).map_err(|e| errors::argument(py, e.message()))
 }
 
 /// A `limit`: a u64 that saturates at `usize::MAX`.

@@ -98,3 +98,12 @@ pub fn error_for_code(py: Python<'_>, code: &str, message: &str) -> Py<PyAny> {
     };
     err.into_value(py).into_any()
 }
+
+/// `karma._karma._error_classes()`: every v2 `error_code` with the name of
+/// the class it raises, from the engine's table; `tests/test_errors.py`
+/// checks `karma._errors` against it, so a new code cannot be missed.
+#[pyfunction]
+#[pyo3(name = "_error_classes")]
+pub fn error_classes() -> Vec<(&'static str, &'static str)> {
+    Exception::coded_classes().collect()
+}

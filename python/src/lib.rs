@@ -55,6 +55,7 @@ fn _karma(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ingest::Ingest>()?;
     m.add_function(wrap_pyfunction!(after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(errors::error_for_code, m)?)?;
+    m.add_function(wrap_pyfunction!(errors::error_classes, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("_SURFACE", SURFACE.to_vec())?;
     Ok(())

@@ -55,6 +55,18 @@ def test_the_hierarchy():
     assert type(_karma._error_for_code("no_such_code", "m")) is karma.KarmaError
 
 
+def test_every_code_in_the_engine_table_has_its_class():
+    # karma/_errors.py spells its classes out (for type checkers and
+    # docs); the extension's table is the engine's list of codes, so a code
+    # added there without its Python class fails here.
+    table = dict(_karma._error_classes())
+    assert set(table) == set(karma.ERROR_CLASSES)
+    for code, name in table.items():
+        assert name in karma.__all__
+        assert getattr(karma, name) is karma.ERROR_CLASSES[code]
+        assert karma.ERROR_CLASSES[code].code == code
+
+
 def test_replication_and_internal_errors_have_classes():
     # No well-formed client request produces these two (engine/tests/errors.rs
     # says the same): replication_error comes from applying a master's WAL

@@ -5,9 +5,9 @@
 # methods. See ruby/README.md.
 
 require_relative "karma/version"
-require_relative "karma/errors"
-require_relative "karma/convert"
 require_relative "karma/karma" # the native extension (`rake compile`)
+require_relative "karma/errors" # after it: its classes come from the extension's table
+require_relative "karma/convert"
 require_relative "karma/api"
 
 module Karma

@@ -90,3 +90,10 @@ pub fn error_for_code(ruby: &Ruby, code: String, message: String) -> Result<magn
         None => Err(err),
     }
 }
+
+/// `Karma::Native.error_classes`: `[[error_code, class_name], ...]`, the
+/// engine's table, from which lib/karma/errors.rb and
+/// lib/karma_client/errors.rb define their per-code classes.
+pub fn error_classes() -> Vec<(&'static str, &'static str)> {
+    Raised::coded_classes().collect()
+}

@@ -8,9 +8,8 @@
 use std::path::PathBuf;
 
 use karma_client::AnyClient;
-use karma_engine::api::Karma;
-use karma_engine::protocol::response::open_envelope;
-use karma_engine::{Engine, Error as KarmaError, Session, Window};
+use karma_engine::api::{Change, Karma};
+use karma_engine::{Engine, Window};
 use magnus::value::ReprValue;
 use magnus::{function, method, prelude::*, Error, Integer, RClass, RHash, RModule, RString, Ruby, Value};
 use parking_lot::RwLock;
@@ -79,41 +78,31 @@ impl Native {
     }
 }
 
-/// `Karma::increment` or `Karma::decrement`, on either backend.
-#[derive(Clone, Copy)]
-enum Counting {
-    Up,
-    Down,
-}
-
-impl Counting {
-    fn apply(self, backend: &Backend, series: &str, key: u64, bucket: Option<u64>, value: u64) -> Result<u64, Failure> {
-        match (self, backend) {
-            (Counting::Up, Backend::Engine(e)) => {
-                Karma::increment(e, series, key, bucket, value).map_err(Failure::from)
-            }
-            (Counting::Up, Backend::Client(c)) => {
-                Karma::increment(c, series, key, bucket, value).map_err(Failure::from)
-            }
-            (Counting::Down, Backend::Engine(e)) => {
-                Karma::decrement(e, series, key, bucket, value).map_err(Failure::from)
-            }
-            (Counting::Down, Backend::Client(c)) => {
-                Karma::decrement(c, series, key, bucket, value).map_err(Failure::from)
-            }
-        }
+/// `change` on either backend.
+fn apply(
+    change: Change,
+    backend: &Backend,
+    series: &str,
+    key: u64,
+    bucket: Option<u64>,
+    value: u64,
+) -> Result<u64, Failure> {
+    match backend {
+        Backend::Engine(e) => change.apply(e, series, key, bucket, value).map_err(Failure::from),
+        Backend::Client(c) => change.apply(c, series, key, bucket, value).map_err(Failure::from),
     }
 }
 
 impl Native {
-    /// The typed increment/decrement, the hot path: `series` is borrowed
-    /// from the Ruby String when the GVL stays held (no copy), and copied
-    /// only when the call runs without it.
-    #[allow(clippy::too_many_arguments)]
-    fn count(
+    /// `_change(decrement, series, key, value, bucket)`: the typed
+    /// increment (or, with `decrement`, decrement), the hot path. `bucket`
+    /// is nil (today) or an Integer YYYYMMDD already (the Ruby half
+    /// converts dates). `series` is borrowed from the Ruby String when the
+    /// GVL stays held (no copy), and copied only when the call runs without it.
+    fn change(
         ruby: &Ruby,
         rb_self: &Self,
-        how: Counting,
+        decrement: bool,
         series: RString,
         key: Value,
         value: Value,
@@ -122,9 +111,10 @@ impl Native {
         let key = u64_arg(ruby, key, "key")?;
         let value = u64_arg(ruby, value, "value")?;
         let bucket = opt_u64(ruby, bucket, "bucket")?;
+        let change = Change::of(decrement);
         if !rb_self.memory_only || rb_self.forked() {
             let series = series.to_string()?;
-            return rb_self.run(ruby, |b| how.apply(b, &series, key, bucket, value));
+            return rb_self.run(ruby, |b| apply(change, b, &series, key, bucket, value));
         }
         // SAFETY: the GVL is held from here to the end of the call and no
         // Ruby code runs in between (the engine call is pure Rust), so the
@@ -132,7 +122,7 @@ impl Native {
         // `series` is on the stack, which keeps it alive for the GC.
         let name = unsafe { series.as_str() }?;
         match rb_self.backend.read().as_ref() {
-            Some(backend) => how.apply(backend, name, key, bucket, value),
+            Some(backend) => apply(change, backend, name, key, bucket, value),
             None => Err(Failure::Closed(rb_self.label)),
         }
         .map_err(|f| f.into_error(ruby))
@@ -172,45 +162,6 @@ fn opt_u64(ruby: &Ruby, v: Value, what: &str) -> Result<Option<u64>, Error> {
     }
 }
 
-/// `{"v":2,"op":..}` plus `fields` through `Engine::handle_line`, exactly
-/// as the server runs it (authentication, limits and all); the whole
-/// envelope once the write is as durable as the fsync policy promises.
-fn engine_envelope(engine: &Engine, op: &str, fields: Map<String, Json>) -> Result<Json, KarmaError> {
-    let mut map = Map::with_capacity(fields.len() + 2);
-    map.insert("v".into(), Json::from(2));
-    map.insert("op".into(), Json::from(op));
-    for (k, v) in fields {
-        if k != "v" && k != "op" {
-            map.insert(k, v);
-        }
-    }
-    let line = serde_json::to_vec(&Json::Object(map))
-        .map_err(|e| KarmaError::validation(format!("cannot encode request: {e}")))?;
-    let reply = engine.handle_line(&line, &Session::client());
-    if let Some(lsn) = reply.lsn {
-        engine.wait_durable(lsn)?;
-    }
-    serde_json::from_slice(&reply.bytes)
-        .map_err(|e| KarmaError::internal(format!("engine sent an unparsable response: {e}")))
-}
-
-fn client_envelope(client: &AnyClient, op: &str, fields: Map<String, Json>) -> Result<Json, Failure> {
-    let mut map = Map::with_capacity(fields.len() + 2);
-    map.insert("v".into(), Json::from(2));
-    map.insert("op".into(), Json::from(op));
-    for (k, v) in fields {
-        if k != "v" && k != "op" {
-            map.insert(k, v);
-        }
-    }
-    let line = serde_json::to_string(&Json::Object(map))
-        .map_err(|e| KarmaError::validation(format!("cannot encode request: {e}")))?;
-    let answer = client.request_line(&line)?;
-    serde_json::from_str(&answer).map_err(|e| {
-        Failure::Client(karma_client::ClientError::Protocol(format!("unparsable response ({e}): {answer}")))
-    })
-}
-
 impl Native {
     fn open_engine(ruby: &Ruby, class: RClass, path: Option<PathBuf>, opts: Option<RHash>) -> Result<Value, Error> {
         let opts = options::engine_options(ruby, path, opts)?;
@@ -238,30 +189,6 @@ impl Native {
         Ok(ruby.obj_wrap_as(Native::new(Backend::Client(client)), class).as_value())
     }
 
-    /// `_increment(series, key, value, bucket)`: bucket is nil (today) or
-    /// an Integer YYYYMMDD already (the Ruby half converts dates).
-    fn increment(
-        ruby: &Ruby,
-        rb_self: &Self,
-        series: RString,
-        key: Value,
-        value: Value,
-        bucket: Value,
-    ) -> Result<u64, Error> {
-        Self::count(ruby, rb_self, Counting::Up, series, key, value, bucket)
-    }
-
-    fn decrement(
-        ruby: &Ruby,
-        rb_self: &Self,
-        series: RString,
-        key: Value,
-        value: Value,
-        bucket: Value,
-    ) -> Result<u64, Error> {
-        Self::count(ruby, rb_self, Counting::Down, series, key, value, bucket)
-    }
-
     /// `_consume(series, key, value, limit, bucket, window, days)`: the
     /// typed `Karma::consume`; `window` is nil or "day"/"days"/"month" and
     /// `days` nil or an Integer, read as the protocol reads those fields.
@@ -283,16 +210,7 @@ impl Native {
         let limit = u64_arg(ruby, limit, "limit")?;
         let bucket = opt_u64(ruby, bucket, "bucket")?;
         let days = opt_u64(ruby, days, "days")?;
-        let window = match (window.as_deref(), days) {
-            (None | Some("day"), None) => Window::Day,
-            (Some("month"), None) => Window::Month,
-            (None | Some("days"), Some(n)) => Window::Days(n),
-            (Some("days"), None) => return Err(errors::argument(ruby, "Field days is required")),
-            (Some("day" | "month"), Some(_)) => return Err(errors::argument(ruby, "Field days requires window days")),
-            (Some(other), _) => {
-                return Err(errors::argument(ruby, format!("Field window must be day, days or month, got {other}")))
-            }
-        };
+        let window = Window::parse(window.as_deref(), days).map_err(|e| errors::argument(ruby, e.message()))?;
         let q = rb_self.run(ruby, |b| match b {
             Backend::Engine(e) => Karma::consume(e, &series, key, bucket, value, limit, window).map_err(Failure::from),
             Backend::Client(c) => Karma::consume(c, &series, key, bucket, value, limit, window).map_err(Failure::from),
@@ -300,36 +218,31 @@ impl Native {
         Ok((q.allowed, q.used, q.remaining, q.limit, q.window.from, q.window.to))
     }
 
-    fn envelope_json(ruby: &Ruby, rb_self: &Self, op: String, fields: Option<RHash>) -> Result<Json, Error> {
-        let fields = match fields {
-            Some(h) => json::hash_to_json(ruby, h, "fields")?,
-            None => Map::new(),
-        };
-        rb_self.run(ruby, |b| match b {
-            Backend::Engine(e) => engine_envelope(e, &op, fields).map_err(Failure::from),
-            Backend::Client(c) => client_envelope(c, &op, fields),
-        })
+    fn fields(ruby: &Ruby, fields: Option<RHash>) -> Result<Map<String, Json>, Error> {
+        match fields {
+            Some(h) => json::hash_to_json(ruby, h, "fields"),
+            None => Ok(Map::new()),
+        }
     }
 
     /// `_request(op, fields)`: the `response` value; an error envelope
     /// raises its `Karma::*Error`.
     fn request(ruby: &Ruby, rb_self: &Self, op: String, fields: Option<RHash>) -> Result<Value, Error> {
-        let envelope = Self::envelope_json(ruby, rb_self, op, fields)?;
-        let label = rb_self.label;
-        let response = open_envelope(envelope).map_err(|e| {
-            let failure = if label == "Engine" {
-                Failure::Engine(e)
-            } else {
-                Failure::Client(karma_client::ClientError::Server(e))
-            };
-            failure.into_error(ruby)
+        let fields = Self::fields(ruby, fields)?;
+        let response = rb_self.run(ruby, |b| match b {
+            Backend::Engine(e) => e.request_value(&op, fields).map_err(Failure::from),
+            Backend::Client(c) => c.request_value(&op, fields).map_err(Failure::from),
         })?;
         json::from_json(ruby, &response)
     }
 
     /// `_envelope(op, fields)`: the whole response object, errors included.
     fn envelope(ruby: &Ruby, rb_self: &Self, op: String, fields: Option<RHash>) -> Result<Value, Error> {
-        let envelope = Self::envelope_json(ruby, rb_self, op, fields)?;
+        let fields = Self::fields(ruby, fields)?;
+        let envelope = rb_self.run(ruby, |b| match b {
+            Backend::Engine(e) => e.request_envelope(&op, fields).map_err(Failure::from),
+            Backend::Client(c) => c.request_envelope(&op, fields).map_err(Failure::from),
+        })?;
         json::from_json(ruby, &envelope)
     }
 
@@ -373,8 +286,8 @@ pub fn define(ruby: &Ruby) -> Result<(), Error> {
     let native = karma.define_class("Native", ruby.class_object())?;
     native.undef_default_alloc_func();
     native.define_singleton_method("error_for_code", function!(errors::error_for_code, 2))?;
-    native.define_method("_increment", method!(Native::increment, 4))?;
-    native.define_method("_decrement", method!(Native::decrement, 4))?;
+    native.define_singleton_method("error_classes", function!(errors::error_classes, 0))?;
+    native.define_method("_change", method!(Native::change, 5))?;
     native.define_method("_consume", method!(Native::consume, 7))?;
     native.define_method("_request", method!(Native::request, 2))?;
     native.define_method("_envelope", method!(Native::envelope, 2))?;

@@ -16,15 +16,15 @@ module Karma
       # The hot path, inline: a String series and an Integer (or no) bucket
       # go straight to the native call, which checks the Integers itself.
       if idempotency_key.nil? && fingerprint.nil? && series.is_a?(String) && (bucket.nil? || bucket.is_a?(Integer))
-        return _increment(series, key, value, bucket)
+        return _change(false, series, key, value, bucket)
       end
 
-      write_counter("counter.increment", :_increment, series, key, value, bucket, idempotency_key, fingerprint)
+      write_counter("counter.increment", false, series, key, value, bucket, idempotency_key, fingerprint)
     end
 
     # Subtracts up to `value`, never below zero; returns `value`.
     def decrement(series:, key:, value: 1, bucket: nil, idempotency_key: nil, fingerprint: nil)
-      write_counter("counter.decrement", :_decrement, series, key, value, bucket, idempotency_key, fingerprint)
+      write_counter("counter.decrement", true, series, key, value, bucket, idempotency_key, fingerprint)
     end
 
     # A quota check and the increment it guards, in one atomic step
@@ -201,10 +201,10 @@ module Karma
 
     private
 
-    def write_counter(op, native, series, key, value, bucket, idempotency_key, fingerprint)
+    def write_counter(op, decrement, series, key, value, bucket, idempotency_key, fingerprint)
       bucket = C.opt_bucket(bucket, "bucket")
       if idempotency_key.nil? && fingerprint.nil?
-        return send(native, series.to_s, key, value, bucket)
+        return _change(decrement, series.to_s, key, value, bucket)
       end
 
       _request(op, { series: series, key: C.u64(key, "key"), value: C.u64(value, "value"), bucket: bucket,

@@ -1,18 +1,25 @@
 # frozen_string_literal: true
 
 module Karma
-  # Every error this gem raises. `#code` is the v2 `error_code` (nil for
-  # transport failures); `#kind` says where it came from (`engine`,
-  # `server`, `invalid`, `argument`, `connection`, `timeout`,
-  # `pool_timeout`, `protocol`, `closed`, `fork`).
-  class Error < StandardError
+  # `#code` is the v2 `error_code` (nil for transport failures); `#kind`
+  # says where the error came from (`engine`, `server`, `invalid`,
+  # `argument`, `connection`, `timeout`, `pool_timeout`, `protocol`,
+  # `closed`, `fork`). Shared by Error and ValidationError, which cannot
+  # have a common superclass.
+  module Coded
     attr_reader :code, :kind
 
-    def initialize(message = nil, code: nil, kind: nil)
+    def initialize(message = nil, code: self.class::DEFAULT_CODE, kind: nil)
       super(message)
       @code = code
       @kind = kind
     end
+  end
+
+  # Every error this gem raises.
+  class Error < StandardError
+    include Coded
+    DEFAULT_CODE = nil
 
     # Karma::ValidationError is an ArgumentError (Ruby's class for bad
     # arguments), so it cannot also inherit from this class; `rescue
@@ -25,30 +32,16 @@ module Karma
   # `validation_error`, and the gem's own argument checks (negative
   # Integers, Integers over 2**64-1, bad dates).
   class ValidationError < ArgumentError
-    attr_reader :code, :kind
-
-    def initialize(message = nil, code: "validation_error", kind: nil)
-      super(message)
-      @code = code
-      @kind = kind
-    end
+    include Coded
+    DEFAULT_CODE = "validation_error"
   end
 
-  # One class per v2 error_code (docs/protocol.md).
-  class InvalidJsonError < Error; end
-  class UnsupportedProtocolError < Error; end
-  class UnknownCommandError < Error; end
-  class NotFoundError < Error; end
-  class UnauthorizedError < Error; end
-  class ForbiddenError < Error; end
-  class RequestTooLargeError < Error; end
-  class ResponseTooLargeError < Error; end
-  class QueryTimeoutError < Error; end
-  class IdempotencyConflictError < Error; end
-  class ReplicationGapError < Error; end
-  class ReplicationError < Error; end
-  class InternalError < Error; end
-  class LimitExceededError < Error; end
+  # One class per v2 error_code (docs/protocol.md), named by the engine's
+  # table (InvalidJsonError, NotFoundError, ...), so a new code gets its
+  # class without an edit here.
+  ERROR_CLASSES = Native.error_classes.to_h do |code, name|
+    [code, const_defined?(name, false) ? const_get(name, false) : const_set(name, Class.new(Error))]
+  end.freeze
 
   # The server could not be reached, or the connection broke mid-request
   # (a write may or may not have been applied).
@@ -61,24 +54,6 @@ module Karma
   class ClosedError < Error; end
   # An Engine used in a process forked after it was opened.
   class ForkError < Error; end
-
-  ERROR_CLASSES = {
-    "invalid_json" => InvalidJsonError,
-    "unsupported_protocol" => UnsupportedProtocolError,
-    "unknown_command" => UnknownCommandError,
-    "validation_error" => ValidationError,
-    "not_found" => NotFoundError,
-    "unauthorized" => UnauthorizedError,
-    "forbidden" => ForbiddenError,
-    "request_too_large" => RequestTooLargeError,
-    "response_too_large" => ResponseTooLargeError,
-    "query_timeout" => QueryTimeoutError,
-    "idempotency_conflict" => IdempotencyConflictError,
-    "replication_gap" => ReplicationGapError,
-    "replication_error" => ReplicationError,
-    "internal_error" => InternalError,
-    "limit_exceeded" => LimitExceededError
-  }.freeze
 
   # Called by the native extension to build an exception.
   def self.__error(class_name, message, code, kind)

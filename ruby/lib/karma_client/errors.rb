@@ -66,38 +66,9 @@ module KarmaClient
     end
   end
 
-  # One class per error_code (the eight karma_client named, and the rest).
-  class ValidationError < ServerError; end
-  class NotFoundError < ServerError; end
-  class UnauthorizedError < ServerError; end
-  class ForbiddenError < ServerError; end
-  class RequestTooLargeError < ServerError; end
-  class ResponseTooLargeError < ServerError; end
-  class QueryTimeoutError < ServerError; end
-  class IdempotencyConflictError < ServerError; end
-  class InvalidJsonError < ServerError; end
-  class UnsupportedProtocolError < ServerError; end
-  class UnknownCommandError < ServerError; end
-  class ReplicationGapError < ServerError; end
-  class ReplicationError < ServerError; end
-  class InternalError < ServerError; end
-  class LimitExceededError < ServerError; end
-
-  ServerError::CLASSES = {
-    "validation_error" => ValidationError,
-    "not_found" => NotFoundError,
-    "unauthorized" => UnauthorizedError,
-    "forbidden" => ForbiddenError,
-    "request_too_large" => RequestTooLargeError,
-    "response_too_large" => ResponseTooLargeError,
-    "query_timeout" => QueryTimeoutError,
-    "idempotency_conflict" => IdempotencyConflictError,
-    "invalid_json" => InvalidJsonError,
-    "unsupported_protocol" => UnsupportedProtocolError,
-    "unknown_command" => UnknownCommandError,
-    "replication_gap" => ReplicationGapError,
-    "replication_error" => ReplicationError,
-    "internal_error" => InternalError,
-    "limit_exceeded" => LimitExceededError
-  }.freeze
+  # One class per error_code (the eight karma_client named, and the rest),
+  # named by the engine's table (ValidationError, NotFoundError, ...).
+  ServerError::CLASSES = Karma::Native.error_classes.to_h do |code, name|
+    [code, const_set(name, Class.new(ServerError))]
+  end.freeze
 end

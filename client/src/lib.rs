@@ -45,6 +45,7 @@ mod connection;
 mod exception;
 mod pipelined;
 mod pool;
+mod typed;
 mod wire;
 
 use std::fmt;
@@ -425,7 +426,7 @@ impl Client {
         let t: wire::WireTreeInfo = self.read("tree.info", |l| {
             l.str("series", series);
         })?;
-        Ok(TreeInfo { tree: t.tree, key_count: t.key_count, bucket_count: t.bucket_count, total: t.total })
+        Ok(t.into())
     }
 
     /// One page of keys above `cursor`, ascending (`limit` defaults to 100).
@@ -433,13 +434,7 @@ impl Client {
         let p: wire::WireKeysPage = self.read("tree.keys", |l| {
             l.str("series", series).opt_u64("cursor", cursor).opt_u64("limit", limit.map(wire_limit));
         })?;
-        Ok(KeysPage {
-            tree: p.tree,
-            limit: p.limit,
-            cursor: p.cursor,
-            next_cursor: p.next_cursor,
-            keys: p.keys.into_iter().map(|k| (k.key, k.total)).collect(),
-        })
+        Ok(p.into())
     }
 
     /// The largest counters, `(key, value)` (`limit` defaults to 50).
@@ -454,11 +449,7 @@ impl Client {
         let s: wire::WireSummary = self.read("tree.summary", |l| {
             l.str("series", series).range(range);
         })?;
-        let range = match (s.range_from, s.range_to) {
-            (Some(from), Some(to)) => Some((from, to)),
-            _ => None,
-        };
-        Ok(Summary { tree: s.tree, range, total: s.total, active_keys: s.active_keys, bucket_count: s.bucket_count })
+        Ok(s.into())
     }
 
     /// Retention: drops buckets `< before`, then compacts the series.

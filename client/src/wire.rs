@@ -16,7 +16,7 @@ use karma_engine::error::Error;
 use karma_engine::json::{write_str, write_u64};
 use karma_engine::protocol::response::{read_envelope, EnvelopeError};
 use karma_engine::protocol::{Item, Op, Range, Window};
-use karma_engine::Quota;
+use karma_engine::{KeysPage, Quota, Summary, TreeInfo};
 
 use super::ClientError;
 
@@ -335,6 +335,27 @@ pub(crate) struct WireSummary {
     pub total: u64,
     pub active_keys: usize,
     pub bucket_count: usize,
+}
+
+impl From<WireTreeInfo> for TreeInfo {
+    fn from(t: WireTreeInfo) -> TreeInfo {
+        TreeInfo { tree: t.tree, key_count: t.key_count, bucket_count: t.bucket_count, total: t.total }
+    }
+}
+
+impl From<WireKeysPage> for KeysPage {
+    fn from(p: WireKeysPage) -> KeysPage {
+        let keys = p.keys.into_iter().map(|k| (k.key, k.total)).collect();
+        KeysPage { tree: p.tree, limit: p.limit, cursor: p.cursor, next_cursor: p.next_cursor, keys }
+    }
+}
+
+/// A summary without a range (`range_from`/`range_to` null) is over all time.
+impl From<WireSummary> for Summary {
+    fn from(s: WireSummary) -> Summary {
+        let range = s.range_from.zip(s.range_to);
+        Summary { tree: s.tree, range, total: s.total, active_keys: s.active_keys, bucket_count: s.bucket_count }
+    }
 }
 
 /// A `{"<u64>": u64, ...}` object, in the order the server wrote it.

@@ -27,10 +27,16 @@
 
 /// Calls `$callback! { rows }` with the table of the API surface (see the
 /// [module docs](crate::surface) for the row syntax).
+///
+/// `for_each_method!(@with [tokens] callback)` calls `callback! { tokens rows }`
+/// instead: for a callback that needs more than the rows (say the type to
+/// implement the trait for), since a callback is named, not called with
+/// arguments of its own.
 #[macro_export]
 macro_rules! for_each_method {
-    ($($callback:tt)+) => {
+    (@with [$($extra:tt)*] $($callback:tt)+) => {
         $($callback)+! {
+            $($extra)*
             /// Adds `value` to one day bucket of counter `key` (today, UTC, without
             /// a bucket), creating the series if missing. Answers `value`, as the
             /// protocol echoes it, once the write is durable.
@@ -106,6 +112,9 @@ macro_rules! for_each_method {
             /// The Prometheus text of `system.metrics`.
             metrics() -> metrics: text = Metrics;
         }
+    };
+    ($($callback:tt)+) => {
+        $crate::for_each_method! { @with [] $($callback)+ }
     };
 }
 

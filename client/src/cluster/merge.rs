@@ -4,9 +4,9 @@
 
 use karma_engine::protocol::Op;
 use karma_engine::{ErrorCode, KeysPage, Response, Summary, TreeInfo};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use crate::typed::decode;
 use crate::wire::{
     Added, Applied, DeletedCounts, KeyValue, ResetCounts, WireKeysPage, WireSummary, WireTop, WireTreeInfo,
 };
@@ -28,12 +28,6 @@ pub(crate) struct ShardAnswer {
     /// Where the shard's leader was found.
     pub leader: String,
     pub result: Result<Raw>,
-}
-
-pub(crate) fn decode<T: DeserializeOwned>(op: Op, raw: &[u8]) -> Result<T> {
-    serde_json::from_slice(raw).map_err(|e| {
-        ClientError::Protocol(format!("unexpected response to {} ({e}): {}", op.name(), String::from_utf8_lossy(raw)))
-    })
 }
 
 #[derive(Deserialize)]

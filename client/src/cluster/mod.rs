@@ -35,6 +35,7 @@ use karma_engine::{Engine, Error, ErrorCode, Response};
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
+use crate::typed::decode;
 use crate::{wire, Client, ClientConfig, ClientError, Result};
 use merge::{PartAnswer, Raw, ShardAnswer};
 use route::Plan;
@@ -271,7 +272,7 @@ impl ClusterClient {
                 }
                 if !asked.is_empty() {
                     let again = route::subset(part, "items", &asked);
-                    let values: Vec<merge::SeriesKeyValue> = merge::decode(req.op, &self.call(shard, op, &again)?.1)?;
+                    let values: Vec<merge::SeriesKeyValue> = decode(req.op, &self.call(shard, op, &again)?.1)?;
                     for (slot, v) in asked.into_iter().zip(values) {
                         answers[slot].2 = v.value;
                     }
@@ -284,7 +285,7 @@ impl ClusterClient {
 
     /// Every shard's `tree.list`, by shard.
     fn series_by_shard(&self) -> Result<Vec<Vec<String>>> {
-        (0..self.shards).map(|s| merge::decode(Op::TreeList, &self.call(s, "tree.list", &Map::new())?.1)).collect()
+        (0..self.shards).map(|s| decode(Op::TreeList, &self.call(s, "tree.list", &Map::new())?.1)).collect()
     }
 
     fn run_every(&self, op: Op, name: &str, fields: &Map<String, Value>) -> Result<Response> {

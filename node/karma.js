@@ -31,8 +31,11 @@ for (const [name, decrement] of [['incrementSync', false], ['decrementSync', tru
     return fast(series, key, value, bucket)
   })
 }
-for (const name of ['increment', 'decrement']) {
-  withPlainOptions(native.Client.prototype, name, internal(native.Client.prototype, `__${name}`))
+const change = internal(native.Client.prototype, '__change')
+for (const [name, decrement] of [['increment', false], ['decrement', true]]) {
+  withPlainOptions(native.Client.prototype, name, function (series, key, value, bucket) {
+    return change.call(this, decrement, series, key, value, bucket)
+  })
 }
 
 /** Removes an internal helper from `proto`, returning it. */

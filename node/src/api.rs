@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use karma_client::{AnyClient, Client as NetClient, Pipeline};
+use karma_engine::api::Change;
 use napi::bindgen_prelude::{AsyncTask, BigInt};
 use napi::{Env, JsValue, Unknown};
 use napi_derive::napi;
@@ -15,7 +16,7 @@ use crate::calls::pipelined::Request;
 use crate::calls::{self, DeleteCounts, KeyValue, KeysPage, Point, Quota, ResetCounts, SeriesInfo, SeriesSummary};
 use crate::conv::Arg;
 use crate::errors::{self, Failure};
-use crate::fast::{self, Change};
+use crate::fast;
 use crate::settle::Settler;
 use crate::task::{Backend, Call, Handle, Job, Json};
 
@@ -263,7 +264,7 @@ impl Engine {
     /// function bound to this engine, for karma.js's fast path (`fast.rs`).
     #[napi(js_name = "__bindSync", skip_typescript)]
     pub fn bind_sync<'env>(&self, env: &'env Env, decrement: bool) -> napi::Result<Unknown<'env>> {
-        fast::bind(env, &self.handle, if decrement { Change::Decrement } else { Change::Increment })
+        fast::bind(env, &self.handle, Change::of(decrement))
     }
 }
 
@@ -344,30 +345,19 @@ crate::ingest::ingest_method!(Client);
 
 #[napi]
 impl Client {
-    /// `increment` with its options read by karma.js (see `fast.rs`).
-    #[napi(js_name = "__increment", skip_typescript)]
-    pub fn increment_plain<'env>(
+    /// `increment` (or, with `decrement`, `decrement`) with its options
+    /// read by karma.js (see `fast.rs`).
+    #[napi(js_name = "__change", skip_typescript)]
+    pub fn change_plain<'env>(
         &self,
         env: &'env Env,
+        decrement: bool,
         series: Unknown<'_>,
         key: Unknown<'_>,
         value: Unknown<'_>,
         bucket: Unknown<'_>,
     ) -> napi::Result<Unknown<'env>> {
-        self.change(env, Change::Increment, series, key, value, bucket)
-    }
-
-    /// `decrement` with its options read by karma.js (see `fast.rs`).
-    #[napi(js_name = "__decrement", skip_typescript)]
-    pub fn decrement_plain<'env>(
-        &self,
-        env: &'env Env,
-        series: Unknown<'_>,
-        key: Unknown<'_>,
-        value: Unknown<'_>,
-        bucket: Unknown<'_>,
-    ) -> napi::Result<Unknown<'env>> {
-        self.change(env, Change::Decrement, series, key, value, bucket)
+        self.change(env, Change::of(decrement), series, key, value, bucket)
     }
 }
 
@@ -385,7 +375,7 @@ impl Client {
         Ok(promise)
     }
 
-    /// `__increment`/`__decrement`: pipelined on a server, pooled on a cluster.
+    /// `__change`: pipelined on a server, pooled on a cluster.
     fn change<'env>(
         &self,
         env: &'env Env,

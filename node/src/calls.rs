@@ -4,10 +4,8 @@
 //! arguments and returns the call, which runs later on whichever thread
 //! (`api.rs` decides: the JavaScript thread for `...Sync`, libuv otherwise).
 
-use karma_client::AnyClient;
-use karma_engine::api::Karma;
-use karma_engine::protocol::response::open_envelope;
-use karma_engine::{Engine, Error, Range, Session, Window};
+use karma_engine::api::{Change, Karma};
+use karma_engine::{Range, Window};
 use napi::bindgen_prelude::BigInt;
 use napi::bindgen_prelude::Object;
 use napi::Unknown;
@@ -16,7 +14,6 @@ use serde_json::{Map, Value};
 
 use crate::conv::{self, Arg};
 use crate::errors::Failure;
-use crate::fast::Change;
 use crate::task::{Backend, Json};
 
 /// A prepared call of result `T`.
@@ -147,14 +144,37 @@ fn change_args(series: Unknown<'_>, key: Unknown<'_>, options: Unknown<'_>) -> A
     Ok((series, key, value, bucket))
 }
 
+/// `(series, key, value, bucket)` of `increment`/`decrement` given the
+/// options' `value` and `bucket` as values (karma.js's fast path).
+fn plain_change_args(
+    series: Unknown<'_>,
+    key: Unknown<'_>,
+    value: Unknown<'_>,
+    bucket: Unknown<'_>,
+) -> Arg<(String, u64, u64, Option<u64>)> {
+    let series = conv::string(&series, "series")?;
+    let key = conv::u64_arg(&key, "key")?;
+    let (value, bucket) = change_values(Some(&value), Some(&bucket))?;
+    Ok((series, key, value, bucket))
+}
+
 pub fn increment(series: Unknown<'_>, key: Unknown<'_>, options: Unknown<'_>) -> Arg<impl Prepared<BigInt>> {
-    let (series, key, value, bucket) = change_args(series, key, options)?;
-    Ok(both!(|k| Karma::increment(k, &series, key, bucket, value).map(big)))
+    with_options(Change::Increment, series, key, options)
 }
 
 pub fn decrement(series: Unknown<'_>, key: Unknown<'_>, options: Unknown<'_>) -> Arg<impl Prepared<BigInt>> {
+    with_options(Change::Decrement, series, key, options)
+}
+
+/// `increment`/`decrement` with their `{ value, bucket }` options object.
+fn with_options(
+    change: Change,
+    series: Unknown<'_>,
+    key: Unknown<'_>,
+    options: Unknown<'_>,
+) -> Arg<impl Prepared<BigInt>> {
     let (series, key, value, bucket) = change_args(series, key, options)?;
-    Ok(both!(|k| Karma::decrement(k, &series, key, bucket, value).map(big)))
+    Ok(both!(|k| change.apply(k, &series, key, bucket, value).map(big)))
 }
 
 /// `increment`/`decrement` with the options' `value` and `bucket` already
@@ -166,14 +186,8 @@ pub fn change(
     value: Unknown<'_>,
     bucket: Unknown<'_>,
 ) -> Arg<impl Prepared<BigInt>> {
-    let series = conv::string(&series, "series")?;
-    let key = conv::u64_arg(&key, "key")?;
-    let (value, bucket) = change_values(Some(&value), Some(&bucket))?;
-    Ok(both!(|k| match change {
-        Change::Increment => Karma::increment(k, &series, key, bucket, value),
-        Change::Decrement => Karma::decrement(k, &series, key, bucket, value),
-    }
-    .map(big)))
+    let (series, key, value, bucket) = plain_change_args(series, key, value, bucket)?;
+    Ok(both!(|k| change.apply(k, &series, key, bucket, value).map(big)))
 }
 
 /// `consume`'s answer (the protocol's `counter.consume` response).
@@ -193,18 +207,12 @@ pub struct Quota {
 }
 
 /// `{ window, days }` of `consume`: today (`'day'`, the default), the last
-/// `days` days (`'days'`, implied by `days`), or the calendar month.
+/// `days` days (`'days'`, implied by `days`), or the calendar month; a bad
+/// combination is a `RangeError` with the protocol's message.
 fn window(o: Option<&Object<'_>>) -> Arg<Window> {
     let name = conv::opt_string(conv::option(o, "window")?.as_ref(), "window")?;
     let days = conv::opt_u64(conv::option(o, "days")?.as_ref(), "days")?;
-    match (name.as_deref(), days) {
-        (None | Some("day"), None) => Ok(Window::Day),
-        (Some("month"), None) => Ok(Window::Month),
-        (None | Some("days"), Some(n)) => Ok(Window::Days(n)),
-        (Some("days"), None) => Err(Failure::Range("window 'days' needs the days option".into())),
-        (Some("day" | "month"), Some(_)) => Err(Failure::Range("the days option needs window 'days'".into())),
-        (Some(other), _) => Err(Failure::Range(format!("window must be 'day', 'days' or 'month', got {other:?}"))),
-    }
+    Window::parse(name.as_deref(), days).map_err(|e| Failure::Range(e.message().to_string()))
 }
 
 /// `consume`'s arguments, checked.
@@ -404,10 +412,7 @@ pub fn compact(series: Unknown<'_>) -> Arg<impl Prepared<()>> {
 }
 
 pub fn snapshot_all() -> Arg<impl Prepared<()>> {
-    Ok(move |backend: &Backend| match backend {
-        Backend::Engine(e) => e.snapshot_all().map_err(Failure::from),
-        Backend::Client(c) => c.request_value("snapshot.create_all", Map::new()).map(drop).map_err(Failure::from),
-    })
+    Ok(both!(|k| Karma::snapshot_all(k)))
 }
 
 pub fn ping() -> Arg<impl Prepared<String>> {
@@ -453,55 +458,19 @@ pub fn request_line(line: Unknown<'_>) -> Arg<impl Prepared<Json>> {
     let line = conv::string(&line, "line")?;
     Ok(move |backend: &Backend| {
         let line = line.trim_end_matches(['\r', '\n']);
-        let value = match backend {
-            Backend::Engine(e) => engine_line(e, line.as_bytes())?,
-            Backend::Client(c) => {
-                let envelope = match c {
-                    AnyClient::Node(node) => node.request(line)?,
-                    // A cluster answers with the line one node would write.
-                    AnyClient::Cluster(_) => serde_json::from_str(&c.request_line(line)?)
-                        .map_err(|e| Failure::Type(format!("the cluster's response is not JSON ({e})")))?,
-                };
-                open_envelope(envelope).map_err(|e| Failure::Client(karma_client::ClientError::Server(e)))?
-            }
-        };
-        Ok(Json(value))
+        match backend {
+            Backend::Engine(e) => e.request_line_value(line.as_bytes()).map(Json).map_err(Failure::from),
+            Backend::Client(c) => c.request_line_value(line).map(Json).map_err(Failure::from),
+        }
     })
 }
 
 /// One v2 request (`{"v":2,"op":op, ...fields}`): its `response` value.
 pub(crate) fn request_value(backend: &Backend, op: &str, fields: Map<String, Value>) -> Result<Value, Failure> {
     match backend {
-        Backend::Engine(e) => engine_request(e, op, fields).map_err(Failure::from),
+        Backend::Engine(e) => e.request_value(op, fields).map_err(Failure::from),
         Backend::Client(c) => c.request_value(op, fields).map_err(Failure::from),
     }
-}
-
-/// `{"v":2,"op":..}` plus `fields`, through `Engine::handle_line` exactly as
-/// the server runs it (authentication, size limits and all).
-fn engine_request(engine: &Engine, op: &str, fields: Map<String, Value>) -> Result<Value, Error> {
-    let mut map = Map::with_capacity(fields.len() + 2);
-    map.insert("v".into(), Value::from(2));
-    map.insert("op".into(), Value::from(op));
-    for (k, v) in fields {
-        if k != "v" && k != "op" {
-            map.insert(k, v);
-        }
-    }
-    let line = serde_json::to_vec(&Value::Object(map))
-        .map_err(|e| Error::validation(format!("cannot encode request: {e}")))?;
-    engine_line(engine, &line)
-}
-
-/// One raw request line through the engine; the `response` value or the error.
-fn engine_line(engine: &Engine, line: &[u8]) -> Result<Value, Error> {
-    let reply = engine.handle_line(line, &Session::client());
-    if let Some(lsn) = reply.lsn {
-        engine.wait_durable(lsn)?;
-    }
-    let envelope: Value = serde_json::from_slice(&reply.bytes)
-        .map_err(|e| Error::internal(format!("engine sent an unparsable response: {e}")))?;
-    open_envelope(envelope)
 }
 
 /// The pipelined network variants of the single-counter writes (a
@@ -511,10 +480,11 @@ pub mod pipelined {
     use karma_client::{ClientError, Pipeline};
     use napi::Unknown;
 
-    use super::{big, change_args, change_values, consume_args, quota_of};
-    use crate::conv::{self, Arg};
+    use karma_engine::api::Change;
+
+    use super::{big, change_args, consume_args, plain_change_args, quota_of};
+    use crate::conv::Arg;
     use crate::errors::Failure;
-    use crate::fast::Change;
     use crate::settle::Pending;
 
     /// A checked call, ready to send.
@@ -530,13 +500,24 @@ pub mod pipelined {
     }
 
     pub fn increment(series: Unknown<'_>, key: Unknown<'_>, options: Unknown<'_>) -> Arg<impl Request> {
-        let (series, key, value, bucket) = change_args(series, key, options)?;
-        Ok(move |p: &Pipeline, done| p.increment(&series, key, bucket, value, to(done, big)))
+        with_options(Change::Increment, series, key, options)
     }
 
     pub fn decrement(series: Unknown<'_>, key: Unknown<'_>, options: Unknown<'_>) -> Arg<impl Request> {
+        with_options(Change::Decrement, series, key, options)
+    }
+
+    fn with_options(change: Change, series: Unknown<'_>, key: Unknown<'_>, options: Unknown<'_>) -> Arg<impl Request> {
         let (series, key, value, bucket) = change_args(series, key, options)?;
-        Ok(move |p: &Pipeline, done| p.decrement(&series, key, bucket, value, to(done, big)))
+        Ok(move |p: &Pipeline, done| send(p, change, &series, key, bucket, value, done))
+    }
+
+    /// `change` on the pipeline, settling `done` with its answer.
+    fn send(p: &Pipeline, change: Change, series: &str, key: u64, bucket: Option<u64>, value: u64, done: Pending) {
+        match change {
+            Change::Increment => p.increment(series, key, bucket, value, to(done, big)),
+            Change::Decrement => p.decrement(series, key, bucket, value, to(done, big)),
+        }
     }
 
     /// `increment`/`decrement` with the options' `value` and `bucket`
@@ -548,13 +529,8 @@ pub mod pipelined {
         value: Unknown<'_>,
         bucket: Unknown<'_>,
     ) -> Arg<impl Request> {
-        let series = conv::string(&series, "series")?;
-        let key = conv::u64_arg(&key, "key")?;
-        let (value, bucket) = change_values(Some(&value), Some(&bucket))?;
-        Ok(move |p: &Pipeline, done| match change {
-            Change::Increment => p.increment(&series, key, bucket, value, to(done, big)),
-            Change::Decrement => p.decrement(&series, key, bucket, value, to(done, big)),
-        })
+        let (series, key, value, bucket) = plain_change_args(series, key, value, bucket)?;
+        Ok(move |p: &Pipeline, done| send(p, change, &series, key, bucket, value, done))
     }
 
     pub fn consume(

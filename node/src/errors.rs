@@ -10,7 +10,7 @@
 use std::error::Error as StdError;
 
 use karma_client::{ClientError, Exception};
-use karma_engine::{Error, ErrorCode};
+use karma_engine::Error;
 use napi::bindgen_prelude::{FnArgs, Function, FunctionRef};
 use napi::{Env, Unknown};
 use napi_derive::napi;
@@ -55,9 +55,8 @@ pub struct ErrorClass {
 /// Every v2 `error_code` and the class its errors have (for `errors.js`).
 #[napi(js_name = "__errorClasses")]
 pub fn error_classes() -> Vec<ErrorClass> {
-    ErrorCode::ALL
-        .iter()
-        .map(|c| ErrorClass { code: c.as_str().to_string(), class_name: c.class_name().to_string() })
+    Exception::coded_classes()
+        .map(|(code, class)| ErrorClass { code: code.to_string(), class_name: class.to_string() })
         .collect()
 }
 

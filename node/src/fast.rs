@@ -19,19 +19,12 @@ use std::ffi::c_void;
 use std::ptr;
 use std::sync::Arc;
 
-use karma_engine::api::Karma;
+use karma_engine::api::Change;
 use napi::{sys, Env, JsError, Unknown};
 
 use crate::conv::{self, Arg};
 use crate::errors::{self, Failure};
 use crate::task::{Backend, Handle};
-
-/// Which change.
-#[derive(Clone, Copy)]
-pub enum Change {
-    Increment,
-    Decrement,
-}
 
 /// What a bound function calls: its engine and its change.
 struct Bound {
@@ -121,18 +114,7 @@ fn change(
     let (value, bucket) = crate::calls::change_values(Some(&value), Some(&bucket))?;
     let series = series.as_str();
     handle.run(|backend| match backend {
-        Backend::Engine(e) => apply(e, change, series, key, bucket, value),
-        Backend::Client(c) => apply(c, change, series, key, bucket, value),
+        Backend::Engine(e) => change.apply(e, series, key, bucket, value).map_err(Failure::from),
+        Backend::Client(c) => change.apply(c, series, key, bucket, value).map_err(Failure::from),
     })
-}
-
-fn apply<K: Karma>(k: &K, change: Change, series: &str, key: u64, bucket: Option<u64>, value: u64) -> Arg<u64>
-where
-    Failure: From<K::Error>,
-{
-    let done = match change {
-        Change::Increment => k.increment(series, key, bucket, value),
-        Change::Decrement => k.decrement(series, key, bucket, value),
-    };
-    done.map_err(Failure::from)
 }

@@ -385,9 +385,10 @@ impl Client {
         value: Unknown<'_>,
         bucket: Unknown<'_>,
     ) -> napi::Result<Unknown<'env>> {
+        let call = calls::ChangeCall::plain(change, series, key, value, bucket);
         match self.net {
-            Some(_) => self.send(env, calls::pipelined::change(change, series, key, value, bucket)),
-            None => self.pooled(env, calls::change(change, series, key, value, bucket)),
+            Some(_) => self.send(env, call.map(calls::pipelined::send)),
+            None => self.pooled(env, call.map(calls::ChangeCall::pooled)),
         }
     }
 

@@ -136,58 +136,53 @@ pub fn change_values(value: Option<&Unknown<'_>>, bucket: Option<&Unknown<'_>>) 
     Ok((value, bucket))
 }
 
-/// `(series, key, value, bucket)` of `increment`/`decrement`.
-fn change_args(series: Unknown<'_>, key: Unknown<'_>, options: Unknown<'_>) -> Arg<(String, u64, u64, Option<u64>)> {
-    let series = conv::string(&series, "series")?;
-    let key = conv::u64_arg(&key, "key")?;
-    let (value, bucket) = change_options(&options)?;
-    Ok((series, key, value, bucket))
+/// One checked `increment` or `decrement`, ready to run pooled
+/// ([`ChangeCall::pooled`]) or pipelined ([`pipelined::send`]).
+pub struct ChangeCall {
+    change: Change,
+    series: String,
+    key: u64,
+    value: u64,
+    bucket: Option<u64>,
 }
 
-/// `(series, key, value, bucket)` of `increment`/`decrement` given the
-/// options' `value` and `bucket` as values (karma.js's fast path).
-fn plain_change_args(
-    series: Unknown<'_>,
-    key: Unknown<'_>,
-    value: Unknown<'_>,
-    bucket: Unknown<'_>,
-) -> Arg<(String, u64, u64, Option<u64>)> {
-    let series = conv::string(&series, "series")?;
-    let key = conv::u64_arg(&key, "key")?;
-    let (value, bucket) = change_values(Some(&value), Some(&bucket))?;
-    Ok((series, key, value, bucket))
+impl ChangeCall {
+    /// `(series, key, options)` as the methods take them.
+    fn with_options(change: Change, series: Unknown<'_>, key: Unknown<'_>, options: Unknown<'_>) -> Arg<ChangeCall> {
+        let series = conv::string(&series, "series")?;
+        let key = conv::u64_arg(&key, "key")?;
+        let (value, bucket) = change_options(&options)?;
+        Ok(ChangeCall { change, series, key, value, bucket })
+    }
+
+    /// `series`, `key`, and the options' `value` and `bucket` already read
+    /// (karma.js's fast path, see `fast.rs`).
+    pub fn plain(
+        change: Change,
+        series: Unknown<'_>,
+        key: Unknown<'_>,
+        value: Unknown<'_>,
+        bucket: Unknown<'_>,
+    ) -> Arg<ChangeCall> {
+        let series = conv::string(&series, "series")?;
+        let key = conv::u64_arg(&key, "key")?;
+        let (value, bucket) = change_values(Some(&value), Some(&bucket))?;
+        Ok(ChangeCall { change, series, key, value, bucket })
+    }
+
+    /// The call on the engine or on a pooled connection.
+    pub fn pooled(self) -> impl Prepared<BigInt> {
+        let ChangeCall { change, series, key, value, bucket } = self;
+        both!(|k| change.apply(k, &series, key, bucket, value).map(big))
+    }
 }
 
 pub fn increment(series: Unknown<'_>, key: Unknown<'_>, options: Unknown<'_>) -> Arg<impl Prepared<BigInt>> {
-    with_options(Change::Increment, series, key, options)
+    ChangeCall::with_options(Change::Increment, series, key, options).map(ChangeCall::pooled)
 }
 
 pub fn decrement(series: Unknown<'_>, key: Unknown<'_>, options: Unknown<'_>) -> Arg<impl Prepared<BigInt>> {
-    with_options(Change::Decrement, series, key, options)
-}
-
-/// `increment`/`decrement` with their `{ value, bucket }` options object.
-fn with_options(
-    change: Change,
-    series: Unknown<'_>,
-    key: Unknown<'_>,
-    options: Unknown<'_>,
-) -> Arg<impl Prepared<BigInt>> {
-    let (series, key, value, bucket) = change_args(series, key, options)?;
-    Ok(both!(|k| change.apply(k, &series, key, bucket, value).map(big)))
-}
-
-/// `increment`/`decrement` with the options' `value` and `bucket` already
-/// read (karma.js's fast path, see `fast.rs`), as a pooled call.
-pub fn change(
-    change: Change,
-    series: Unknown<'_>,
-    key: Unknown<'_>,
-    value: Unknown<'_>,
-    bucket: Unknown<'_>,
-) -> Arg<impl Prepared<BigInt>> {
-    let (series, key, value, bucket) = plain_change_args(series, key, value, bucket)?;
-    Ok(both!(|k| change.apply(k, &series, key, bucket, value).map(big)))
+    ChangeCall::with_options(Change::Decrement, series, key, options).map(ChangeCall::pooled)
 }
 
 /// `consume`'s answer (the protocol's `counter.consume` response).
@@ -478,11 +473,10 @@ pub(crate) fn request_value(backend: &Backend, op: &str, fields: Map<String, Val
 /// client's [`Pipeline`] and settles its Promise from the connection thread.
 pub mod pipelined {
     use karma_client::{ClientError, Pipeline};
+    use karma_engine::api::Change;
     use napi::Unknown;
 
-    use karma_engine::api::Change;
-
-    use super::{big, change_args, consume_args, plain_change_args, quota_of};
+    use super::{big, consume_args, quota_of, ChangeCall};
     use crate::conv::Arg;
     use crate::errors::Failure;
     use crate::settle::Pending;
@@ -500,37 +494,20 @@ pub mod pipelined {
     }
 
     pub fn increment(series: Unknown<'_>, key: Unknown<'_>, options: Unknown<'_>) -> Arg<impl Request> {
-        with_options(Change::Increment, series, key, options)
+        ChangeCall::with_options(Change::Increment, series, key, options).map(send)
     }
 
     pub fn decrement(series: Unknown<'_>, key: Unknown<'_>, options: Unknown<'_>) -> Arg<impl Request> {
-        with_options(Change::Decrement, series, key, options)
+        ChangeCall::with_options(Change::Decrement, series, key, options).map(send)
     }
 
-    fn with_options(change: Change, series: Unknown<'_>, key: Unknown<'_>, options: Unknown<'_>) -> Arg<impl Request> {
-        let (series, key, value, bucket) = change_args(series, key, options)?;
-        Ok(move |p: &Pipeline, done| send(p, change, &series, key, bucket, value, done))
-    }
-
-    /// `change` on the pipeline, settling `done` with its answer.
-    fn send(p: &Pipeline, change: Change, series: &str, key: u64, bucket: Option<u64>, value: u64, done: Pending) {
-        match change {
-            Change::Increment => p.increment(series, key, bucket, value, to(done, big)),
-            Change::Decrement => p.decrement(series, key, bucket, value, to(done, big)),
+    /// The call on the pipeline, settling its Promise with the answer.
+    pub fn send(call: ChangeCall) -> impl Request {
+        let ChangeCall { change, series, key, value, bucket } = call;
+        move |p: &Pipeline, done| match change {
+            Change::Increment => p.increment(&series, key, bucket, value, to(done, big)),
+            Change::Decrement => p.decrement(&series, key, bucket, value, to(done, big)),
         }
-    }
-
-    /// `increment`/`decrement` with the options' `value` and `bucket`
-    /// already read (karma.js's fast path, see `fast.rs`).
-    pub fn change(
-        change: Change,
-        series: Unknown<'_>,
-        key: Unknown<'_>,
-        value: Unknown<'_>,
-        bucket: Unknown<'_>,
-    ) -> Arg<impl Request> {
-        let (series, key, value, bucket) = plain_change_args(series, key, value, bucket)?;
-        Ok(move |p: &Pipeline, done| send(p, change, &series, key, bucket, value, done))
     }
 
     pub fn consume(

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use karma_engine::error::{Error, ErrorCode, Result};
 
+use crate::options::{ClientOption, CLIENT_OPTIONS};
+
 /// The port `karma` listens on by default.
 pub const DEFAULT_PORT: u16 = 8080;
 
@@ -100,9 +102,9 @@ impl ClientConfig {
 
     /// Parses `karma://host:port` or `tcp://host:port` (port defaults to
     /// 8080, IPv6 hosts in brackets: `karma://[::1]:8080`). An optional query
-    /// sets the other fields: `?token=..&pool_size=..&checkout_timeout=..&
-    /// connect_timeout=..&read_timeout=..&write_timeout=..&max_response_bytes=..` (timeouts in
-    /// seconds, fractions allowed; `%XX` escapes are decoded). Unknown query
+    /// sets the client options ([`CLIENT_OPTIONS`]) by name:
+    /// `?token=..&pool_size=..&checkout_timeout=..&connect_timeout=..&...`
+    /// (timeouts in seconds, fractions allowed; `%XX` escapes are decoded). Unknown query
     /// parameters are refused, so a typo does not go unnoticed.
     pub fn from_url(url: &str) -> Result<ClientConfig> {
         let mut config = ClientConfig::default();
@@ -120,10 +122,10 @@ impl ClientConfig {
     ///
     /// * `KARMA_URL` (a [`ClientConfig::from_url`] URL) wins over
     ///   `KARMA_HOST` / `KARMA_PORT`;
-    /// * then `KARMA_TOKEN`, `KARMA_POOL_SIZE`, `KARMA_CHECKOUT_TIMEOUT`,
-    ///   `KARMA_CONNECT_TIMEOUT`, `KARMA_READ_TIMEOUT`, `KARMA_WRITE_TIMEOUT`
-    ///   (seconds, fractions allowed, 0 disables) override the defaults and
-    ///   any value given in the URL's query.
+    /// * then the variable of each client option ([`CLIENT_OPTIONS`]:
+    ///   `KARMA_TOKEN`, `KARMA_POOL_SIZE`, `KARMA_CHECKOUT_TIMEOUT`, ...;
+    ///   timeouts in seconds, fractions allowed, 0 disables) overrides the
+    ///   defaults and any value given in the URL's query.
     pub fn from_env_with(get: impl Fn(&str) -> Option<String>) -> Result<ClientConfig> {
         let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
         let mut config = ClientConfig::default();
@@ -137,20 +139,10 @@ impl ClientConfig {
                 config.port = parse_port(ENV_PORT, &port)?;
             }
         }
-        if let Some(token) = get(ENV_TOKEN) {
-            config.token = Some(token);
-        }
-        if let Some(v) = get(ENV_POOL_SIZE) {
-            config.pool_size = parse_pool_size(ENV_POOL_SIZE, &v)?;
-        }
-        for (name, slot) in [
-            (ENV_CHECKOUT_TIMEOUT, &mut config.checkout_timeout),
-            (ENV_CONNECT_TIMEOUT, &mut config.connect_timeout),
-            (ENV_READ_TIMEOUT, &mut config.read_timeout),
-            (ENV_WRITE_TIMEOUT, &mut config.write_timeout),
-        ] {
-            if let Some(v) = get(name) {
-                *slot = parse_seconds(name, &v)?;
+        for option in CLIENT_OPTIONS {
+            let Some(env) = option.env else { continue };
+            if let Some(v) = get(env) {
+                option.set(&mut config, option.parse_text(env, &v)?)?;
             }
         }
         config.validate()?;
@@ -218,18 +210,9 @@ impl ClientConfig {
             let (name, raw) = pair.split_once('=').unwrap_or((pair, ""));
             let value = percent_decode(raw).ok_or_else(|| bad(&format!("bad %-escape in {name}")))?;
             let value = value.as_str();
-            let r = match name {
-                "token" => {
-                    self.token = if value.is_empty() { None } else { Some(value.to_string()) };
-                    Ok(())
-                }
-                "pool_size" => parse_pool_size(name, value).map(|n| self.pool_size = n),
-                "checkout_timeout" => parse_seconds(name, value).map(|d| self.checkout_timeout = d),
-                "connect_timeout" => parse_seconds(name, value).map(|d| self.connect_timeout = d),
-                "read_timeout" => parse_seconds(name, value).map(|d| self.read_timeout = d),
-                "write_timeout" => parse_seconds(name, value).map(|d| self.write_timeout = d),
-                "max_response_bytes" => parse_bytes(name, value).map(|n| self.max_response_bytes = n),
-                _ => Err(invalid(format!("unknown query parameter {name:?}"))),
+            let r = match ClientOption::find(name) {
+                Some(option) => option.parse_text(name, value).and_then(|v| option.set(self, v)),
+                None => Err(invalid(format!("unknown query parameter {name:?}"))),
             };
             r.map_err(|e| bad(e.message()))?;
         }
@@ -244,18 +227,18 @@ fn parse_port(name: &str, value: &str) -> Result<u16> {
     }
 }
 
-fn parse_pool_size(name: &str, value: &str) -> Result<usize> {
+pub(crate) fn parse_pool_size(name: &str, value: &str) -> Result<usize> {
     match value.trim().parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(invalid(format!("{name} must be a positive integer, got {value:?}"))),
     }
 }
 
-fn parse_bytes(name: &str, value: &str) -> Result<usize> {
+pub(crate) fn parse_bytes(name: &str, value: &str) -> Result<usize> {
     value.trim().parse::<usize>().map_err(|_| invalid(format!("{name} must be a number of bytes, got {value:?}")))
 }
 
-fn parse_seconds(name: &str, value: &str) -> Result<Duration> {
+pub(crate) fn parse_seconds(name: &str, value: &str) -> Result<Duration> {
     value
         .trim()
         .parse::<f64>()

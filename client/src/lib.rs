@@ -43,6 +43,7 @@ pub mod cluster;
 mod config;
 mod connection;
 mod exception;
+mod options;
 mod pipelined;
 mod pool;
 mod typed;
@@ -64,6 +65,7 @@ pub use config::{
 };
 pub use exception::Exception;
 pub use karma_engine::api::{Karma, KarmaError};
+pub use options::{ClientOption, ClientOptionKind, ClientOptionValue, CLIENT_OPTIONS};
 pub use pipelined::{Pipeline, DEPTH as PIPELINE_DEPTH};
 pub use pool::PoolStatus;
 

@@ -684,6 +684,13 @@ pub fn env_var(long: &str) -> Option<&'static str> {
     OPTIONS.iter().find(|d| d.long == long).map(|d| d.env)
 }
 
+/// The default of the option spelled `--<long>` as configuration text
+/// (`None` when it is unset by default, or there is no such option): what
+/// `--help` shows and docs/server.md must say.
+pub fn default_text(long: &str) -> Option<String> {
+    OPTIONS.iter().find(|d| d.long == long).and_then(OptDef::default_text)
+}
+
 /// The usage text printed by `--help` and after an unknown option.
 pub fn usage() -> String {
     command().render_help().to_string()

@@ -112,3 +112,42 @@ fn the_checker_reports_an_option_missing_from_an_incomplete_reference() {
     // A name that appears only inside a longer one does not count.
     assert_eq!(undocumented("`--read-timeout-ms`", ["--read-timeout"]), vec!["--read-timeout"]);
 }
+
+/// The rows of docs/server.md's option table: each row's flags (`--bind`,
+/// `-b`), environment variable and default, as written.
+fn documented_options(doc: &str) -> Vec<(Vec<String>, String, String)> {
+    let code = |cell: &str| -> Vec<String> { cell.split('`').skip(1).step_by(2).map(str::to_string).collect() };
+    doc.lines()
+        .filter(|line| line.starts_with("| `--"))
+        .map(|line| {
+            // The flag, variable and default cells hold no `|` (the meaning may).
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let cell = |i: usize| cells.get(i).copied().unwrap_or("");
+            (code(cell(1)), cell(2).trim_matches('`').to_string(), cell(3).to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn the_server_reference_lists_exactly_the_flag_table_with_its_defaults() {
+    let doc = read_doc("server.md");
+    let rows = documented_options(&doc);
+    let command = karma_server::config::command();
+    let flags: Vec<_> = command.get_arguments().filter(|a| !a.is_hide_set()).filter_map(|a| a.get_long()).collect();
+    let documented: Vec<&str> =
+        rows.iter().filter_map(|(names, ..)| names.first()).map(|n| n.trim_start_matches("--")).collect();
+    assert_eq!(documented, flags, "docs/server.md's option table: one row per flag, in the table's order");
+    for (names, env, default) in &rows {
+        let long = names[0].trim_start_matches("--");
+        let arg = command.get_arguments().find(|a| a.get_long() == Some(long)).unwrap();
+        let short: Vec<String> = arg.get_short().map(|c| format!("-{c}")).into_iter().collect();
+        assert_eq!(&names[1..], &short[..], "--{long}: its short flag");
+        assert_eq!(env.as_str(), karma_server::config::env_var(long).unwrap_or(""), "--{long}: its variable");
+        let want = match karma_server::config::default_text(long) {
+            Some(text) => format!("`{text}`"),
+            None if karma_server::config::env_var(long).is_some() => "unset".to_string(),
+            None => String::new(),
+        };
+        assert_eq!(default, &want, "--{long}: its default");
+    }
+}

@@ -5,8 +5,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use karma_client::{AnyClient, Client, ClientConfig};
-use karma_engine::{Engine, OptionError, OptionValue, Options};
+use karma_client::{
+    AnyClient, Client, ClientConfig, ClientOption, ClientOptionKind, ClientOptionValue, CLIENT_OPTIONS,
+};
+use karma_engine::{Engine, OptionError, OptionValue, Options, ENGINE_OPTIONS};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyInt};
@@ -17,15 +19,10 @@ use crate::errors::{self, Failure};
 /// A Karma database in this process: `Engine()` in memory, `Engine(path)`
 /// durable in a data directory (WAL + snapshots, compatible with the
 /// `karma` server's). Options (keyword arguments) are the engine options of
-/// the server's flags (`karma_engine::ENGINE_OPTIONS`, docs/server.md):
-/// `restore`, `wal`, `wal_fsync` (`"always"`, `"everysec"`, `"never"`, or
-/// `True`/`False` for always/never), `wal_segment_bytes`, `wal_batch_size`,
-/// `wal_batch_wait_us`, `max_request_bytes`, `max_response_bytes`,
-/// `query_timeout_ms` (0 = none), `auth_token`, `read_auth_token`, `role`
-/// (`"master"`/`"slave"`), `dump_retention_per_tree`,
-/// `idempotency_max_records`, `idempotency_max_age_seconds`,
-/// `ingest_max_streams`, `ingest_max_staged_items`,
-/// `ingest_stream_ttl_seconds`, `recovery_max_sources`.
+/// the server's flags, by the names of the engine's table
+/// (`karma_engine::ENGINE_OPTIONS`, docs/server.md; `Engine._OPTIONS`):
+/// `wal_fsync="everysec"`, `query_timeout_ms=0` (none), `role="slave"`, ...
+/// (`wal_fsync` also takes `True`/`False` for always/never).
 #[pyclass(name = "Engine", module = "karma", extends = Api, frozen)]
 pub struct PyEngine;
 
@@ -60,8 +57,20 @@ fn apply_option(o: &mut Options, name: &str, v: &Bound<'_, PyAny>) -> PyResult<(
     })
 }
 
+/// `(name, default)` of every option of a table, the default as
+/// configuration text (`None`: unset): what the stubs' keywords are checked
+/// against (tests/test_option_tables.py).
+type OptionRows = Vec<(&'static str, Option<String>)>;
+
 #[pymethods]
 impl PyEngine {
+    /// The engine's table of options.
+    #[classattr]
+    #[pyo3(name = "_OPTIONS")]
+    fn options_table() -> OptionRows {
+        ENGINE_OPTIONS.iter().map(|o| (o.name, o.default_text())).collect()
+    }
+
     #[new]
     #[pyo3(signature = (path=None, **options))]
     fn new(
@@ -105,23 +114,53 @@ fn seconds(py: Python<'_>, v: Option<f64>, name: &str) -> PyResult<Option<Durati
     }
 }
 
+/// Sets one client option from its keyword: by the option's kind a token
+/// (a string), a count (`pool_size`) or a number of bytes (ints), or
+/// seconds (a float, 0 disables).
+fn apply_client_option(
+    py: Python<'_>,
+    config: &mut ClientConfig,
+    option: &ClientOption,
+    v: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    let name = option.name;
+    let value = match option.kind() {
+        ClientOptionKind::Token => ClientOptionValue::Token(Some(v.extract::<String>()?)),
+        ClientOptionKind::Count | ClientOptionKind::Bytes => {
+            let n = crate::conv::opt_u64(Some(v), name)?.unwrap_or_default();
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            if option.kind() == ClientOptionKind::Count {
+                ClientOptionValue::Count(n)
+            } else {
+                ClientOptionValue::Bytes(n)
+            }
+        }
+        ClientOptionKind::Duration => match seconds(py, Some(v.extract::<f64>()?), name)? {
+            Some(d) => ClientOptionValue::Duration(d),
+            None => return Ok(()),
+        },
+    };
+    option.set(config, value).map_err(|e| errors::argument(py, e.message()))
+}
+
 #[pymethods]
 impl PyClient {
+    /// The client's table of options (`karma_client::CLIENT_OPTIONS`).
+    #[classattr]
+    #[pyo3(name = "_OPTIONS")]
+    fn options_table() -> OptionRows {
+        CLIENT_OPTIONS.iter().map(|o| (o.name, o.default_text())).collect()
+    }
+
+    /// `url`, then the keyword arguments: the client options by the names
+    /// of the client's table (`karma_client::CLIENT_OPTIONS`); `None`
+    /// leaves an option as the URL or the environment set it.
     #[new]
-    #[pyo3(signature = (
-        url=None, *, pool_size=None, connect_timeout=None, read_timeout=None, write_timeout=None,
-        checkout_timeout=None, token=None
-    ))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (url=None, **options))]
     fn new(
         py: Python<'_>,
         url: Option<String>,
-        pool_size: Option<&Bound<'_, PyAny>>,
-        connect_timeout: Option<f64>,
-        read_timeout: Option<f64>,
-        write_timeout: Option<f64>,
-        checkout_timeout: Option<f64>,
-        token: Option<String>,
+        options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<PyClassInitializer<Self>> {
         let invalid = |e: karma_engine::Error| {
             errors::build(py, "ValidationError", e.message(), Some(e.code().as_str()), "invalid")
@@ -134,21 +173,16 @@ impl PyClient {
             (None, None) => ClientConfig::from_env(),
         }
         .map_err(invalid)?;
-        if let Some(n) = crate::conv::opt_u64(pool_size, "pool_size")? {
-            config.pool_size = usize::try_from(n).unwrap_or(usize::MAX);
-        }
-        for (value, slot, name) in [
-            (connect_timeout, &mut config.connect_timeout, "connect_timeout"),
-            (read_timeout, &mut config.read_timeout, "read_timeout"),
-            (write_timeout, &mut config.write_timeout, "write_timeout"),
-            (checkout_timeout, &mut config.checkout_timeout, "checkout_timeout"),
-        ] {
-            if let Some(d) = seconds(py, value, name)? {
-                *slot = d;
+        if let Some(options) = options {
+            for (k, v) in options.iter() {
+                let name = k.extract::<String>()?;
+                let option = ClientOption::find(&name).ok_or_else(|| {
+                    PyTypeError::new_err(format!("karma.Client got an unexpected keyword argument '{name}'"))
+                })?;
+                if !v.is_none() {
+                    apply_client_option(py, &mut config, option, &v)?;
+                }
             }
-        }
-        if let Some(t) = token {
-            config.token = Some(t).filter(|t| !t.is_empty());
         }
         let client = match cluster_url {
             // Reads the cluster's shard count from etcd: network, so without the GIL.

@@ -95,6 +95,9 @@ class _Api:
 class Engine(_Api):
     """The database in this process; durable when given a path."""
 
+    # The keywords below are the engine's table of options, in its order
+    # (tests/test_option_tables.py checks them against Engine._OPTIONS).
+
     def __init__(
         self,
         path: Union[str, os.PathLike[str], None] = None,
@@ -123,16 +126,20 @@ class Engine(_Api):
 class Client(_Api):
     """A pooled connection to a karma server (karma://host:port, or $KARMA_URL)."""
 
+    # The keywords below are the client's table of options, in its order
+    # (tests/test_option_tables.py checks them against Client._OPTIONS).
+
     def __init__(
         self,
         url: Optional[str] = None,
         *,
+        token: Optional[str] = None,
         pool_size: Optional[int] = None,
+        checkout_timeout: Optional[float] = None,
         connect_timeout: Optional[float] = None,
         read_timeout: Optional[float] = None,
         write_timeout: Optional[float] = None,
-        checkout_timeout: Optional[float] = None,
-        token: Optional[str] = None,
+        max_response_bytes: Optional[int] = None,
     ) -> None: ...
 
 class Ingest:

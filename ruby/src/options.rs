@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use karma_client::ClientConfig;
+use karma_client::{ClientConfig, ClientOption, ClientOptionKind, ClientOptionValue};
 use karma_engine::{OptionError, OptionValue, Options};
 use magnus::{prelude::*, Error, Float, Integer, RHash, RString, Ruby, Symbol, Value};
 
@@ -117,9 +117,11 @@ fn set_engine_option(ruby: &Ruby, o: &mut Options, name: &str, v: Value) -> Resu
 }
 
 /// `base` when given, else `url` (`karma://` or `tcp://`), else the
-/// `KARMA_*` environment; then the options: `host`, `port`, `token`,
-/// `pool_size`, `pool_timeout` (alias `checkout_timeout`),
-/// `connect_timeout`, `read_timeout`, `write_timeout`.
+/// `KARMA_*` environment; then the options: `host` and `port`, and the
+/// client options by the names of the client's table
+/// (`karma_client::CLIENT_OPTIONS`: `token`, `pool_size`, the timeouts in
+/// seconds, ...), plus `pool_timeout`, the KarmaClient gem's name for
+/// `checkout_timeout`.
 pub fn client_config(
     ruby: &Ruby,
     url: Option<String>,
@@ -146,17 +148,21 @@ pub fn client_config(
                     config.port = u16::try_from(uint_opt(ruby, v, name)?)
                         .map_err(|_| errors::argument(ruby, "option port must be from 1 to 65535"))?
                 }
-                "token" => config.token = str_opt(ruby, v, name)?.filter(|t| !t.is_empty()),
-                "pool_size" => config.pool_size = usize_opt(ruby, v, name)?,
-                "pool_timeout" | "checkout_timeout" => config.checkout_timeout = seconds_opt(ruby, v, name)?,
-                "connect_timeout" => config.connect_timeout = seconds_opt(ruby, v, name)?,
-                "read_timeout" => config.read_timeout = seconds_opt(ruby, v, name)?,
-                "write_timeout" => config.write_timeout = seconds_opt(ruby, v, name)?,
-                other => {
-                    return Err(Error::new(
-                        ruby.exception_arg_error(),
-                        format!("Karma::Client got an unknown option {other:?}"),
-                    ))
+                _ => {
+                    let option = ClientOption::find(if name == "pool_timeout" { "checkout_timeout" } else { name })
+                        .ok_or_else(|| {
+                            Error::new(
+                                ruby.exception_arg_error(),
+                                format!("Karma::Client got an unknown option {name:?}"),
+                            )
+                        })?;
+                    let value = match option.kind() {
+                        ClientOptionKind::Token => ClientOptionValue::Token(str_opt(ruby, v, name)?),
+                        ClientOptionKind::Count => ClientOptionValue::Count(usize_opt(ruby, v, name)?),
+                        ClientOptionKind::Bytes => ClientOptionValue::Bytes(usize_opt(ruby, v, name)?),
+                        ClientOptionKind::Duration => ClientOptionValue::Duration(seconds_opt(ruby, v, name)?),
+                    };
+                    option.set(&mut config, value).map_err(invalid)?;
                 }
             }
             Ok(())

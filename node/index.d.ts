@@ -471,6 +471,19 @@ export declare class Ingest {
   get status(): string
 }
 
+/**
+ * The client options table's names as JavaScript spells them, in its
+ * order: what `ClientOptions` in index.d.ts must declare.
+ */
+export declare function __clientOptions(): Array<string>
+
+/**
+ * The engine options table's names as JavaScript spells them, in its
+ * order: what `EngineOptions` in index.d.ts must declare
+ * (test/options.test.js).
+ */
+export declare function __engineOptions(): Array<string>
+
 /** Every v2 `error_code` and the class its errors have (for `errors.js`). */
 export declare function __errorClasses(): Array<ErrorClass>
 
@@ -502,21 +515,26 @@ export interface ChunkOptions {
 
 /**
  * Options of `new Client(url, options)`; they override the URL and the
- * `KARMA_*` environment variables.
+ * `KARMA_*` environment variables. Only the TypeScript type: the values
+ * are read through the client's table of options (`options.rs`), and
+ * test/options.test.js checks that this list is that table
+ * (`__clientOptions()`), in its order.
  */
 export interface ClientOptions {
+  /** The server's auth token. */
+  token?: string
   /** Pooled connections (and so requests in flight at once). */
   poolSize?: number
+  /** Milliseconds to wait for a free pooled connection; 0 disables. */
+  checkoutTimeoutMs?: number
   /** Milliseconds; 0 disables. */
   connectTimeoutMs?: number
   /** Milliseconds; 0 disables. */
   readTimeoutMs?: number
   /** Milliseconds; 0 disables. */
   writeTimeoutMs?: number
-  /** Milliseconds to wait for a free pooled connection; 0 disables. */
-  checkoutTimeoutMs?: number
-  /** The server's auth token. */
-  token?: string
+  /** Longest answer accepted, in bytes; 0 (the default) = no limit. */
+  maxResponseBytes?: number
 }
 
 /** Options of `consume`. */
@@ -543,7 +561,8 @@ export interface DeleteCounts {
 /**
  * Options of `new Engine(path, options)`: the `karma` server's flags. Only
  * the TypeScript type: the values are read through the engine's table of
- * options (`options.rs`); keep this list in step with that table.
+ * options (`options.rs`), and test/options.test.js checks that this list
+ * is that table (`__engineOptions()`), in its order.
  */
 export interface EngineOptions {
   /** Load snapshots and replay the WAL when opening (default true). */

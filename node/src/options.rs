@@ -1,15 +1,18 @@
 //! Constructor options: `new Engine(path, options)` onto the engine's
 //! [`Options`] through the engine's table of options ([`ENGINE_OPTIONS`]),
-//! `new Client(url, options)` onto [`ClientConfig`]. Names are the camelCase
-//! of the server's flags; unknown names are refused.
+//! `new Client(url, options)` onto [`ClientConfig`] through the client's
+//! table of options ([`CLIENT_OPTIONS`]). Names are the camelCase of the
+//! tables' (durations in milliseconds, named `...Ms`); unknown names are
+//! refused.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use karma_client::{AnyClient, ClientConfig};
+use karma_client::{AnyClient, ClientConfig, ClientOption, ClientOptionKind, ClientOptionValue, CLIENT_OPTIONS};
 use karma_engine::{OptionValue, Options, ENGINE_OPTIONS};
 use napi::{JsValue, Unknown, ValueType};
+use napi_derive::napi;
 
 use crate::conv::{self, Arg};
 use crate::errors::Failure;
@@ -72,8 +75,27 @@ pub fn engine(path: &Unknown<'_>, options: &Unknown<'_>) -> Arg<Options> {
     Ok(opts)
 }
 
-const CLIENT_OPTIONS: &[&str] =
-    &["poolSize", "connectTimeoutMs", "readTimeoutMs", "writeTimeoutMs", "checkoutTimeoutMs", "token"];
+/// The client options in JavaScript's spelling (`checkoutTimeoutMs`), with
+/// the client's row of each.
+fn client_option_names() -> &'static [(String, &'static ClientOption)] {
+    static NAMES: OnceLock<Vec<(String, &'static ClientOption)>> = OnceLock::new();
+    NAMES.get_or_init(|| CLIENT_OPTIONS.iter().map(|o| (o.js_name(), o)).collect())
+}
+
+/// The engine options table's names as JavaScript spells them, in its
+/// order: what `EngineOptions` in index.d.ts must declare
+/// (test/options.test.js).
+#[napi(js_name = "__engineOptions")]
+pub fn engine_option_table() -> Vec<String> {
+    engine_option_names().iter().map(|(camel, _)| camel.clone()).collect()
+}
+
+/// The client options table's names as JavaScript spells them, in its
+/// order: what `ClientOptions` in index.d.ts must declare.
+#[napi(js_name = "__clientOptions")]
+pub fn client_option_table() -> Vec<String> {
+    client_option_names().iter().map(|(js, _)| js.clone()).collect()
+}
 
 /// `url` (`karma://host:port?...`; absent = the `KARMA_*` environment) and
 /// the options object, which overrides both: the config, and the URL when
@@ -91,24 +113,24 @@ pub fn client(url: &Unknown<'_>, options: &Unknown<'_>) -> Arg<(ClientConfig, Op
     Ok((with_options(config, options)?, cluster_url))
 }
 
-/// `config` with the client options object applied.
+/// `config` with the client options object applied, each option read by
+/// its kind: a token (a string), a count or a number of bytes, or
+/// milliseconds for a duration.
 fn with_options(mut config: ClientConfig, options: &Unknown<'_>) -> Arg<ClientConfig> {
-    let Some(obj) = conv::options(Some(options), "options", CLIENT_OPTIONS)? else { return Ok(config) };
-    if let Some(v) = conv::option(Some(&obj), "poolSize")? {
-        config.pool_size = usize_of(&v, "poolSize")?;
-    }
-    for (name, slot) in [
-        ("connectTimeoutMs", &mut config.connect_timeout),
-        ("readTimeoutMs", &mut config.read_timeout),
-        ("writeTimeoutMs", &mut config.write_timeout),
-        ("checkoutTimeoutMs", &mut config.checkout_timeout),
-    ] {
-        if let Some(v) = conv::option(Some(&obj), name)? {
-            *slot = Duration::from_millis(conv::u64_arg(&v, &format!("option {name}"))?);
-        }
-    }
-    if let Some(v) = conv::option(Some(&obj), "token")? {
-        config.token = token(&v, "token")?;
+    let names = client_option_names();
+    let known: Vec<&str> = names.iter().map(|(js, _)| js.as_str()).collect();
+    let Some(obj) = conv::options(Some(options), "options", &known)? else { return Ok(config) };
+    for (js, option) in names {
+        let Some(v) = conv::option(Some(&obj), js)? else { continue };
+        let value = match option.kind() {
+            ClientOptionKind::Token => ClientOptionValue::Token(token(&v, js)?),
+            ClientOptionKind::Count => ClientOptionValue::Count(usize_of(&v, js)?),
+            ClientOptionKind::Bytes => ClientOptionValue::Bytes(usize_of(&v, js)?),
+            ClientOptionKind::Duration => {
+                ClientOptionValue::Duration(Duration::from_millis(conv::u64_arg(&v, &format!("option {js}"))?))
+            }
+        };
+        option.set(&mut config, value).map_err(Failure::Engine)?;
     }
     Ok(config)
 }

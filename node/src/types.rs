@@ -76,7 +76,8 @@ pub struct PruneOptions {
 
 /// Options of `new Engine(path, options)`: the `karma` server's flags. Only
 /// the TypeScript type: the values are read through the engine's table of
-/// options (`options.rs`); keep this list in step with that table.
+/// options (`options.rs`), and test/options.test.js checks that this list
+/// is that table (`__engineOptions()`), in its order.
 #[napi(object, object_from_js = false, object_to_js = false)]
 pub struct EngineOptions {
     /// Load snapshots and replay the WAL when opening (default true).
@@ -109,19 +110,24 @@ pub struct EngineOptions {
 }
 
 /// Options of `new Client(url, options)`; they override the URL and the
-/// `KARMA_*` environment variables.
+/// `KARMA_*` environment variables. Only the TypeScript type: the values
+/// are read through the client's table of options (`options.rs`), and
+/// test/options.test.js checks that this list is that table
+/// (`__clientOptions()`), in its order.
 #[napi(object, object_from_js = false, object_to_js = false)]
 pub struct ClientOptions {
+    /// The server's auth token.
+    pub token: Option<String>,
     /// Pooled connections (and so requests in flight at once).
     pub pool_size: Option<f64>,
+    /// Milliseconds to wait for a free pooled connection; 0 disables.
+    pub checkout_timeout_ms: Option<f64>,
     /// Milliseconds; 0 disables.
     pub connect_timeout_ms: Option<f64>,
     /// Milliseconds; 0 disables.
     pub read_timeout_ms: Option<f64>,
     /// Milliseconds; 0 disables.
     pub write_timeout_ms: Option<f64>,
-    /// Milliseconds to wait for a free pooled connection; 0 disables.
-    pub checkout_timeout_ms: Option<f64>,
-    /// The server's auth token.
-    pub token: Option<String>,
+    /// Longest answer accepted, in bytes; 0 (the default) = no limit.
+    pub max_response_bytes: Option<f64>,
 }

@@ -13,7 +13,7 @@ use karma_engine::{Engine, Window};
 use magnus::value::ReprValue;
 use magnus::{function, method, prelude::*, Error, Integer, RClass, RHash, RModule, RString, Ruby, Value};
 use parking_lot::RwLock;
-use serde_json::{Map, Value as Json};
+use serde_json::Map;
 
 use crate::errors::{self, Failure};
 use crate::gvl::without_gvl;
@@ -218,32 +218,31 @@ impl Native {
         Ok((q.allowed, q.used, q.remaining, q.limit, q.window.from, q.window.to))
     }
 
-    fn fields(ruby: &Ruby, fields: Option<RHash>) -> Result<Map<String, Json>, Error> {
-        match fields {
-            Some(h) => json::hash_to_json(ruby, h, "fields"),
-            None => Ok(Map::new()),
-        }
+    /// `op` with `fields` on either backend: the whole response envelope
+    /// when `whole`, else the `response` value (an error envelope raising
+    /// its `Karma::*Error`).
+    fn exchange(ruby: &Ruby, rb_self: &Self, op: String, fields: Option<RHash>, whole: bool) -> Result<Value, Error> {
+        let fields = match fields {
+            Some(h) => json::hash_to_json(ruby, h, "fields")?,
+            None => Map::new(),
+        };
+        let answer = rb_self.run(ruby, |b| match (b, whole) {
+            (Backend::Engine(e), false) => e.request_value(&op, fields).map_err(Failure::from),
+            (Backend::Engine(e), true) => e.request_envelope(&op, fields).map_err(Failure::from),
+            (Backend::Client(c), false) => c.request_value(&op, fields).map_err(Failure::from),
+            (Backend::Client(c), true) => c.request_envelope(&op, fields).map_err(Failure::from),
+        })?;
+        json::from_json(ruby, &answer)
     }
 
-    /// `_request(op, fields)`: the `response` value; an error envelope
-    /// raises its `Karma::*Error`.
+    /// `_request(op, fields)`: the `response` value.
     fn request(ruby: &Ruby, rb_self: &Self, op: String, fields: Option<RHash>) -> Result<Value, Error> {
-        let fields = Self::fields(ruby, fields)?;
-        let response = rb_self.run(ruby, |b| match b {
-            Backend::Engine(e) => e.request_value(&op, fields).map_err(Failure::from),
-            Backend::Client(c) => c.request_value(&op, fields).map_err(Failure::from),
-        })?;
-        json::from_json(ruby, &response)
+        Self::exchange(ruby, rb_self, op, fields, false)
     }
 
     /// `_envelope(op, fields)`: the whole response object, errors included.
     fn envelope(ruby: &Ruby, rb_self: &Self, op: String, fields: Option<RHash>) -> Result<Value, Error> {
-        let fields = Self::fields(ruby, fields)?;
-        let envelope = rb_self.run(ruby, |b| match b {
-            Backend::Engine(e) => e.request_envelope(&op, fields).map_err(Failure::from),
-            Backend::Client(c) => c.request_envelope(&op, fields).map_err(Failure::from),
-        })?;
-        json::from_json(ruby, &envelope)
+        Self::exchange(ruby, rb_self, op, fields, true)
     }
 
     /// Flushes and closes (engine: WAL flushed, directory lock released;

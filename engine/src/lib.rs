@@ -29,7 +29,8 @@ pub mod surface;
 pub mod wal;
 
 pub use engine::{
-    Engine, KeysPage, Outcome, Quota, Reply, Response, Session, Summary, TreeInfo, WriteLease, REPLICATION_LSN_FILE,
+    Engine, KeysPage, LineBatch, Outcome, Quota, Reply, Response, Session, Summary, TreeInfo, WriteLease,
+    REPLICATION_LSN_FILE,
 };
 pub use error::{Error, ErrorCode, Result};
 pub use metrics::Limit;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use karma_engine::protocol::Op;
-use karma_engine::{Engine, Error, ErrorCode, Limit, Session};
+use karma_engine::{Engine, Error, ErrorCode, Limit, LineBatch, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch, Semaphore};
@@ -67,13 +67,13 @@ pub struct Batch {
     pub output_full: bool,
 }
 
-/// Executes one request line into `out`. This is the single place the
-/// connection calls into the engine, so long-running ops can later move to
+/// Executes one request line of a batch into `out`. This is the single place
+/// the connection calls into the engine, so long-running ops can later move to
 /// `spawn_blocking` without touching the framing. A panic in the engine
 /// becomes an `internal_error` line for that request only.
-pub fn execute(engine: &Engine, line: &[u8], out: &mut Vec<u8>) -> Option<u64> {
+pub fn execute(lines: &mut LineBatch<'_>, line: &[u8], out: &mut Vec<u8>) -> Option<u64> {
     let start = out.len();
-    match catch_unwind(AssertUnwindSafe(|| engine.handle_line_into(line, &Session::client(), out))) {
+    match catch_unwind(AssertUnwindSafe(|| lines.handle_line_into(line, &Session::client(), out))) {
         Ok(lsn) => lsn,
         Err(_) => {
             out.truncate(start);
@@ -129,6 +129,9 @@ fn op_is_heavy(op: &[u8]) -> bool {
 /// `output_full`, once `out` holds `max_output` bytes or more.
 pub fn run_batch(engine: &Engine, input: &[u8], max: usize, max_output: usize, eof: bool, out: &mut Vec<u8>) -> Batch {
     let mut batch = Batch::default();
+    // The lines of one read share the clock reads and metric updates that
+    // need not be per line (see LineBatch).
+    let mut lines = engine.line_batch();
     let mut rest = input;
     while let Some(pos) = memchr::memchr(b'\n', rest) {
         if out.len() >= max_output {
@@ -143,7 +146,7 @@ pub fn run_batch(engine: &Engine, input: &[u8], max: usize, max_output: usize, e
         if let [body @ .., b'\r'] = line {
             line = body;
         }
-        let lsn = execute(engine, line, out);
+        let lsn = execute(&mut lines, line, out);
         batch.lsn = batch.lsn.max(lsn);
         batch.requests += 1;
         batch.consumed += pos + 1;
@@ -154,7 +157,7 @@ pub fn run_batch(engine: &Engine, input: &[u8], max: usize, max_output: usize, e
     } else if eof && !rest.is_empty() && out.len() >= max_output {
         batch.output_full = true;
     } else if eof && !rest.is_empty() {
-        let lsn = execute(engine, rest, out);
+        let lsn = execute(&mut lines, rest, out);
         batch.lsn = batch.lsn.max(lsn);
         batch.requests += 1;
         batch.consumed += rest.len();

@@ -125,7 +125,7 @@ impl Engine {
         }
         let series = req.series().unwrap_or_default();
         let bucket = match &req.command {
-            Command::Write { bucket: sent, .. } => Some(bucket.or(*sent).unwrap_or_else(|| self.today())),
+            Command::Write { bucket: sent, .. } => Some(bucket.or(*sent).unwrap_or_else(|| self.today_in(ctx))),
             _ => bucket,
         };
         if !ctx.applies_to(series) {

@@ -63,6 +63,22 @@ impl Engine {
         bucket_of_unix(self.now())
     }
 
+    /// Today's bucket for a request run in `ctx`: the batch's, when the
+    /// request belongs to one (one clock read per batch), else the clock's.
+    pub(crate) fn today_in(&self, ctx: Ctx<'_>) -> u64 {
+        match ctx.today {
+            Some(day) => match day.get() {
+                Some(today) => today,
+                None => {
+                    let today = self.today();
+                    day.set(Some(today));
+                    today
+                }
+            },
+            None => self.today(),
+        }
+    }
+
     pub(crate) fn execute_ctx(&self, req: &Request<'_>, ctx: Ctx<'_>) -> Result<Outcome> {
         if !ctx.internal {
             // After a WAL failure nothing is served from memory before it
@@ -94,7 +110,7 @@ impl Engine {
             return Err(Error::validation("Field idempotency_key exceeds max size"));
         }
         let bucket = match &req.command {
-            Command::Write { bucket: None, .. } | Command::Consume { bucket: None, .. } => Some(self.today()),
+            Command::Write { bucket: None, .. } | Command::Consume { bucket: None, .. } => Some(self.today_in(ctx)),
             _ => None,
         };
         let computed = fingerprint(req.op, &req.command, bucket);

@@ -88,7 +88,7 @@ impl Engine {
             return Err(Error::internal("consume_op needs counter.consume"));
         };
         let (key, limit, value) = (*key, *limit, value.unwrap_or(1));
-        let bucket = resolved.or(*bucket).unwrap_or_else(|| self.today());
+        let bucket = resolved.or(*bucket).unwrap_or_else(|| self.today_in(ctx));
         let range = window_range(*window, bucket)?;
         let answer = |quota: Quota, lsn| Ok(Outcome { response: Response::Quota(quota), lsn, idempotent: None });
         if value > limit && !self.inner.store.contains(series) {

@@ -28,6 +28,18 @@ impl Latency {
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Records `count` latencies that took `total` together (a batch of
+    /// pipelined requests timed as one); the last value is their mean.
+    pub fn record_many(&self, total: std::time::Duration, count: u64) {
+        if count == 0 {
+            return;
+        }
+        let ns = u64::try_from(total.as_nanos()).unwrap_or(u64::MAX);
+        self.last_ns.store(ns / count, Ordering::Relaxed);
+        self.total_ns.fetch_add(ns, Ordering::Relaxed);
+        self.count.fetch_add(count, Ordering::Relaxed);
+    }
+
     /// (last, average)
     pub fn read(&self) -> (f64, f64) {
         let last = self.last_ns.load(Ordering::Relaxed) as f64 / 1_000_000.0;

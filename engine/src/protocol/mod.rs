@@ -5,6 +5,7 @@ pub mod fields;
 pub mod fingerprint;
 pub mod line;
 pub mod ops;
+pub mod plain;
 pub mod request;
 pub mod response;
 pub mod validate;

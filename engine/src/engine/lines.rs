@@ -1,0 +1,136 @@
+//! Request lines in, response lines out: the parse, authorise, execute and
+//! render steps of one line, and the batch of lines a server connection runs
+//! back to back.
+//!
+//! A batch shares what does not need to be per line: today's bucket is read
+//! from the clock once (by the first line that needs it) and the command
+//! count and latency are recorded once, for the lines of the batch together.
+//! A line the plain-line reader declines may be slow (a scan, a snapshot) or
+//! may read the metrics (`system.stats`), so before it the batch records what
+//! it holds and forgets the day, and the line starts a new stretch.
+
+use std::cell::Cell;
+use std::time::Instant;
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::metrics;
+use crate::protocol::plain::parse_plain;
+use crate::protocol::request::{parse_document, parse_request};
+use crate::protocol::response::{
+    write_error, EOL, IDEMPOTENT_FALSE_TAIL, IDEMPOTENT_TRUE_TAIL, SUCCESS_HEAD, SUCCESS_TAIL,
+};
+
+use super::{Ctx, Engine, Session};
+
+/// Lines executed one after the other, e.g. the pipelined lines of one read
+/// on a connection. Records its lines' count and latency when dropped.
+pub struct LineBatch<'e> {
+    engine: &'e Engine,
+    /// Whether hot-op lines may take the plain-line reader.
+    plain: bool,
+    /// When the lines not yet recorded started.
+    started: Instant,
+    /// Lines executed and not yet recorded in the metrics.
+    pending: u64,
+    today: Cell<Option<u64>>,
+}
+
+impl Engine {
+    /// A batch of lines to run one after the other (see [`LineBatch`]).
+    pub fn line_batch(&self) -> LineBatch<'_> {
+        LineBatch { engine: self, plain: true, started: Instant::now(), pending: 0, today: Cell::new(None) }
+    }
+}
+
+impl LineBatch<'_> {
+    /// Every line through the general parser (see
+    /// [`Engine::handle_line_general`]).
+    #[doc(hidden)]
+    pub fn general_only(mut self) -> Self {
+        self.plain = false;
+        self
+    }
+
+    /// Like [`Engine::handle_line_into`], as the next line of this batch.
+    pub fn handle_line_into(&mut self, line: &[u8], session: &Session, out: &mut Vec<u8>) -> Option<u64> {
+        let engine = self.engine;
+        let start = out.len();
+        let result = self.run(line, session, out);
+        match result {
+            Ok(lsn) => lsn,
+            Err(err) => {
+                out.truncate(start);
+                write_error(out, &err);
+                let m = &engine.inner.metrics;
+                metrics::bump(&m.errors);
+                if err.code() == ErrorCode::QueryTimeout {
+                    metrics::bump(&m.query_timeouts);
+                }
+                None
+            }
+        }
+    }
+
+    fn run(&mut self, line: &[u8], session: &Session, out: &mut Vec<u8>) -> Result<Option<u64>> {
+        let engine = self.engine;
+        let max_request = engine.inner.options.max_request_bytes;
+        let too_large = !session.internal && line.len() > max_request;
+        let plain = if self.plain && !too_large { parse_plain(line) } else { None };
+        if plain.is_none() {
+            // Possibly slow, possibly reading the metrics: see the module doc.
+            self.record();
+            self.today.set(None);
+        }
+        self.pending += 1;
+        if too_large {
+            return Err(Error::new(ErrorCode::RequestTooLarge, format!("Request exceeds {max_request} bytes")));
+        }
+        let doc;
+        let (req, today) = match plain {
+            Some(req) => (req, Some(&self.today)),
+            None => {
+                doc = parse_document(line)?;
+                (parse_request(&doc)?, None)
+            }
+        };
+        let ctx = Ctx { internal: session.internal, replay: None, today };
+        if !ctx.internal {
+            engine.authorize(&req)?;
+        }
+        let outcome = engine.execute_ctx(&req, ctx)?;
+        let start = out.len();
+        out.extend_from_slice(SUCCESS_HEAD);
+        outcome.response.write_json(out);
+        out.extend_from_slice(match outcome.idempotent {
+            None => SUCCESS_TAIL,
+            Some(false) => IDEMPOTENT_FALSE_TAIL,
+            Some(true) => IDEMPOTENT_TRUE_TAIL,
+        });
+        let max_response = engine.inner.options.max_response_bytes;
+        if !ctx.internal && max_response > 0 && out.len() - start > max_response {
+            return Err(Error::new(ErrorCode::ResponseTooLarge, format!("Response exceeds {max_response} bytes")));
+        }
+        out.extend_from_slice(EOL);
+        Ok(outcome.lsn)
+    }
+
+    /// Counts the lines run since the last record, with their latency (the
+    /// stretch's time split evenly), and starts a new stretch.
+    fn record(&mut self) {
+        if self.pending == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let m = &self.engine.inner.metrics;
+        metrics::add(&m.commands, self.pending);
+        m.command_latency.record_many(now.duration_since(self.started), self.pending);
+        self.started = now;
+        self.pending = 0;
+    }
+}
+
+impl Drop for LineBatch<'_> {
+    fn drop(&mut self) {
+        self.record();
+    }
+}

@@ -85,19 +85,21 @@ impl LineBatch<'_> {
         if too_large {
             return Err(Error::new(ErrorCode::RequestTooLarge, format!("Request exceeds {max_request} bytes")));
         }
-        let doc;
-        let (req, today) = match plain {
+        // Borrowed, not moved: a Request is a couple of hundred bytes.
+        let (doc, general);
+        let (req, today) = match &plain {
             Some(req) => (req, Some(&self.today)),
             None => {
                 doc = parse_document(line)?;
-                (parse_request(&doc)?, None)
+                general = parse_request(&doc)?;
+                (&general, None)
             }
         };
         let ctx = Ctx { internal: session.internal, replay: None, today };
         if !ctx.internal {
-            engine.authorize(&req)?;
+            engine.authorize(req)?;
         }
-        let outcome = engine.execute_ctx(&req, ctx)?;
+        let outcome = engine.execute_ctx(req, ctx)?;
         let start = out.len();
         out.extend_from_slice(SUCCESS_HEAD);
         outcome.response.write_json(out);

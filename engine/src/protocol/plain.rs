@@ -34,7 +34,8 @@ enum Scalar<'a> {
 #[derive(Default)]
 struct Members<'a> {
     v: Option<Scalar<'a>>,
-    op: Option<Scalar<'a>>,
+    /// Only the hot ops' names are read here; any other `op` declines.
+    op: Option<Op>,
     tree: Option<Scalar<'a>>,
     series: Option<Scalar<'a>>,
     key: Option<Scalar<'a>>,
@@ -50,102 +51,133 @@ struct Members<'a> {
     created_at: Option<Scalar<'a>>,
 }
 
-impl<'a> Members<'a> {
-    /// The slot of a member name; `None` for a name this reader does not
-    /// know (the line is then declined).
-    fn slot(&mut self, name: &[u8]) -> Option<&mut Option<Scalar<'a>>> {
-        Some(match name {
-            b"v" => &mut self.v,
-            b"op" => &mut self.op,
-            b"tree" => &mut self.tree,
-            b"series" => &mut self.series,
-            b"key" => &mut self.key,
-            b"value" => &mut self.value,
-            b"bucket" => &mut self.bucket,
-            b"date" => &mut self.date,
-            b"limit" => &mut self.limit,
-            b"window" => &mut self.window,
-            b"days" => &mut self.days,
-            b"token" => &mut self.token,
-            b"idempotency_key" => &mut self.idempotency_key,
-            b"fingerprint" => &mut self.fingerprint,
-            b"idempotency_created_at_unix" => &mut self.created_at,
-            _ => return None,
-        })
+/// Which slot a member name fills.
+enum Slot {
+    Op,
+    Scalar(for<'m, 'a> fn(&'m mut Members<'a>) -> &'m mut Option<Scalar<'a>>),
+}
+
+/// The slot of the member whose name starts `rest` (just after its opening
+/// quote), and the length of `name":`; `None` for a name this reader does
+/// not know (the line is then declined). Names are compared with their
+/// closing quote and colon as constant byte strings, so a name with an
+/// escape in it is simply an unknown name.
+#[inline]
+fn member(rest: &[u8]) -> Option<(Slot, usize)> {
+    macro_rules! names {
+        ($($name:literal => $field:ident),+) => {{
+            $(
+                if rest.starts_with($name) {
+                    return Some((Slot::Scalar(|m| &mut m.$field), $name.len()));
+                }
+            )+
+            None
+        }};
     }
+    match rest.first()? {
+        b'o' if rest.starts_with(b"op\":") => Some((Slot::Op, 4)),
+        b'v' => names!(b"v\":" => v, b"value\":" => value),
+        b's' => names!(b"series\":" => series),
+        b'k' => names!(b"key\":" => key),
+        b't' => names!(b"tree\":" => tree, b"token\":" => token),
+        b'b' => names!(b"bucket\":" => bucket),
+        b'd' => names!(b"date\":" => date, b"days\":" => days),
+        b'l' => names!(b"limit\":" => limit),
+        b'w' => names!(b"window\":" => window),
+        b'f' => names!(b"fingerprint\":" => fingerprint),
+        b'i' => names!(
+            b"idempotency_key\":" => idempotency_key,
+            b"idempotency_created_at_unix\":" => created_at
+        ),
+        _ => None,
+    }
+}
+
+/// The hot op named by the string value starting `rest` (at its opening
+/// quote), and the length of that string with its quotes. The names are the
+/// op table's (`Op::from_name`) for these ops; any other name, or an alias
+/// added there later, is declined and read by the general parser.
+#[inline]
+fn hot_op(rest: &[u8]) -> Option<(Op, usize)> {
+    const NAMES: [(&[u8], Op); 6] = [
+        (b"\"counter.increment\"", Op::Increment),
+        (b"\"counter.sum\"", Op::Sum),
+        (b"\"counter.decrement\"", Op::Decrement),
+        (b"\"counter.consume\"", Op::Consume),
+        (b"\"series.increment\"", Op::Increment),
+        (b"\"series.sum\"", Op::Sum),
+    ];
+    NAMES.iter().find(|(name, _)| rest.starts_with(name)).map(|&(name, op)| (op, name.len()))
 }
 
 /// The request of a plain line of a hot op, or `None`: run the general
 /// parser. The line is without its line terminator.
+#[inline]
 pub fn parse_plain(line: &[u8]) -> Option<Request<'_>> {
-    let members = scan(line)?;
+    let mut members = Members::default();
+    scan(line, &mut members)?;
     build(&members)
 }
 
-/// Reads the members of `{"name":value,...}`; `None` on anything that is not
-/// plain.
-fn scan(line: &[u8]) -> Option<Members<'_>> {
-    // Strings are sliced out of the line as `&str`: one UTF-8 check for the
-    // whole line (the general parser makes the same check first).
-    let text = std::str::from_utf8(line).ok()?;
-    let b = line;
+/// Reads the members of `{"name":value,...}` into `m`; `None` on anything
+/// that is not plain.
+fn scan<'a>(b: &'a [u8], m: &mut Members<'a>) -> Option<()> {
     if b.first() != Some(&b'{') {
         return None;
     }
-    let mut members = Members::default();
     let mut i = 1;
     loop {
-        // A member name: matched as raw bytes, so a name with an escape in
-        // it is simply an unknown name.
         if b.get(i) != Some(&b'"') {
             return None;
         }
-        let name_start = i + 1;
-        let name_len = memchr_quote(&b[name_start..])?;
-        let slot = members.slot(&b[name_start..name_start + name_len])?;
-        i = name_start + name_len + 1;
-        if b.get(i) != Some(&b':') {
-            return None;
-        }
-        i += 1;
-        let (value, next) = match b.get(i)? {
-            b'"' => {
-                let start = i + 1;
-                let len = plain_string_len(&b[start..])?;
-                (Scalar::Str(text.get(start..start + len)?), start + len + 1)
+        let (slot, name_len) = member(b.get(i + 1..)?)?;
+        i += 1 + name_len;
+        let next = match slot {
+            Slot::Op => {
+                let (op, len) = hot_op(b.get(i..)?)?;
+                if m.op.replace(op).is_some() {
+                    // A duplicate: the general parser takes the last one;
+                    // rare enough to leave to it.
+                    return None;
+                }
+                i + len
             }
-            b'0'..=b'9' => {
-                let (n, next) = integer(b, i)?;
-                (Scalar::Int(n), next)
+            Slot::Scalar(field) => {
+                let (value, next) = match *b.get(i)? {
+                    b'"' => {
+                        let start = i + 1;
+                        let len = plain_string_len(b.get(start..)?)?;
+                        // ASCII only (checked), so this cannot fail.
+                        (Scalar::Str(std::str::from_utf8(&b[start..start + len]).ok()?), start + len + 1)
+                    }
+                    b'0'..=b'9' => {
+                        let (n, next) = integer(b, i)?;
+                        (Scalar::Int(n), next)
+                    }
+                    _ => return None,
+                };
+                if field(m).replace(value).is_some() {
+                    return None;
+                }
+                next
             }
-            _ => return None,
         };
-        if slot.is_some() {
-            // A duplicate: the general parser takes the last one; rare
-            // enough to leave to it.
-            return None;
-        }
-        *slot = Some(value);
         match b.get(next)? {
             b',' => i = next + 1,
-            b'}' if next + 1 == b.len() => return Some(members),
+            b'}' if next + 1 == b.len() => return Some(()),
             _ => return None,
         }
     }
 }
 
-/// Bytes up to the next `"`.
-fn memchr_quote(b: &[u8]) -> Option<usize> {
-    b.iter().position(|&c| c == b'"')
-}
-
-/// The length of a string body up to its closing `"`, when it has no
-/// escape and no control character.
+/// The length of a string body up to its closing `"`, when it is printable
+/// ASCII without an escape (anything else is left to the general parser).
+#[inline]
 fn plain_string_len(b: &[u8]) -> Option<usize> {
     for (n, &c) in b.iter().enumerate() {
         match c {
             b'"' => return Some(n),
-            b'\\' | 0..=0x1f => return None,
+            b'\\' | 0..=0x1f | 0x80.. => return None,
             _ => {}
         }
     }
@@ -156,6 +188,7 @@ fn plain_string_len(b: &[u8]) -> Option<usize> {
 /// and the index after it; `None` for a leading zero, a fraction, an
 /// exponent or a larger number (which the general parser refuses or reads
 /// as a float).
+#[inline]
 fn integer(b: &[u8], mut i: usize) -> Option<(u64, usize)> {
     let start = i;
     let mut n: u64 = 0;
@@ -195,12 +228,12 @@ fn stringish(v: Option<Scalar<'_>>) -> Option<Cow<'_, str>> {
 
 /// The request of the members, deciding as `parse_request` does; `None`
 /// wherever `parse_request` would refuse.
+#[inline]
 fn build<'a>(m: &Members<'a>) -> Option<Request<'a>> {
     if !matches!(m.v, Some(Scalar::Int(2))) {
         return None;
     }
-    let Some(Scalar::Str(op_name)) = m.op else { return None };
-    let op = Op::from_name(op_name)?;
+    let op = m.op?;
     // `tree` when it is a string, else `series` when it is (Fields::series).
     let series = match (m.tree, m.series) {
         (Some(Scalar::Str(s)), _) | (_, Some(Scalar::Str(s))) => Cow::Borrowed(s),

@@ -25,8 +25,17 @@ pub fn write_u128(out: &mut Vec<u8>, n: u128) {
 /// A JSON string literal: `"` and `\` escaped, control characters escaped,
 /// non-ASCII written raw, `/` not escaped (as Karma 1.0 writes it).
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
     let bytes = s.as_bytes();
+    // Names, op names and keys need no escape: check once, copy once (every
+    // logged write writes two strings into its WAL entry).
+    if !bytes.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\') {
+        out.reserve(bytes.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
+    out.push(b'"');
     let mut start = 0;
     for (i, &c) in bytes.iter().enumerate() {
         let escape: &[u8] = match c {

@@ -761,18 +761,18 @@ enum KarmaStatus karma_client_multi_sum(struct KarmaClient *client,
  * first call as KARMA_CONNECTION_ERROR (or KARMA_TIMEOUT).
  *
  * `url_or_null`: `karma://host:port` (or `tcp://`; IPv6 in brackets; port
- * 8080 by default) with an optional query `?token=..&pool_size=..&
- * checkout_timeout=..&connect_timeout=..&read_timeout=..&write_timeout=..`
- * (timeouts in seconds, fractions allowed, 0 disables). NULL reads the
- * environment instead: KARMA_URL, or KARMA_HOST and KARMA_PORT, then
- * KARMA_TOKEN, KARMA_POOL_SIZE and KARMA_*_TIMEOUT. A bad URL or variable
- * is KARMA_VALIDATION_ERROR, with a message naming it.
+ * 8080 by default) with an optional query of client options (the client's
+ * one table of them, e.g. `?token=..&pool_size=4&read_timeout=2.5`:
+ * timeouts in seconds, fractions allowed, 0 disables). NULL reads the
+ * environment instead: KARMA_URL, or KARMA_HOST and KARMA_PORT, then each
+ * option's KARMA_* variable. A bad URL or variable is
+ * KARMA_VALIDATION_ERROR, with a message naming it.
  *
  * `karma+etcd://host:port[,host:port...]/<cluster-name>` opens a cluster
  * instead (docs/cluster.md), given here or, with NULL, in KARMA_URL: each
  * call goes to the leaders of the shards that own its keys, and answers as
- * one server would. Token, pool size and timeouts come from KARMA_TOKEN,
- * KARMA_POOL_SIZE and KARMA_*_TIMEOUT, else their defaults. The cluster's shard count is
+ * one server would. The client options come from their KARMA_* variables,
+ * else their defaults. The cluster's shard count is
  * read from etcd here: unreachable etcd is KARMA_CONNECTION_ERROR (or
  * KARMA_TIMEOUT), a malformed cluster URL KARMA_VALIDATION_ERROR.
  *
@@ -1329,18 +1329,12 @@ enum KarmaStatus karma_engine_multi_sum(struct KarmaEngine *engine,
  * engine on it (in this process or another) fails, with
  * KARMA_VALIDATION_ERROR and a message saying so.
  *
- * `options_json_or_null`: NULL, "" or a JSON object with any of
- * `restore`, `wal`, `wal_fsync` ("always" (the default), "everysec" or
- * "never"; true and false mean "always" and "never"),
- * `wal_segment_bytes`, `wal_batch_size`, `wal_batch_wait_us`,
- * `max_request_bytes`, `max_response_bytes`, `query_timeout_ms` (0: none),
- * `dump_retention_per_tree`, `idempotency_max_records`,
- * `idempotency_max_age_seconds`, `ingest_max_streams`,
- * `ingest_max_staged_items`, `ingest_stream_ttl_seconds`,
- * `recovery_max_sources` (non-negative integers), `auth_token`,
- * `read_auth_token` (strings; checked by karma_engine_execute only) and
- * `role` ("master" or "slave"), with the `karma` server's defaults
- * (docs/server.md). A malformed document, an unknown field or a value the
+ * `options_json_or_null`: NULL, "" or a JSON object whose fields are the
+ * engine options: the names, values and defaults of the `karma` server's
+ * flags, from the one table of them (docs/server.md, "Options"; e.g.
+ * `{"wal_fsync":"everysec","max_request_bytes":65536}`). `auth_token`
+ * and `read_auth_token` are checked by karma_engine_execute only. A
+ * malformed document, an unknown field or a value the
  * option does not take is KARMA_INVALID_ARGUMENT.
  *
  * # Safety

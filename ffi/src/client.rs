@@ -45,18 +45,18 @@ impl Handle for KarmaClient {
 /// first call as KARMA_CONNECTION_ERROR (or KARMA_TIMEOUT).
 ///
 /// `url_or_null`: `karma://host:port` (or `tcp://`; IPv6 in brackets; port
-/// 8080 by default) with an optional query `?token=..&pool_size=..&
-/// checkout_timeout=..&connect_timeout=..&read_timeout=..&write_timeout=..`
-/// (timeouts in seconds, fractions allowed, 0 disables). NULL reads the
-/// environment instead: KARMA_URL, or KARMA_HOST and KARMA_PORT, then
-/// KARMA_TOKEN, KARMA_POOL_SIZE and KARMA_*_TIMEOUT. A bad URL or variable
-/// is KARMA_VALIDATION_ERROR, with a message naming it.
+/// 8080 by default) with an optional query of client options (the client's
+/// one table of them, e.g. `?token=..&pool_size=4&read_timeout=2.5`:
+/// timeouts in seconds, fractions allowed, 0 disables). NULL reads the
+/// environment instead: KARMA_URL, or KARMA_HOST and KARMA_PORT, then each
+/// option's KARMA_* variable. A bad URL or variable is
+/// KARMA_VALIDATION_ERROR, with a message naming it.
 ///
 /// `karma+etcd://host:port[,host:port...]/<cluster-name>` opens a cluster
 /// instead (docs/cluster.md), given here or, with NULL, in KARMA_URL: each
 /// call goes to the leaders of the shards that own its keys, and answers as
-/// one server would. Token, pool size and timeouts come from KARMA_TOKEN,
-/// KARMA_POOL_SIZE and KARMA_*_TIMEOUT, else their defaults. The cluster's shard count is
+/// one server would. The client options come from their KARMA_* variables,
+/// else their defaults. The cluster's shard count is
 /// read from etcd here: unreachable etcd is KARMA_CONNECTION_ERROR (or
 /// KARMA_TIMEOUT), a malformed cluster URL KARMA_VALIDATION_ERROR.
 ///

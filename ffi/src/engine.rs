@@ -74,18 +74,12 @@ fn options(dir: Option<&[u8]>, json: Option<&[u8]>) -> Result<Options, Failure> 
 /// engine on it (in this process or another) fails, with
 /// KARMA_VALIDATION_ERROR and a message saying so.
 ///
-/// `options_json_or_null`: NULL, "" or a JSON object with any of
-/// `restore`, `wal`, `wal_fsync` ("always" (the default), "everysec" or
-/// "never"; true and false mean "always" and "never"),
-/// `wal_segment_bytes`, `wal_batch_size`, `wal_batch_wait_us`,
-/// `max_request_bytes`, `max_response_bytes`, `query_timeout_ms` (0: none),
-/// `dump_retention_per_tree`, `idempotency_max_records`,
-/// `idempotency_max_age_seconds`, `ingest_max_streams`,
-/// `ingest_max_staged_items`, `ingest_stream_ttl_seconds`,
-/// `recovery_max_sources` (non-negative integers), `auth_token`,
-/// `read_auth_token` (strings; checked by karma_engine_execute only) and
-/// `role` ("master" or "slave"), with the `karma` server's defaults
-/// (docs/server.md). A malformed document, an unknown field or a value the
+/// `options_json_or_null`: NULL, "" or a JSON object whose fields are the
+/// engine options: the names, values and defaults of the `karma` server's
+/// flags, from the one table of them (docs/server.md, "Options"; e.g.
+/// `{"wal_fsync":"everysec","max_request_bytes":65536}`). `auth_token`
+/// and `read_auth_token` are checked by karma_engine_execute only. A
+/// malformed document, an unknown field or a value the
 /// option does not take is KARMA_INVALID_ARGUMENT.
 ///
 /// # Safety

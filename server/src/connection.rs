@@ -330,6 +330,15 @@ pub async fn serve(
             if batch.output_full {
                 engine.count_limit(Limit::PendingOutput);
             }
+            if batch.consumed == buf.len() && !eof && !batch.output_full && !batch.too_large {
+                // Nothing is left to run once these answers are out, and a
+                // client that has read them may count on this connection
+                // making room for a newcomer: it is idle from now on, not
+                // from the moment after the write, which the client can
+                // outrun. A reap only takes effect at the next wait, so
+                // these answers are still written whole.
+                slot.set_idle();
+            }
             if !out.is_empty() && write_all_timeout(&mut stream, &out, settings.write_timeout).await.is_err() {
                 return;
             }

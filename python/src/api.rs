@@ -5,6 +5,10 @@
 //! Every call converts its Python arguments while holding the GIL, then
 //! releases the GIL (`py.detach`) for the engine or network work, so other
 //! Python threads run meanwhile, and converts the result back.
+//!
+//! Most methods are generated from the engine's method table (`table`);
+//! the ones here are those whose Python signature or answer differs from
+//! the table's row, and those outside the table.
 
 use karma_client::AnyClient;
 use karma_engine::api::{Change, Karma};
@@ -36,6 +40,9 @@ macro_rules! both {
         })
     };
 }
+
+// After `both!`, which the generated methods use.
+mod table;
 
 #[pyclass(name = "_Api", module = "karma", subclass, frozen)]
 pub struct Api {
@@ -212,64 +219,6 @@ impl Api {
         )
     }
 
-    /// The counter's total, or the sum of its buckets in `range`.
-    #[pyo3(signature = (series, key, range=None))]
-    fn sum(
-        &self,
-        py: Python<'_>,
-        series: PyBackedStr,
-        key: &Bound<'_, PyAny>,
-        range: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<u64> {
-        let key = conv::u64_arg(key, "key")?;
-        let range = conv::opt_range(range, "range")?;
-        both!(self, py, |k| Karma::sum(k, &series, key, range))
-    }
-
-    /// One sum per key, in order.
-    #[pyo3(signature = (series, keys, range=None))]
-    fn batch_sum(
-        &self,
-        py: Python<'_>,
-        series: PyBackedStr,
-        keys: &Bound<'_, PyAny>,
-        range: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Vec<u64>> {
-        let keys = conv::keys(keys, "keys")?;
-        let range = conv::opt_range(range, "range")?;
-        both!(self, py, |k| Karma::batch_sum(k, &series, &keys, range))
-    }
-
-    /// One sum per `(series, key)`, in order.
-    #[pyo3(signature = (items, range=None))]
-    fn multi_sum(
-        &self,
-        py: Python<'_>,
-        items: &Bound<'_, PyAny>,
-        range: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Vec<u64>> {
-        let owned = conv::series_keys(items, "items")?;
-        let range = conv::opt_range(range, "range")?;
-        both!(self, py, |k| {
-            let items: Vec<(&str, u64)> = owned.iter().map(|(s, key)| (s.as_str(), *key)).collect();
-            Karma::multi_sum(k, &items, range)
-        })
-    }
-
-    /// The `(bucket, value)` points of one counter inside `range`.
-    fn points<'py>(
-        &self,
-        py: Python<'py>,
-        series: PyBackedStr,
-        key: &Bound<'py, PyAny>,
-        range: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let key = conv::u64_arg(key, "key")?;
-        let range = conv::range(range, "range")?;
-        let points = both!(self, py, |k| Karma::points(k, &series, key, range))?;
-        pairs(py, points)
-    }
-
     /// Same as `points` (the v2 op is `counter.series`).
     fn series<'py>(
         &self,
@@ -279,25 +228,6 @@ impl Api {
         range: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.points(py, series, key, range)
-    }
-
-    /// Adds `[(key, bucket, value), ...]` atomically; returns their total.
-    fn batch_add(&self, py: Python<'_>, series: PyBackedStr, items: &Bound<'_, PyAny>) -> PyResult<u64> {
-        let items = conv::items(items, "items")?;
-        both!(self, py, |k| Karma::batch_add(k, &series, &items))
-    }
-
-    /// Sets exact bucket values (0 deletes the bucket); returns the item count.
-    fn batch_set(&self, py: Python<'_>, series: PyBackedStr, items: &Bound<'_, PyAny>) -> PyResult<usize> {
-        let items = conv::items(items, "items")?;
-        both!(self, py, |k| Karma::batch_set(k, &series, &items))
-    }
-
-    /// Clears one counter, or every counter of the series when `key` is None.
-    #[pyo3(signature = (series, key=None))]
-    fn reset(&self, py: Python<'_>, series: PyBackedStr, key: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let key = conv::opt_u64(key, "key")?;
-        both!(self, py, |k| Karma::reset(k, &series, key))
     }
 
     /// Clears many counters: `{"reset": n, "missing": m}`.
@@ -338,137 +268,6 @@ impl Api {
         let range = conv::range(range, "range")?;
         let (deleted, missing) = both!(self, py, |k| Karma::batch_delete_range(k, &series, &keys, range))?;
         dict(py, &[("deleted", int(py, deleted as u64)), ("missing", int(py, missing as u64))])
-    }
-
-    fn create_series(&self, py: Python<'_>, series: PyBackedStr) -> PyResult<()> {
-        both!(self, py, |k| Karma::create_series(k, &series))
-    }
-
-    fn drop_series(&self, py: Python<'_>, series: PyBackedStr) -> PyResult<()> {
-        both!(self, py, |k| Karma::drop_series(k, &series))
-    }
-
-    fn list_series(&self, py: Python<'_>) -> PyResult<Vec<String>> {
-        both!(self, py, |k| Karma::list_series(k))
-    }
-
-    /// `{"tree", "key_count", "bucket_count", "total"}`.
-    fn info<'py>(&self, py: Python<'py>, series: PyBackedStr) -> PyResult<Bound<'py, PyDict>> {
-        let t = both!(self, py, |k| Karma::info(k, &series))?;
-        dict(
-            py,
-            &[
-                ("tree", t.tree.into_pyobject(py)?.into_any()),
-                ("key_count", int(py, t.key_count as u64)),
-                ("bucket_count", int(py, t.bucket_count as u64)),
-                ("total", int(py, t.total)),
-            ],
-        )
-    }
-
-    /// One page of keys above `cursor`, ascending: `{"tree", "limit",
-    /// "cursor", "next_cursor", "keys": [(key, total), ...]}`.
-    #[pyo3(signature = (series, cursor=None, limit=None))]
-    fn keys<'py>(
-        &self,
-        py: Python<'py>,
-        series: PyBackedStr,
-        cursor: Option<&Bound<'py, PyAny>>,
-        limit: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        let cursor = conv::opt_u64(cursor, "cursor")?;
-        let limit = conv::opt_limit(limit, "limit")?;
-        let p = both!(self, py, |k| Karma::keys(k, &series, cursor, limit))?;
-        dict(
-            py,
-            &[
-                ("tree", p.tree.into_pyobject(py)?.into_any()),
-                ("limit", int(py, p.limit as u64)),
-                ("cursor", opt_int(py, p.cursor)),
-                ("next_cursor", opt_int(py, p.next_cursor)),
-                ("keys", pairs(py, p.keys)?),
-            ],
-        )
-    }
-
-    /// The largest counters, `[(key, value), ...]`.
-    #[pyo3(signature = (series, limit=None, range=None))]
-    fn top<'py>(
-        &self,
-        py: Python<'py>,
-        series: PyBackedStr,
-        limit: Option<&Bound<'py, PyAny>>,
-        range: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let limit = conv::opt_limit(limit, "limit")?;
-        let range = conv::opt_range(range, "range")?;
-        let items = both!(self, py, |k| Karma::top(k, &series, limit, range))?;
-        pairs(py, items)
-    }
-
-    /// `{"tree", "range": (from, to) | None, "total", "active_keys", "bucket_count"}`.
-    #[pyo3(signature = (series, range=None))]
-    fn summary<'py>(
-        &self,
-        py: Python<'py>,
-        series: PyBackedStr,
-        range: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        let range = conv::opt_range(range, "range")?;
-        let s = both!(self, py, |k| Karma::summary(k, &series, range))?;
-        let range = match s.range {
-            Some(r) => r.into_pyobject(py)?.into_any(),
-            None => py.None().into_bound(py),
-        };
-        dict(
-            py,
-            &[
-                ("tree", s.tree.into_pyobject(py)?.into_any()),
-                ("range", range),
-                ("total", int(py, s.total)),
-                ("active_keys", int(py, s.active_keys as u64)),
-                ("bucket_count", int(py, s.bucket_count as u64)),
-            ],
-        )
-    }
-
-    /// Retention: drops the buckets before `before` (a bucket), then compacts.
-    fn delete_before(&self, py: Python<'_>, series: PyBackedStr, before: &Bound<'_, PyAny>) -> PyResult<()> {
-        let before = conv::bucket(before, "before")?;
-        both!(self, py, |k| Karma::delete_before(k, &series, before))
-    }
-
-    /// Removes empty counters of one series (or of all).
-    #[pyo3(signature = (series=None))]
-    fn compact(&self, py: Python<'_>, series: Option<PyBackedStr>) -> PyResult<()> {
-        both!(self, py, |k| Karma::compact(k, series.as_deref()))
-    }
-
-    /// Snapshots every series and truncates the WAL (`snapshot.create_all`).
-    fn snapshot_all(&self, py: Python<'_>) -> PyResult<()> {
-        both!(self, py, |k| Karma::snapshot_all(k))
-    }
-
-    /// `"pong"`.
-    fn ping(&self, py: Python<'_>) -> PyResult<String> {
-        both!(self, py, |k| Karma::ping(k))
-    }
-
-    /// The `system.health` object.
-    fn health<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let v = both!(self, py, |k| Karma::health(k))?;
-        conv::from_json(py, &v)
-    }
-
-    /// The `system.stats` object.
-    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let v = both!(self, py, |k| Karma::stats(k))?;
-        conv::from_json(py, &v)
-    }
-
-    /// The Prometheus text of `system.metrics`.
-    fn metrics(&self, py: Python<'_>) -> PyResult<String> {
-        both!(self, py, |k| Karma::metrics(k))
     }
 
     /// Deletes idempotency records created before `before` (int unix

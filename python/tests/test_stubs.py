@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import inspect
 import pathlib
 
 import karma
@@ -59,3 +60,20 @@ def test_stubs_declare_every_method_of_the_surface_table():
         assert name in params, name
         assert set(args) <= params[name], (name, set(args) - params[name])
         assert hasattr(karma.Engine, name) and hasattr(karma.Client, name), name
+
+
+def test_stub_signatures_of_the_surface_match_the_runtime():
+    """Most surface methods are generated from the table (python/src/api/table.rs):
+    their runtime parameters (names, order, which have defaults) must be the stubs'."""
+    tree = ast.parse(STUB.read_text())
+    api = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "_Api")
+    stubs = {f.name: f.args for f in api.body if isinstance(f, ast.FunctionDef)}
+    for name, _ in karma._karma._SURFACE:
+        a = stubs[name]
+        positional = a.posonlyargs + a.args
+        first_default = len(positional) - len(a.defaults)
+        declared = [(p.arg, i >= first_default) for i, p in enumerate(positional)][1:]
+        declared += [(p.arg, d is not None) for p, d in zip(a.kwonlyargs, a.kw_defaults)]
+        params = inspect.signature(getattr(karma._karma._Api, name)).parameters.values()
+        runtime = [(p.name, p.default is not inspect.Parameter.empty) for p in params][1:]
+        assert runtime == declared, name

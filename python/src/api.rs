@@ -149,36 +149,42 @@ fn opt_int(py: Python<'_>, v: Option<u64>) -> Bound<'_, PyAny> {
     }
 }
 
-#[pymethods]
-impl Api {
+/// `increment` and `decrement`: one Python signature (`value` defaults to
+/// 1 and comes before `bucket`, unlike the table's row), one body.
+macro_rules! change_method {
+    ($(#[doc = $doc:literal])* $name:ident => $change:expr) => {
+        #[pymethods]
+        impl Api {
+            $(#[doc = $doc])*
+            #[pyo3(signature = (series, key, value=None, bucket=None))]
+            fn $name(
+                &self,
+                py: Python<'_>,
+                series: PyBackedStr,
+                key: &Bound<'_, PyAny>,
+                value: Option<&Bound<'_, PyAny>>,
+                bucket: Option<&Bound<'_, PyAny>>,
+            ) -> PyResult<u64> {
+                self.change(py, $change, series, key, value, bucket)
+            }
+        }
+    };
+}
+
+change_method! {
     /// Adds `value` (default 1) to one day bucket (today, UTC, by default);
     /// returns the value added.
-    #[pyo3(signature = (series, key, value=None, bucket=None))]
-    fn increment(
-        &self,
-        py: Python<'_>,
-        series: PyBackedStr,
-        key: &Bound<'_, PyAny>,
-        value: Option<&Bound<'_, PyAny>>,
-        bucket: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<u64> {
-        self.change(py, Change::Increment, series, key, value, bucket)
-    }
+    increment => Change::Increment
+}
 
+change_method! {
     /// Subtracts up to `value` (default 1) from one bucket, never below zero;
     /// returns the requested `value` (as the protocol does), not the amount removed.
-    #[pyo3(signature = (series, key, value=None, bucket=None))]
-    fn decrement(
-        &self,
-        py: Python<'_>,
-        series: PyBackedStr,
-        key: &Bound<'_, PyAny>,
-        value: Option<&Bound<'_, PyAny>>,
-        bucket: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<u64> {
-        self.change(py, Change::Decrement, series, key, value, bucket)
-    }
+    decrement => Change::Decrement
+}
 
+#[pymethods]
+impl Api {
     /// `counter.consume`: adds `value` (default 1) to one bucket (today,
     /// UTC, by default) only if the window's total plus `value` stays
     /// within `limit`, atomically. `window` is `"day"` (default), `"month"`

@@ -30,6 +30,7 @@ use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
 
+use karma_engine::api::Change;
 use karma_engine::error::Error;
 use karma_engine::protocol::Window;
 use karma_engine::Quota;
@@ -141,9 +142,7 @@ impl Pipeline {
         value: u64,
         done: impl FnOnce(Result<u64>) + Send + 'static,
     ) {
-        self.call("counter.increment", done, |l| {
-            l.str("series", series).u64("key", key).opt_u64("bucket", bucket).u64("value", value);
-        });
+        self.change(Change::Increment, series, key, bucket, value, done);
     }
 
     /// `counter.decrement`; `done` gets the requested value.
@@ -155,7 +154,20 @@ impl Pipeline {
         value: u64,
         done: impl FnOnce(Result<u64>) + Send + 'static,
     ) {
-        self.call("counter.decrement", done, |l| {
+        self.change(Change::Decrement, series, key, bucket, value, done);
+    }
+
+    /// [`Pipeline::increment`] or [`Pipeline::decrement`], as `change` says.
+    pub fn change(
+        &self,
+        change: Change,
+        series: &str,
+        key: u64,
+        bucket: Option<u64>,
+        value: u64,
+        done: impl FnOnce(Result<u64>) + Send + 'static,
+    ) {
+        self.call(change.op().name(), done, |l| {
             l.str("series", series).u64("key", key).opt_u64("bucket", bucket).u64("value", value);
         });
     }

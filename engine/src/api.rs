@@ -134,6 +134,14 @@ impl Change {
         }
     }
 
+    /// The protocol op: `counter.increment` or `counter.decrement`.
+    pub fn op(self) -> Op {
+        match self {
+            Change::Increment => Op::Increment,
+            Change::Decrement => Op::Decrement,
+        }
+    }
+
     /// [`Karma::increment`] or [`Karma::decrement`] on `k`.
     pub fn apply<K: Karma + ?Sized>(
         self,

@@ -504,10 +504,7 @@ pub mod pipelined {
     /// The call on the pipeline, settling its Promise with the answer.
     pub fn send(call: ChangeCall) -> impl Request {
         let ChangeCall { change, series, key, value, bucket } = call;
-        move |p: &Pipeline, done| match change {
-            Change::Increment => p.increment(&series, key, bucket, value, to(done, big)),
-            Change::Decrement => p.decrement(&series, key, bucket, value, to(done, big)),
-        }
+        move |p: &Pipeline, done| p.change(change, &series, key, bucket, value, to(done, big))
     }
 
     pub fn consume(

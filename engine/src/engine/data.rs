@@ -78,10 +78,7 @@ impl Engine {
         let Command::Write { series, key, bucket, value } = command else {
             return Err(Error::internal("increment_direct needs a write"));
         };
-        crate::protocol::validate::validate_series_name(series)?;
-        if *value == Some(0) {
-            return Err(Error::validation("Field value must be greater than 0"));
-        }
+        crate::protocol::validate::validate_write(series, *value)?;
         self.check_role(Op::Increment, Ctx::CLIENT)?;
         self.recover_wal(true)?;
         let (key, value) = (*key, value.unwrap_or(1));
@@ -93,21 +90,34 @@ impl Engine {
             }
             None => None,
         };
-        self.with_series(series, true, |data| {
-            let Some(entry) = entry.as_deref() else {
-                // Nothing to log: `add` itself refuses an overflow unchanged.
-                let counter = data.counters.entry(key).or_default();
-                return counter.add(bucket, value).map(|()| None).map_err(|_| overflow(key, bucket));
-            };
-            if let Some(c) = data.counters.get(&key) {
-                c.check_add(bucket, value).map_err(|_| overflow(key, bucket))?;
-            }
-            let lsn = self.append(Some(entry))?;
+        self.with_series(series, true, |data| self.apply_increment(data, key, bucket, value, entry.as_deref()))?
+            .ok_or_else(|| Error::tree_not_found(series))
+    }
+
+    /// Adds `value` to counter `key`'s `bucket`, logging `entry` first when
+    /// there is one: where an increment is checked and applied, for the
+    /// protocol path and the typed API alike. An overflow changes nothing
+    /// and logs nothing.
+    fn apply_increment(
+        &self,
+        data: &mut SeriesData,
+        key: u64,
+        bucket: u64,
+        value: u64,
+        entry: Option<&[u8]>,
+    ) -> Result<Option<u64>> {
+        let Some(entry) = entry else {
+            // Nothing to log: `add` itself refuses an overflow unchanged.
             let counter = data.counters.entry(key).or_default();
-            counter.add(bucket, value).map_err(|_| overflow(key, bucket))?;
-            Ok(lsn)
-        })?
-        .ok_or_else(|| Error::tree_not_found(series))
+            return counter.add(bucket, value).map(|()| None).map_err(|_| overflow(key, bucket));
+        };
+        if let Some(c) = data.counters.get(&key) {
+            c.check_add(bucket, value).map_err(|_| overflow(key, bucket))?;
+        }
+        let lsn = self.append(Some(entry))?;
+        let counter = data.counters.entry(key).or_default();
+        counter.add(bucket, value).map_err(|_| overflow(key, bucket))?;
+        Ok(lsn)
     }
 
     pub(crate) fn write(&self, req: &Request<'_>, ctx: Ctx<'_>, bucket: Option<u64>) -> Result<Outcome> {
@@ -140,13 +150,7 @@ impl Engine {
             (Op::Increment, Command::Write { key, value, .. }) => {
                 let (key, bucket, value) = (*key, bucket.unwrap_or(0), value.unwrap_or(1));
                 self.with_series(series, true, |data| {
-                    if let Some(c) = data.counters.get(&key) {
-                        c.check_add(bucket, value).map_err(|_| overflow(key, bucket))?;
-                    }
-                    let lsn = self.append(entry)?;
-                    let counter = data.counters.entry(key).or_default();
-                    counter.add(bucket, value).map_err(|_| overflow(key, bucket))?;
-                    Ok((Response::U64(value), lsn))
+                    Ok((Response::U64(value), self.apply_increment(data, key, bucket, value, entry)?))
                 })?
             }
             (Op::Decrement, Command::Write { key, value, .. }) => {

@@ -92,6 +92,22 @@ fn check_range(range: &Option<Range>) -> Result<()> {
     range.as_ref().map_or(Ok(()), validate_range)
 }
 
+/// The stateless checks of a counter write (`counter.increment`,
+/// `counter.decrement`): what [`validate`] runs for one, for the engine's
+/// typed increment, which does not build a request.
+pub fn validate_write(series: &str, value: Option<u64>) -> Result<()> {
+    validate_series_name(series)?;
+    check_value(value)
+}
+
+/// `value` of a write or a consume: absent (meaning 1) or positive.
+fn check_value(value: Option<u64>) -> Result<()> {
+    match value {
+        Some(0) => Err(Error::validation("Field value must be greater than 0")),
+        _ => Ok(()),
+    }
+}
+
 /// Runs every stateless validation of the request's op.
 pub fn validate(req: &Request<'_>) -> Result<()> {
     if let Some(series) = req.series() {
@@ -114,10 +130,11 @@ pub fn validate(req: &Request<'_>) -> Result<()> {
             check_size(items.len(), MAX_ITEMS, "items")?;
             check_range(range)?;
         }
-        (_, Command::Write { value: Some(0), .. } | Command::Consume { value: Some(0), .. }) => {
-            return Err(Error::validation("Field value must be greater than 0"));
+        (_, Command::Write { value, .. }) => check_value(*value)?,
+        (_, Command::Consume { value, bucket, window, .. }) => {
+            check_value(*value)?;
+            validate_consume(*bucket, *window)?;
         }
-        (_, Command::Consume { bucket, window, .. }) => validate_consume(*bucket, *window)?,
         (op, Command::Items { items, .. }) => {
             check_size(items.len(), MAX_ITEMS, "items")?;
             if *op == Op::BatchAdd && items.iter().any(|i| i[2] == 0) {

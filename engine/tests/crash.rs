@@ -14,26 +14,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use karma_engine::{Engine, Options, Session};
+use karma_testkit::Rng;
 
 const SERIES: &str = "crash";
 const CHILD_ENV: &str = "KARMA_CRASH_CHILD";
 const RUNS: usize = 40;
-
-/// A tiny deterministic PRNG (xorshift64*), seeded per test.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 // ------------------------------------------------------------------ the writes
 

@@ -14,34 +14,15 @@ mod support;
 use karma_engine::protocol::plain::parse_plain;
 use karma_engine::protocol::request::{parse_document, parse_request};
 use karma_engine::{Engine, Options, Session};
+use karma_testkit::Rng;
 use support::*;
 
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// The first (usual) item most of the time, else any.
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        if self.chance(80) {
-            items[0]
-        } else {
-            items[self.below(items.len())]
-        }
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
+/// The first (usual) item most of the time, else any.
+fn pick<'a>(rng: &mut Rng, items: &[&'a str]) -> &'a str {
+    if rng.chance(80) {
+        items[0]
+    } else {
+        items[rng.index(items.len())]
     }
 }
 
@@ -124,7 +105,7 @@ fn line(rng: &mut Rng) -> Vec<u8> {
     let mut members: Vec<(String, String)> = Vec::new();
     let mut add = |rng: &mut Rng, percent: u64, name: &str, values: &[&str]| {
         if rng.chance(percent) {
-            let value = rng.pick(values).to_owned();
+            let value = pick(rng, values).to_owned();
             members.push((format!("\"{name}\""), value));
         }
     };
@@ -148,20 +129,20 @@ fn line(rng: &mut Rng) -> Vec<u8> {
     add(rng, 3, "k\\u0065y", &["3"]);
     if rng.chance(8) && !members.is_empty() {
         // A duplicate member, either value kept last.
-        let i = rng.below(members.len());
+        let i = rng.index(members.len());
         let (name, _) = members[i].clone();
-        let value = rng.pick(&["1", "2", "\"s2\"", "\"counter.sum\"", "-1"]).to_owned();
-        let at = rng.below(members.len() + 1);
+        let value = pick(rng, &["1", "2", "\"s2\"", "\"counter.sum\"", "-1"]).to_owned();
+        let at = rng.index(members.len() + 1);
         members.insert(at, (name, value));
     }
     if rng.chance(30) {
         // Another member order.
         for i in (1..members.len()).rev() {
-            let j = rng.below(i + 1);
+            let j = rng.index(i + 1);
             members.swap(i, j);
         }
     }
-    let (colon, comma) = match rng.below(12) {
+    let (colon, comma) = match rng.index(12) {
         0 => (": ", ", "),
         1 => (":", " ,"),
         2 => (" :", ","),
@@ -170,7 +151,7 @@ fn line(rng: &mut Rng) -> Vec<u8> {
     };
     let body: Vec<String> = members.iter().map(|(n, v)| format!("{n}{colon}{v}")).collect();
     let mut text = format!("{{{}}}", body.join(comma)).into_bytes();
-    match rng.below(40) {
+    match rng.index(40) {
         0 => text.insert(0, b' '),
         1 => text.push(b' '),
         2 => text.push(b'\r'),
@@ -180,7 +161,7 @@ fn line(rng: &mut Rng) -> Vec<u8> {
         }
         4 => {
             // Cut anywhere, even inside a UTF-8 sequence.
-            let cut = rng.below(text.len().max(1));
+            let cut = rng.index(text.len().max(1));
             text.truncate(cut);
         }
         5 => {
@@ -193,7 +174,7 @@ fn line(rng: &mut Rng) -> Vec<u8> {
         9 => text.push(b'}'),
         10 => {
             // Not UTF-8.
-            let at = rng.below(text.len().max(1));
+            let at = rng.index(text.len().max(1));
             text.insert(at, 0xff);
         }
         _ => {}

@@ -16,28 +16,13 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use karma_testkit::{Server, DEADLINE};
+use karma_testkit::{Rng, Server, DEADLINE};
 
 const BIN: &str = env!("CARGO_BIN_EXE_karma");
 const KILLS: usize = 12;
 const CLIENTS: u64 = 4;
 /// Requests each client writes before reading their responses.
 const WINDOWS: [u64; CLIENTS as usize] = [2, 7, 16, 40];
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 // ------------------------------------------------------------------ server
 

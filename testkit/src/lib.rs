@@ -64,6 +64,35 @@ pub fn karma_binary() -> &'static Path {
     })
 }
 
+/// xorshift64*: a tiny deterministic PRNG for tests that want reproducible
+/// variety (crash points, generated request lines) from a printed seed,
+/// without a dependency.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// An index into a slice of `len` items.
+    pub fn index(&mut self, len: usize) -> usize {
+        self.below(len as u64) as usize
+    }
+
+    /// True `percent` times in a hundred.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
 /// How to start a [`Server`]; see [`Server::builder`].
 #[derive(Clone, Debug)]
 pub struct Builder {

@@ -1106,7 +1106,17 @@ fn reads_during_a_rebootstrap_never_see_missing_series() {
             (reads, wrong)
         })
     };
-    let s = wait_caught_up(&master, &slave);
+    wait_caught_up(&master, &slave);
+    // The re-bootstrap's new state (and so the caught-up LSN) is visible a
+    // moment before the poller counts it a success: wait for the count too.
+    let started = Instant::now();
+    let s = loop {
+        let s = slave.status();
+        if u(&s, "replication_bootstrap_success_count") >= 1 || started.elapsed() > CONVERGE {
+            break s;
+        }
+        sleep(Duration::from_millis(20));
+    };
     done.store(true, Ordering::Relaxed);
     let (reads, wrong) = reader.join().expect("reader");
     assert!(u(&s, "replication_bootstrap_success_count") >= 1, "{s}");

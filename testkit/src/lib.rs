@@ -10,12 +10,13 @@
 
 #![forbid(unsafe_code)]
 
+use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -30,10 +31,23 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 /// was taken between [`free_port`] and the server's bind.
 const PORT_ATTEMPTS: usize = 5;
 
-/// A loopback port nobody listened on a moment ago.
+/// A loopback port nobody listened on a moment ago, and never handed out
+/// before by this process: the tests of one binary run in parallel, and a
+/// port given twice would let one test's readiness check connect to
+/// another test's server (which the first then sees vanish when its owner
+/// kills it).
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local address of a bound listener").port()
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    // Held until a fresh port turns up, so the kernel offers another one.
+    let mut seen = Vec::new();
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local address of a bound listener").port();
+        if HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner).insert(port) {
+            return port;
+        }
+        seen.push(listener);
+    }
 }
 
 /// The `karma` binary for the tests of crates other than `karma-server`

@@ -4,10 +4,12 @@
 //!
 //! Each connection publishes its state in one atomic, so marking itself busy
 //! or idle costs no lock; the slot table is locked only to admit, to release
-//! and (when full) to look for the idle connection to reap.
+//! and (when full) to look for the idle connection to reap. The number of
+//! open connections is an atomic too: a connection reads it to know whether
+//! anyone else may be writing at the same moment (`connection::wait_durable`).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,6 +24,8 @@ pub struct Slots {
     limit: usize,
     epoch: Instant,
     table: Mutex<Table>,
+    /// Connections admitted and not yet closed (a reaped one until it is).
+    open: AtomicUsize,
 }
 
 struct Table {
@@ -52,6 +56,7 @@ impl Slots {
             limit: limit.max(1),
             epoch: Instant::now(),
             table: Mutex::new(Table { used: 0, next_id: 0, connections: HashMap::new() }),
+            open: AtomicUsize::new(0),
         })
     }
 
@@ -78,6 +83,7 @@ impl Slots {
         table.next_id += 1;
         let shared = Arc::new(Shared { state: AtomicU64::new(self.now()), reaped: Notify::new() });
         table.connections.insert(id, shared.clone());
+        self.open.fetch_add(1, Ordering::AcqRel);
         let slot = Slot { slots: self.clone(), id, shared };
         if reaped {
             Admission::ReapedIdle(slot)
@@ -131,6 +137,12 @@ impl Slot {
         state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| (s != REAPED).then_some(BUSY)).is_ok()
     }
 
+    /// Whether another connection is open, so its writes may be executing
+    /// in the same turn as this one's and may join its group commit.
+    pub fn others_open(&self) -> bool {
+        self.slots.open.load(Ordering::Acquire) > 1
+    }
+
     /// Completes once this connection has been reaped.
     pub async fn reaped(&self) {
         while self.shared.state.load(Ordering::Acquire) != REAPED {
@@ -143,6 +155,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut table = self.slots.table.lock();
         table.connections.remove(&self.id);
+        self.slots.open.fetch_sub(1, Ordering::AcqRel);
         if self.shared.state.load(Ordering::Acquire) != REAPED {
             table.used -= 1;
         }
@@ -195,6 +208,24 @@ mod tests {
         assert_eq!(slots.table.lock().used, 1, "only the last newcomer's slot remains");
         drop(d);
         assert_eq!(slots.table.lock().used, 0);
+    }
+
+    #[test]
+    fn a_connection_knows_whether_others_are_open() {
+        let slots = Slots::new(2);
+        let a = admitted(slots.admit()).unwrap();
+        assert!(!a.others_open());
+        let b = admitted(slots.admit()).unwrap();
+        assert!(a.others_open() && b.others_open());
+        // A reaped connection counts until it has closed.
+        assert!(b.set_busy());
+        let c = match slots.admit() {
+            Admission::ReapedIdle(c) => c,
+            _ => panic!("a was idle"),
+        };
+        assert!(c.others_open());
+        drop((a, b));
+        assert!(!c.others_open());
     }
 
     #[tokio::test]

@@ -249,6 +249,13 @@ impl Engine {
         }
     }
 
+    /// Whether the WAL group holding `lsn` has been committed (see
+    /// [`crate::wal::Wal::is_committed`]): a lock-free hint that waiting is
+    /// needed.
+    pub fn is_committed(&self, lsn: u64) -> bool {
+        self.wal().is_none_or(|wal| wal.is_committed(lsn))
+    }
+
     /// Makes `lsn` durable right here if that needs no waiting (it already
     /// is, or the WAL writer was free and this call committed the queued
     /// group); `None` when another thread is committing, in which case use

@@ -95,6 +95,13 @@ impl Wal {
         }
     }
 
+    /// Whether the group holding `lsn` has been committed, without a lock.
+    /// Only a hint for deciding whether to wait at all: the outcome (a range
+    /// lost to a WAL failure included) comes from the waiting calls.
+    pub fn is_committed(&self, lsn: u64) -> bool {
+        self.shared.durable_hint.load(Ordering::Acquire) >= lsn
+    }
+
     /// Makes `lsn` durable on this thread if that needs no waiting: `Some`
     /// when it already is, or the writer was free and this call committed
     /// the queue; `None` when another thread holds the writer (use

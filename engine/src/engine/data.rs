@@ -3,6 +3,8 @@
 //! the WAL order is the apply order, and a failed write changes nothing and
 //! logs nothing (fixes B1, B4, B5).
 
+use std::cell::Cell;
+
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::protocol::wal_entry::write_entry;
@@ -10,6 +12,22 @@ use crate::protocol::{Command, Item, Op, Request};
 use crate::store::{Counter, SeriesData};
 
 use super::{Ctx, Engine, Outcome, Response};
+
+thread_local! {
+    /// See [`Engine::with_entry`].
+    static ENTRY_BUFFER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// The largest entry buffer a thread keeps for the next request: a big batch
+/// write's entry is not worth holding on to.
+const MAX_KEPT_ENTRY_BUFFER: usize = 4096;
+
+/// The WAL entry of `req`: its idempotency fields only for the ops that log
+/// them.
+fn write_request_entry(out: &mut Vec<u8>, req: &Request<'_>, bucket: Option<u64>) {
+    let idem = if req.op.idempotency_eligible() || req.op.is_logged() { req.idempotency.as_ref() } else { None };
+    write_entry(out, req.op, &req.command, bucket, idem);
+}
 
 fn overflow(key: u64, bucket: u64) -> Error {
     Error::validation(format!("Counter overflow key={key} bucket={bucket}"))
@@ -22,13 +40,45 @@ fn item_overflow(key: u64, bucket: u64) -> Error {
 impl Engine {
     /// The WAL entry of `req`, when this execution logs.
     pub(crate) fn entry_for(&self, req: &Request<'_>, ctx: Ctx<'_>, bucket: Option<u64>) -> Option<Vec<u8>> {
-        if !ctx.logs() || self.wal().is_none() {
+        if !self.logs_entry(ctx) {
             return None;
         }
-        let idem = if req.op.idempotency_eligible() || req.op.is_logged() { req.idempotency.as_ref() } else { None };
         let mut out = Vec::with_capacity(128);
-        write_entry(&mut out, req.op, &req.command, bucket, idem);
+        write_request_entry(&mut out, req, bucket);
         Some(out)
+    }
+
+    /// Runs `f` with the WAL entry of `req` (when this execution logs),
+    /// encoded into this thread's reused buffer: [`Wal::append`] copies an
+    /// entry, so the writes of the request path need not allocate one each.
+    ///
+    /// [`Wal::append`]: crate::wal::Wal::append
+    fn with_entry<R>(
+        &self,
+        req: &Request<'_>,
+        ctx: Ctx<'_>,
+        bucket: Option<u64>,
+        f: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> R {
+        if !self.logs_entry(ctx) {
+            return f(None);
+        }
+        ENTRY_BUFFER.with(|buffer| {
+            // Taken out of the cell, so a nested use (none today) would
+            // simply find it empty and allocate its own.
+            let mut out = buffer.take();
+            out.clear();
+            write_request_entry(&mut out, req, bucket);
+            let result = f(Some(&out));
+            if out.capacity() <= MAX_KEPT_ENTRY_BUFFER {
+                buffer.set(out);
+            }
+            result
+        })
+    }
+
+    fn logs_entry(&self, ctx: Ctx<'_>) -> bool {
+        ctx.logs() && self.wal().is_some()
     }
 
     /// Appends a prepared entry; call while holding the lock that orders it.
@@ -141,8 +191,20 @@ impl Engine {
         if !ctx.applies_to(series) {
             return Ok(Outcome { response: predicted(req), lsn: None, idempotent: None });
         }
-        let entry = self.entry_for(req, ctx, bucket);
-        let entry = entry.as_deref();
+        self.with_entry(req, ctx, bucket, |entry| self.write_logged(req, ctx, series, bucket, entry))
+    }
+
+    /// [`Engine::write`] once the bucket is resolved and the entry (if this
+    /// execution logs) is encoded.
+    fn write_logged(
+        &self,
+        req: &Request<'_>,
+        ctx: Ctx<'_>,
+        series: &str,
+        bucket: Option<u64>,
+        entry: Option<&[u8]>,
+    ) -> Result<Outcome> {
+        let op = req.op;
         let m = &self.inner.metrics;
         let missing = || Error::tree_not_found(series);
         let (response, lsn) = match (op, &req.command) {

@@ -8,6 +8,9 @@ use crate::json::{write_str, write_u64};
 use super::ops::Op;
 use super::request::{Command, Idempotency, Item, PruneBefore, Range};
 
+// The helpers are inlined so that each field name is a constant the
+// compiler copies in place, not a `memcpy` call per field.
+#[inline]
 fn field(out: &mut Vec<u8>, name: &str) {
     out.push(b',');
     out.push(b'"');
@@ -15,11 +18,13 @@ fn field(out: &mut Vec<u8>, name: &str) {
     out.extend_from_slice(b"\":");
 }
 
+#[inline]
 fn str_field(out: &mut Vec<u8>, name: &str, v: &str) {
     field(out, name);
     write_str(out, v);
 }
 
+#[inline]
 fn u64_field(out: &mut Vec<u8>, name: &str, v: u64) {
     field(out, name);
     write_u64(out, v);
@@ -73,8 +78,10 @@ pub fn write_entry(
     bucket: Option<u64>,
     idempotency: Option<&Idempotency<'_>>,
 ) {
-    out.extend_from_slice(b"{\"v\":2,\"op\":");
-    write_str(out, op.name());
+    out.extend_from_slice(b"{\"v\":2,\"op\":\"");
+    // Op names are fixed identifiers: nothing to escape (tested below).
+    out.extend_from_slice(op.name().as_bytes());
+    out.push(b'"');
     match command {
         Command::Series { series } => str_field(out, "series", series),
         Command::Write { series, key, bucket: sent, value } => {
@@ -146,4 +153,32 @@ pub fn write_entry(
         }
     }
     out.push(b'}');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn op_names_are_written_as_json_strings() {
+        for &op in Op::ALL {
+            let mut escaped = Vec::new();
+            write_str(&mut escaped, op.name());
+            let mut entry = Vec::new();
+            write_entry(&mut entry, op, &Command::NoFields, None, None);
+            let expected = [&b"{\"v\":2,\"op\":"[..], &escaped, b"}"].concat();
+            assert_eq!(entry, expected, "{}", op.name());
+        }
+    }
+
+    #[test]
+    fn an_increment_entry_has_every_default_materialised() {
+        let command = Command::Write { series: "a\"b".into(), key: 7, bucket: None, value: None };
+        let mut entry = Vec::new();
+        write_entry(&mut entry, Op::Increment, &command, Some(20240131), None);
+        assert_eq!(
+            String::from_utf8(entry).unwrap(),
+            r#"{"v":2,"op":"counter.increment","series":"a\"b","key":7,"bucket":20240131,"value":1}"#
+        );
+    }
 }

@@ -114,9 +114,48 @@ fn hot_op(rest: &[u8]) -> Option<(Op, usize)> {
 /// parser. The line is without its line terminator.
 #[inline]
 pub fn parse_plain(line: &[u8]) -> Option<Request<'_>> {
-    let mut members = Members::default();
-    scan(line, &mut members)?;
+    let members = match usual_members(line) {
+        Some(members) => members,
+        None => {
+            let mut members = Members::default();
+            scan(line, &mut members)?;
+            members
+        }
+    };
     build(&members)
+}
+
+/// The members of a line in the shape clients send (karma-load and the
+/// bindings' pipelines): `{"v":2,"op":"<hot op>","series":"<name>","key":<n>}`
+/// with or without `,"value":<n>` before the `}`. Matched as constant bytes
+/// around the values, which is most of the reader's work saved on the
+/// pipelined hot path; `None` for any other line, which [`scan`] then reads.
+/// What this accepts, [`scan`] reads into the very same members (the
+/// values go through the same readers), so [`build`] decides alike.
+#[inline]
+fn usual_members(b: &[u8]) -> Option<Members<'_>> {
+    let rest = b.strip_prefix(b"{\"v\":2,\"op\":")?;
+    let (op, len) = hot_op(rest)?;
+    let rest = rest.get(len..)?.strip_prefix(b",\"series\":\"")?;
+    let name_len = plain_string_len(rest)?;
+    let series = std::str::from_utf8(&rest[..name_len]).ok()?;
+    let rest = rest.get(name_len + 1..)?.strip_prefix(b",\"key\":")?;
+    let (key, rest) = integer(rest)?;
+    let (value, rest) = match rest.strip_prefix(b",\"value\":") {
+        Some(rest) => {
+            let (value, rest) = integer(rest)?;
+            (Some(Scalar::Int(value)), rest)
+        }
+        None => (None, rest),
+    };
+    (rest == b"}").then(|| Members {
+        v: Some(Scalar::Int(2)),
+        op: Some(op),
+        series: Some(Scalar::Str(series)),
+        key: Some(Scalar::Int(key)),
+        value,
+        ..Members::default()
+    })
 }
 
 /// Reads the members of `{"name":value,...}` into `m`; `None` on anything
@@ -151,8 +190,8 @@ fn scan<'a>(b: &'a [u8], m: &mut Members<'a>) -> Option<()> {
                         (Scalar::Str(std::str::from_utf8(&b[start..start + len]).ok()?), start + len + 1)
                     }
                     b'0'..=b'9' => {
-                        let (n, next) = integer(b, i)?;
-                        (Scalar::Int(n), next)
+                        let (n, rest) = integer(&b[i..])?;
+                        (Scalar::Int(n), b.len() - rest.len())
                     }
                     _ => return None,
                 };
@@ -184,25 +223,31 @@ fn plain_string_len(b: &[u8]) -> Option<usize> {
     None
 }
 
-/// A non-negative JSON integer starting at `b[i]` (a digit) that fits `i64`,
-/// and the index after it; `None` for a leading zero, a fraction, an
+/// A non-negative JSON integer at the start of `b` that fits `i64`, and
+/// the bytes after it; `None` for no digit, a leading zero, a fraction, an
 /// exponent or a larger number (which the general parser refuses or reads
 /// as a float).
 #[inline]
-fn integer(b: &[u8], mut i: usize) -> Option<(u64, usize)> {
-    let start = i;
+fn integer(b: &[u8]) -> Option<(u64, &[u8])> {
+    // i64::MAX has 19 digits, and 19 digits cannot overflow u64.
+    const MAX_DIGITS: usize = 19;
     let mut n: u64 = 0;
-    while let Some(&c @ b'0'..=b'9') = b.get(i) {
-        n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
-        i += 1;
+    let mut len = 0;
+    while let Some(&c @ b'0'..=b'9') = b.get(len) {
+        if len == MAX_DIGITS {
+            return None;
+        }
+        n = n * 10 + u64::from(c - b'0');
+        len += 1;
     }
-    if (b[start] == b'0' && i > start + 1) || n > i64::MAX as u64 {
+    let rest = &b[len..];
+    if len == 0 || (b[0] == b'0' && len > 1) || n > i64::MAX as u64 {
         return None;
     }
-    if matches!(b.get(i), Some(b'.' | b'e' | b'E')) {
+    if matches!(rest.first(), Some(b'.' | b'e' | b'E')) {
         return None;
     }
-    Some((n, i))
+    Some((n, rest))
 }
 
 fn uint(v: Option<Scalar<'_>>) -> Option<Option<u64>> {
@@ -303,6 +348,40 @@ mod tests {
         assert_eq!(req.command, Command::Write { series: "bench".into(), key: 7, bucket: None, value: Some(1) });
         let req = parse_plain(br#"{"v":2,"op":"counter.sum","series":"bench","key":0}"#).unwrap();
         assert_eq!(req.command, Command::Key { series: "bench".into(), key: 0, range: None });
+    }
+
+    #[test]
+    fn integers_are_read_up_to_i64_max() {
+        assert_eq!(integer(b"0}"), Some((0, &b"}"[..])));
+        assert_eq!(integer(b"9223372036854775807,"), Some((i64::MAX as u64, &b","[..])));
+        for declined in [&b"9223372036854775808"[..], b"10000000000000000000", b"01", b"1.5", b"1e2", b"x", b""] {
+            assert_eq!(integer(declined), None, "{}", String::from_utf8_lossy(declined));
+        }
+    }
+
+    /// The shortcut for the usual shape reads what the member scan reads.
+    #[test]
+    fn the_usual_shape_reads_as_the_scan_does() {
+        let mut lines = Vec::new();
+        for op in ["counter.increment", "counter.decrement", "counter.sum", "series.increment", "counter.consume"] {
+            for tail in [r#""key":7"#, r#""key":7,"value":3"#, r#""key":0,"value":0"#, r#""key":9223372036854775807"#] {
+                lines.push(format!(r#"{{"v":2,"op":"{op}","series":"s-1","key":1,{tail}}}"#));
+                lines.push(format!(r#"{{"v":2,"op":"{op}","series":"s-1",{tail}}}"#));
+            }
+        }
+        let mut usual = 0;
+        for line in &lines {
+            let mut scanned = Members::default();
+            let by_scan = scan(line.as_bytes(), &mut scanned).and_then(|()| build(&scanned));
+            if let Some(members) = usual_members(line.as_bytes()) {
+                usual += 1;
+                assert_eq!(build(&members), by_scan, "{line}");
+            }
+            assert_eq!(parse_plain(line.as_bytes()), by_scan, "{line}");
+        }
+        // Every line without the duplicate key (the consume ones too, which
+        // both paths then decline for their missing limit).
+        assert_eq!(usual, lines.len() / 2);
     }
 
     #[test]

@@ -161,11 +161,17 @@ impl Engine {
             let counter = data.counters.entry(key).or_default();
             return counter.add(bucket, value).map(|()| None).map_err(|_| overflow(key, bucket));
         };
-        if let Some(c) = data.counters.get(&key) {
-            c.check_add(bucket, value).map_err(|_| overflow(key, bucket))?;
+        // One hash lookup: the index found for the check is still the key's
+        // after the append (the series lock is held throughout).
+        let existing = data.counters.get_index_of(&key);
+        if let Some(i) = existing {
+            data.counters[i].check_add(bucket, value).map_err(|_| overflow(key, bucket))?;
         }
         let lsn = self.append(Some(entry))?;
-        let counter = data.counters.entry(key).or_default();
+        let counter = match existing {
+            Some(i) => &mut data.counters[i],
+            None => data.counters.entry(key).or_default(),
+        };
         counter.add(bucket, value).map_err(|_| overflow(key, bucket))?;
         Ok(lsn)
     }

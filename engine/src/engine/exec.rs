@@ -22,6 +22,7 @@ impl Engine {
     }
 
     /// Step 10 of spec/protocol.md §4.1.
+    #[inline]
     pub(crate) fn authorize(&self, req: &Request<'_>) -> Result<()> {
         let o = &self.inner.options;
         if !o.auth_enabled() {
@@ -46,6 +47,7 @@ impl Engine {
     }
 
     /// Step 12: a slave serves reads only (replay bypasses this).
+    #[inline]
     pub(crate) fn check_role(&self, op: Op, ctx: Ctx<'_>) -> Result<()> {
         if !ctx.internal && self.inner.options.role == Role::Slave && !op.is_read_only() {
             return Err(Error::new(

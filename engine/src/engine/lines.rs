@@ -17,7 +17,8 @@ use crate::metrics;
 use crate::protocol::plain::parse_plain;
 use crate::protocol::request::{parse_document, parse_request};
 use crate::protocol::response::{
-    write_error, EOL, IDEMPOTENT_FALSE_TAIL, IDEMPOTENT_TRUE_TAIL, SUCCESS_HEAD, SUCCESS_TAIL,
+    write_error, IDEMPOTENT_FALSE_TAIL, IDEMPOTENT_FALSE_TAIL_EOL, IDEMPOTENT_TRUE_TAIL, IDEMPOTENT_TRUE_TAIL_EOL,
+    SUCCESS_HEAD, SUCCESS_TAIL, SUCCESS_TAIL_EOL,
 };
 
 use super::{Ctx, Engine, Session};
@@ -103,16 +104,17 @@ impl LineBatch<'_> {
         let start = out.len();
         out.extend_from_slice(SUCCESS_HEAD);
         outcome.response.write_json(out);
-        out.extend_from_slice(match outcome.idempotent {
-            None => SUCCESS_TAIL,
-            Some(false) => IDEMPOTENT_FALSE_TAIL,
-            Some(true) => IDEMPOTENT_TRUE_TAIL,
-        });
+        let (tail, tail_and_eol) = match outcome.idempotent {
+            None => (SUCCESS_TAIL, SUCCESS_TAIL_EOL),
+            Some(false) => (IDEMPOTENT_FALSE_TAIL, IDEMPOTENT_FALSE_TAIL_EOL),
+            Some(true) => (IDEMPOTENT_TRUE_TAIL, IDEMPOTENT_TRUE_TAIL_EOL),
+        };
+        // The limit is on the envelope without its line terminator.
         let max_response = engine.inner.options.max_response_bytes;
-        if !ctx.internal && max_response > 0 && out.len() - start > max_response {
+        if !ctx.internal && max_response > 0 && out.len() - start + tail.len() > max_response {
             return Err(Error::new(ErrorCode::ResponseTooLarge, format!("Response exceeds {max_response} bytes")));
         }
-        out.extend_from_slice(EOL);
+        out.extend_from_slice(tail_and_eol);
         Ok(outcome.lsn)
     }
 

@@ -9,6 +9,11 @@ pub const SUCCESS_TAIL: &[u8] = b",\"error_code\":null}";
 pub const IDEMPOTENT_FALSE_TAIL: &[u8] = b",\"idempotent\":false,\"error_code\":null}";
 pub const IDEMPOTENT_TRUE_TAIL: &[u8] = b",\"idempotent\":true,\"error_code\":null}";
 pub const EOL: &[u8] = b"\r\n";
+/// The tails with the line terminator, to end a line with one copy (a test
+/// checks they are tail + [`EOL`]).
+pub const SUCCESS_TAIL_EOL: &[u8] = b",\"error_code\":null}\r\n";
+pub const IDEMPOTENT_FALSE_TAIL_EOL: &[u8] = b",\"idempotent\":false,\"error_code\":null}\r\n";
+pub const IDEMPOTENT_TRUE_TAIL_EOL: &[u8] = b",\"idempotent\":true,\"error_code\":null}\r\n";
 
 /// Writes a whole error envelope line.
 pub fn write_error(out: &mut Vec<u8>, err: &Error) {
@@ -100,6 +105,17 @@ fn failure(code: Option<String>, message: String) -> Result<Error, EnvelopeError
 mod tests {
     use super::*;
     use crate::error::ErrorCode;
+
+    #[test]
+    fn the_tails_with_eol_are_the_tails_then_eol() {
+        for (tail, with_eol) in [
+            (SUCCESS_TAIL, SUCCESS_TAIL_EOL),
+            (IDEMPOTENT_FALSE_TAIL, IDEMPOTENT_FALSE_TAIL_EOL),
+            (IDEMPOTENT_TRUE_TAIL, IDEMPOTENT_TRUE_TAIL_EOL),
+        ] {
+            assert_eq!([tail, EOL].concat(), with_eol);
+        }
+    }
 
     #[test]
     fn envelopes_read_back_as_written() {

@@ -12,6 +12,14 @@ impl JsonOut for Vec<u8> {
 
 #[inline]
 pub fn write_u64(out: &mut Vec<u8>, n: u64) {
+    // The most common number by far: an increment's value and its answer
+    // are 1 unless the client says otherwise. One digit needs no formatter.
+    if let Ok(digit) = u8::try_from(n) {
+        if digit < 10 {
+            out.push(b'0' + digit);
+            return;
+        }
+    }
     let mut buf = itoa::Buffer::new();
     out.extend_from_slice(buf.format(n).as_bytes());
 }
@@ -67,6 +75,15 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writes_numbers_in_decimal() {
+        for n in [0, 1, 9, 10, 99, 255, 256, 20260531, u64::MAX] {
+            let mut out = b"x".to_vec();
+            write_u64(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes());
+        }
+    }
 
     #[test]
     fn escapes_like_karma_one() {

@@ -144,6 +144,8 @@ fn corrupt(code: ErrorCode, path: &Path, line_no: u64, offset: u64, why: &str) -
 /// every non-blank line (return `false` to stop). Lines that are not JSON
 /// fail with `code`, except — when `tolerate_torn` — the last non-blank line
 /// (unterminated, or invalid JSON), which is reported as `torn` instead.
+/// The data ends at EOF or at the first zero byte (the zero-filled tail of
+/// an active file), whichever comes first: `valid_len` tells where.
 pub(crate) fn scan_file<F>(
     path: &Path,
     file: Option<File>,
@@ -171,6 +173,9 @@ where
     let mut line_no: u64 = 0;
     let mut pending: Option<TornTail> = None;
     loop {
+        if at_zero_fill(&mut reader).map_err(io_err)? {
+            break;
+        }
         buf.clear();
         let n = reader.read_until(b'\n', &mut buf).map_err(io_err)?;
         if n == 0 {
@@ -181,9 +186,19 @@ where
         if start == 0 {
             line_no += 1;
         }
-        let terminated = buf.last() == Some(&b'\n');
+        // A line cut short by zeros is a torn write into the zero-filled
+        // tail: the log ends at the first zero, whatever follows it.
+        let zeros_at = buf.iter().position(|&b| b == 0);
+        if let Some(at) = zeros_at {
+            buf.truncate(at);
+            offset = this_offset + at as u64;
+        }
+        let terminated = zeros_at.is_none() && buf.last() == Some(&b'\n');
         let line = if terminated { &buf[..buf.len() - 1] } else { &buf[..] };
         if is_blank(line) {
+            if zeros_at.is_some() {
+                break;
+            }
             continue;
         }
         if let Some(p) = pending.take() {
@@ -217,6 +232,13 @@ where
         Some(p) => Ok(ScanEnd { valid_len: p.offset, torn: Some(p), stopped: false }),
         None => Ok(ScanEnd { valid_len: offset, torn: None, stopped: false }),
     }
+}
+
+/// Whether the next line starts with a zero byte: the writer zero-fills
+/// the active file ahead of the log (writer.rs), so the first zero where a
+/// line would start is the end of the log. JSON text never holds one.
+fn at_zero_fill(reader: &mut impl BufRead) -> std::io::Result<bool> {
+    Ok(reader.fill_buf()?.first() == Some(&0))
 }
 
 /// What a replay read.

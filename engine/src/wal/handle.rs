@@ -207,6 +207,17 @@ pub(super) fn lost_error(lsn: u64) -> Error {
     )
 }
 
+/// Cuts `path` to `len` bytes (fsynced when `sync`).
+fn cut_to(path: &std::path::Path, len: u64, sync: bool) -> Result<()> {
+    let f = open_regular(path, OpenOptions::new().write(true))
+        .map_err(|e| Error::io(format!("Cannot open {}", label(path)), e))?;
+    f.set_len(len).map_err(|e| Error::io(format!("Cannot truncate {}", path.display()), e))?;
+    if sync {
+        f.sync_all().map_err(|e| Error::io(format!("Cannot fsync {}", path.display()), e))?;
+    }
+    Ok(())
+}
+
 impl Wal {
     /// Opens the WAL of `cfg.dir` (created if missing): scans every WAL file,
     /// repairs a torn last line of `karma.wal`, derives the current LSN and
@@ -234,24 +245,31 @@ impl Wal {
             let size =
                 fs::metadata(&wf.path).map_err(|e| Error::io(format!("Cannot stat {}", wf.path.display()), e))?.len();
             match (active, end.torn) {
-                (true, Some(t)) => {
-                    tracing::warn!(
-                        file = %wf.path.display(),
-                        line = t.line_no,
-                        offset = t.offset,
-                        removed_bytes = size.saturating_sub(t.offset),
-                        reason = %t.reason,
-                        "wal.torn_tail: truncating the torn last line of the WAL"
-                    );
-                    let f = open_regular(&wf.path, OpenOptions::new().write(true))
-                        .map_err(|e| Error::io(format!("Cannot open {}", label(&wf.path)), e))?;
-                    f.set_len(t.offset).map_err(|e| Error::io(format!("Cannot truncate {}", wf.path.display()), e))?;
-                    if cfg.fsync.fsync_metadata() {
-                        f.sync_all().map_err(|e| Error::io(format!("Cannot fsync {}", wf.path.display()), e))?;
+                (true, torn) => {
+                    match torn {
+                        Some(t) => tracing::warn!(
+                            file = %wf.path.display(),
+                            line = t.line_no,
+                            offset = t.offset,
+                            removed_bytes = size.saturating_sub(t.offset),
+                            reason = %t.reason,
+                            "wal.torn_tail: truncating the torn last line of the WAL"
+                        ),
+                        // The zeros the writer keeps ahead of the log,
+                        // left by a crash: appending resumes at the end.
+                        None if size > end.valid_len => tracing::info!(
+                            file = %wf.path.display(),
+                            offset = end.valid_len,
+                            removed_bytes = size - end.valid_len,
+                            "wal.zero_tail: cutting the zero-filled tail of the WAL"
+                        ),
+                        None => {}
                     }
-                    set.active_len = t.offset;
+                    if size > end.valid_len {
+                        cut_to(&wf.path, end.valid_len, cfg.fsync.fsync_metadata())?;
+                    }
+                    set.active_len = end.valid_len;
                 }
-                (true, None) => set.active_len = end.valid_len,
                 (false, torn) => {
                     if let Some(t) = torn {
                         tracing::warn!(
@@ -425,12 +443,26 @@ impl Wal {
         if std::thread::current().id() != self.thread_id {
             if let Some(handle) = self.thread.lock().take() {
                 let _ = handle.join();
+                self.close_active_file();
             }
         }
         let st = self.shared.state.lock();
         match &st.failure {
             Some(cause) => Err(unavailable(cause)),
             None => Ok(()),
+        }
+    }
+}
+
+impl Wal {
+    /// After the writer thread stopped: a cleanly closed `karma.wal` holds
+    /// only the log, no zeros after it.
+    fn close_active_file(&self) {
+        let mut writer = self.core.lock();
+        let log_end = self.shared.files.read().active_len;
+        if let Err(e) = writer.close_active(log_end) {
+            // Harmless: the next open cuts the zeros.
+            tracing::warn!(error = %e, "wal.close_cut_failed");
         }
     }
 }

@@ -40,8 +40,10 @@ fn entry(i: u64) -> String {
     format!(r#"{{"v":2,"op":"counter.increment","series":"s","key":{i},"bucket":20260101,"value":1}}"#)
 }
 
+/// Bytes of log in `dir`'s WAL files (not the zeros the writer keeps
+/// ahead of the log in the active file).
 fn disk_bytes(dir: &Path) -> u64 {
-    list_files(dir).unwrap().iter().map(|f| fs::metadata(&f.path).unwrap().len()).sum()
+    list_files(dir).unwrap().iter().map(|f| log_bytes(&f.path).0.len() as u64).sum()
 }
 
 fn replay(dir: &Path) -> Vec<(u64, String)> {
@@ -311,6 +313,10 @@ fn torn_last_line_is_repaired() {
         &br#"{"v":2,"lsn":4,"entry":{}}"#[..],
         &b"\0\0\0\0"[..],
         &b"garbage after the last complete line\n"[..],
+        // A torn write into the zero-filled tail: a partial line, then zeros.
+        &[&br#"{"v":2,"lsn":4,"entry":{"v":2,"#[..], &[0u8; 4096][..]].concat()[..],
+        // The log ends at the first zero, whatever a torn write left after it.
+        &[&[0u8; 4096][..], &br#"{"v":2,"lsn":4,"entry":{}}"#[..], b"\n"].concat()[..],
     ] {
         let mut bytes = good.clone();
         bytes.extend_from_slice(torn);
@@ -518,4 +524,121 @@ fn concurrent_try_durable_now_acknowledges_only_written_entries() {
     wal.close().unwrap();
     let lsns: Vec<u64> = replay(d.path()).iter().map(|(lsn, _)| *lsn).collect();
     assert_eq!(lsns, (1..=2000).collect::<Vec<u64>>());
+}
+
+/// `karma.wal`'s bytes up to the first zero: the log without the zeros the
+/// writer keeps ahead of it.
+fn log_bytes(path: &Path) -> (Vec<u8>, u64) {
+    let mut bytes = fs::read(path).unwrap();
+    let file_len = bytes.len() as u64;
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    assert!(bytes[end..].iter().all(|&b| b == 0), "only zeros follow the log");
+    bytes.truncate(end);
+    (bytes, file_len)
+}
+
+/// A copy of `dir`'s WAL files as they are now: what a crash would leave.
+fn crash_copy(dir: &Path) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    for f in list_files(dir).unwrap() {
+        fs::copy(&f.path, copy.path().join(f.path.file_name().unwrap())).unwrap();
+    }
+    copy
+}
+
+#[test]
+fn a_crash_with_a_zero_filled_tail_recovers_exactly_the_written_entries() {
+    for fsync in [FsyncPolicy::Always, FsyncPolicy::EverySec] {
+        let d = tempfile::tempdir().unwrap();
+        let wal = Wal::open(WalConfig { fsync, ..cfg(d.path()) }).unwrap();
+        let mut written = Vec::new();
+        for i in 0..50u64 {
+            let lsn = wal.append(entry(i).as_bytes()).unwrap();
+            wal.wait_durable(lsn).unwrap();
+            written.push((lsn, entry(i)));
+        }
+        let path = d.path().join(ACTIVE_FILE);
+        let (log, file_len) = log_bytes(&path);
+        assert_eq!(file_len, 1 << 20, "{fsync:?}: the writer zero-fills a chunk ahead of the log");
+        assert_eq!(wal.bytes(), log.len() as u64);
+        // Replication reads stop at the log's end.
+        let all = written.clone();
+        assert_eq!(wal.entries_after(0, 1000, None).unwrap().entries, all);
+        assert_eq!(wal.entries_after_linear(0, 1000, None).unwrap().entries, all);
+        assert_eq!(wal.entries_after(40, 1000, None).unwrap().entries, all[40..]);
+        assert_eq!(replay(d.path()), all, "a replay of the live directory reads the log only");
+
+        let crashed = crash_copy(d.path());
+        wal.close().unwrap();
+        let copied = crashed.path().join(ACTIVE_FILE);
+        assert_eq!(replay(crashed.path()), all, "{fsync:?}");
+        assert_eq!(fs::metadata(&copied).unwrap().len(), 1 << 20, "replay leaves the file alone");
+        let reopened = Wal::open(WalConfig { fsync, ..cfg(crashed.path()) }).unwrap();
+        assert_eq!(fs::read(&copied).unwrap(), log, "{fsync:?}: opening cuts the zeros off");
+        assert_eq!(reopened.current_lsn(), 50);
+        assert_eq!(reopened.bytes(), log.len() as u64);
+        let next = reopened.append(entry(50).as_bytes()).unwrap();
+        reopened.wait_durable(next).unwrap();
+        reopened.close().unwrap();
+        written.push((next, entry(50)));
+        assert_eq!(replay(crashed.path()), written, "{fsync:?}: appending resumes at the log's end");
+    }
+}
+
+#[test]
+fn rotation_and_close_leave_no_zeros_behind() {
+    let d = tempfile::tempdir().unwrap();
+    let c = WalConfig { fsync: FsyncPolicy::Always, segment_bytes: 4096, ..cfg(d.path()) };
+    let wal = Wal::open(c.clone()).unwrap();
+    let mut written = Vec::new();
+    for i in 0..200u64 {
+        let lsn = wal.append(entry(i).as_bytes()).unwrap();
+        wal.wait_durable(lsn).unwrap();
+        written.push((lsn, entry(i)));
+    }
+    assert!(wal.stats().rotations >= 3, "{:?}", wal.stats());
+    let (log, file_len) = log_bytes(&d.path().join(ACTIVE_FILE));
+    assert!(file_len > log.len() as u64, "the active file is zero-filled ahead");
+    assert!(file_len <= 4096, "no further than the segment size: {file_len}");
+    let segments: Vec<WalFile> = list_files(d.path()).unwrap().into_iter().filter(|f| !f.is_active()).collect();
+    for seg in &segments {
+        let bytes = fs::read(&seg.path).unwrap();
+        assert!(!bytes.contains(&0), "{} holds zeros", seg.path.display());
+        assert!(read_index(&seg.path, bytes.len() as u64).is_some(), "the index matches the cut segment");
+    }
+    wal.close().unwrap();
+    let active = fs::read(d.path().join(ACTIVE_FILE)).unwrap();
+    assert_eq!(active, log, "a cleanly closed karma.wal holds the log only");
+    assert_eq!(replay(d.path()), written);
+    let reopened = Wal::open(c).unwrap();
+    assert_eq!(reopened.entries_after(0, 1000, None).unwrap().entries, written);
+}
+
+#[test]
+fn a_truncated_wal_is_zero_filled_again_from_its_start() {
+    let d = tempfile::tempdir().unwrap();
+    let wal = Wal::open(WalConfig { fsync: FsyncPolicy::Always, ..cfg(d.path()) }).unwrap();
+    for i in 0..5u64 {
+        let lsn = wal.append(entry(i).as_bytes()).unwrap();
+        wal.wait_durable(lsn).unwrap();
+    }
+    wal.truncate().unwrap();
+    assert_eq!(fs::metadata(d.path().join(ACTIVE_FILE)).unwrap().len(), 0);
+    let lsn = wal.append(entry(9).as_bytes()).unwrap();
+    wal.wait_durable(lsn).unwrap();
+    let (log, file_len) = log_bytes(&d.path().join(ACTIVE_FILE));
+    assert_eq!(file_len, 1 << 20);
+    assert_eq!(log, format!("{{\"v\":2,\"lsn\":6,\"entry\":{}}}\n", entry(9)).into_bytes());
+    wal.close().unwrap();
+    assert_eq!(replay(d.path()), [(6, entry(9))]);
+}
+
+#[test]
+fn never_fsyncing_wal_writes_no_zeros() {
+    let d = tempfile::tempdir().unwrap();
+    let wal = Wal::open(cfg(d.path())).unwrap();
+    let lsn = wal.append(entry(1).as_bytes()).unwrap();
+    wal.wait_durable(lsn).unwrap();
+    let (log, file_len) = log_bytes(&d.path().join(ACTIVE_FILE));
+    assert_eq!(file_len, log.len() as u64);
 }

@@ -5,7 +5,8 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::SyncSender;
@@ -21,10 +22,25 @@ use crate::error::{Error, Result};
 use crate::files::{fsync_dir, label, open_regular, write_lsn_file_atomic};
 use crate::options::FsyncPolicy;
 
+/// How far ahead of the log's end the writer zero-fills the active file
+/// when it fsyncs (`always`, `everysec`). A group then overwrites bytes
+/// that are already allocated and on disk, so its fdatasync need not also
+/// commit a new file size through the filesystem journal; only the group
+/// that extends the file pays for that, once per chunk. (Not `fallocate`:
+/// its unwritten extents turn into written ones on the first write, which
+/// is a metadata change again.)
+const PREALLOCATION_CHUNK: u64 = 1 << 20;
+
+/// Zeros for filling the active file ahead of the log.
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+
 /// The writer thread's private state.
 pub(super) struct Writer {
     pub(super) shared: Arc<Shared>,
     pub(super) file: Option<File>,
+    /// Length of the open active file: the log (`FileSet::active_len`)
+    /// followed by zeros. Valid while `file` is open.
+    file_len: u64,
     line: Vec<u8>,
 }
 
@@ -35,7 +51,7 @@ enum Batch {
 
 impl Writer {
     pub(super) fn new(shared: Arc<Shared>) -> Writer {
-        Writer { shared, file: None, line: Vec::new() }
+        Writer { shared, file: None, file_len: 0, line: Vec::new() }
     }
 
     /// Writes what is queued: one group of entries or one truncation.
@@ -146,7 +162,8 @@ impl Writer {
         self.shared.cfg.dir.join(ACTIVE_FILE)
     }
 
-    /// Writes one group with one `write_all` and at most one fsync. Returns
+    /// Writes one group with one positional write at the log's end (plus
+    /// zeros ahead of it when the file grows) and at most one fsync. Returns
     /// the bytes written and how long the fsync took, if there was one. On
     /// failure the file is cut back to its old length.
     pub(super) fn write_group(&mut self, entries: &[(u64, Vec<u8>)]) -> Result<(u64, Option<Duration>)> {
@@ -166,13 +183,15 @@ impl Writer {
         }
         let fsync = self.shared.cfg.fsync.fsync_before_ack();
         let result = (|| -> Result<Option<Duration>> {
-            let file = self.open_active()?;
+            self.open_active()?;
+            let write_error = |e| Error::io(format!("Cannot write WAL file {}", label(&path)), e);
             #[cfg(feature = "fault-injection")]
-            crate::fault::disk_full().map_err(|e| Error::io(format!("Cannot write WAL file {}", label(&path)), e))?;
-            file.write_all(&buf).map_err(|e| Error::io(format!("Cannot write WAL file {}", label(&path)), e))?;
+            crate::fault::disk_full().map_err(write_error)?;
+            self.write_at_log_end(&buf, pre_len).map_err(write_error)?;
             if !fsync {
                 return Ok(None);
             }
+            let file = self.file.as_ref().ok_or_else(|| Error::internal("WAL file handle missing"))?;
             let took = sync_data(file).map_err(|e| Error::io(format!("Cannot fsync WAL file {}", label(&path)), e))?;
             Ok(Some(took))
         })();
@@ -199,23 +218,90 @@ impl Writer {
         Ok((written, fsync_took))
     }
 
-    fn open_active(&mut self) -> Result<&mut File> {
-        if self.file.is_none() {
-            let path = self.active_path();
-            let existed = path.exists();
-            let f = open_regular(&path, OpenOptions::new().create(true).append(true))
-                .map_err(|e| Error::io(format!("Cannot open WAL file {}", label(&path)), e))?;
-            if !existed && self.shared.cfg.fsync.fsync_metadata() {
-                fsync_dir(&self.shared.cfg.dir)?;
-            }
-            if self.shared.cfg.fsync == FsyncPolicy::EverySec {
-                let second =
-                    f.try_clone().map_err(|e| Error::io(format!("Cannot open WAL file {}", path.display()), e))?;
-                self.shared.sync_files.lock().push(Arc::new(second));
-            }
-            self.file = Some(f);
+    /// Writes `buf` at `log_end` and, when that grows the file and the
+    /// policy fsyncs, zero-fills the next chunk after it, so that the
+    /// groups after it overwrite allocated bytes (see [`PREALLOCATION_CHUNK`]).
+    /// The zeros are synced by this group's fsync (`always`) or the next
+    /// background one (`everysec`), not by one of their own.
+    fn write_at_log_end(&mut self, buf: &[u8], log_end: u64) -> std::io::Result<()> {
+        let file = self.file.as_ref().ok_or_else(|| std::io::Error::other("WAL file handle missing"))?;
+        file.write_all_at(buf, log_end)?;
+        let end = log_end + buf.len() as u64;
+        if end <= self.file_len {
+            return Ok(());
         }
-        self.file.as_mut().ok_or_else(|| Error::internal("WAL file handle missing"))
+        let fill_to = self.preallocation_end(end);
+        let mut at = end;
+        while at < fill_to {
+            let n = (fill_to - at).min(ZEROS.len() as u64);
+            file.write_all_at(&ZEROS[..n as usize], at)?;
+            at += n;
+        }
+        self.file_len = fill_to;
+        Ok(())
+    }
+
+    /// Where the zeros after a log ending at `end` should end: the next
+    /// chunk boundary past it, but not past the segment size (the file
+    /// rotates there), and nowhere when the policy never fsyncs.
+    fn preallocation_end(&self, end: u64) -> u64 {
+        let cfg = &self.shared.cfg;
+        if cfg.fsync == FsyncPolicy::Never {
+            return end;
+        }
+        let next_chunk = (end / PREALLOCATION_CHUNK + 1) * PREALLOCATION_CHUNK;
+        if cfg.segment_bytes == 0 {
+            return next_chunk;
+        }
+        next_chunk.min(cfg.segment_bytes.max(end))
+    }
+
+    /// Opens `karma.wal` for writing at the log's end. Bytes past the end
+    /// (left by a failure that could not cut them) are cut first: the
+    /// writer may leave its zeros there, never anything a reader could take
+    /// for lines.
+    fn open_active(&mut self) -> Result<()> {
+        if self.file.is_some() {
+            return Ok(());
+        }
+        let path = self.active_path();
+        let existed = path.exists();
+        let f = open_regular(&path, OpenOptions::new().create(true).write(true))
+            .map_err(|e| Error::io(format!("Cannot open WAL file {}", label(&path)), e))?;
+        if !existed && self.shared.cfg.fsync.fsync_metadata() {
+            fsync_dir(&self.shared.cfg.dir)?;
+        }
+        let log_end = self.shared.files.read().active_len;
+        let len = f.metadata().map_err(|e| Error::io(format!("Cannot stat WAL file {}", label(&path)), e))?.len();
+        if len < log_end {
+            // Writing at the log's end would leave a hole of zeros, which
+            // readers take for the end of the log.
+            return Err(Error::internal(format!(
+                "WAL file {} is shorter ({len} bytes) than the log written to it ({log_end} bytes)",
+                path.display()
+            )));
+        }
+        if len > log_end {
+            f.set_len(log_end).map_err(|e| Error::io(format!("Cannot cut back {}", label(&path)), e))?;
+        }
+        if self.shared.cfg.fsync == FsyncPolicy::EverySec {
+            let second = f.try_clone().map_err(|e| Error::io(format!("Cannot open WAL file {}", path.display()), e))?;
+            self.shared.sync_files.lock().push(Arc::new(second));
+        }
+        self.file = Some(f);
+        self.file_len = log_end;
+        Ok(())
+    }
+
+    /// Closes the active file, cut to the log's end: a closed file holds
+    /// no zeros. Called at rotation and when the WAL closes.
+    pub(super) fn close_active(&mut self, log_end: u64) -> Result<()> {
+        let Some(file) = self.file.take() else { return Ok(()) };
+        if self.file_len > log_end {
+            file.set_len(log_end)
+                .map_err(|e| Error::io(format!("Cannot cut WAL file {} to its end", label(&self.active_path())), e))?;
+        }
+        Ok(())
     }
 
     fn rotate_if_needed(&mut self) -> Result<()> {
@@ -231,14 +317,14 @@ impl Writer {
         if len < seg_bytes {
             return Ok(());
         }
-        let dir = &self.shared.cfg.dir;
+        let dir = self.shared.cfg.dir.clone();
         let target = dir.join(segment_name(first));
         if target.exists() {
             return Err(Error::validation(format!("WAL segment already exists: {}", target.display())));
         }
         // `everysec`: the outgoing file's second handle stays in
         // `sync_files` until the next background fsync covered it.
-        self.file = None;
+        self.close_active(len)?;
         let mut set = self.shared.files.write();
         let active = dir.join(ACTIVE_FILE);
         fs::rename(&active, &target)
@@ -517,7 +603,10 @@ mod tests {
             // Committed inline: write(2), no fsync, no waiting.
             assert_eq!(wal.try_durable_now(last), Some(Ok(())));
         }
-        let written = std::fs::read_to_string(d.path().join(ACTIVE_FILE)).unwrap();
+        let file = std::fs::read(d.path().join(ACTIVE_FILE)).unwrap();
+        // The log, without the zeros the writer keeps ahead of it.
+        let log_end = file.iter().position(|&b| b == 0).unwrap_or(file.len());
+        let written = std::str::from_utf8(&file[..log_end]).unwrap();
         assert_eq!(written.lines().count(), 3, "acknowledged entries are in the file");
         assert!(written.ends_with(&format!("{{\"v\":2,\"lsn\":{last},\"entry\":{{\"op\":\"x\"}}}}\n")));
         // Closing syncs what the background fsync has not covered yet.

@@ -434,12 +434,20 @@ const GATHER_MIN_WINDOW: Duration = Duration::from_micros(50);
 /// of N-1 is typical): half the writes per fsync or fewer. So after a
 /// commit the writer waits until the connections it answered are back
 /// (their callbacks registered), as Redis gathers every client of one
-/// event-loop turn; it stops early once no callback arrived for a window
-/// (the last commit's duration, within bounds) while some are pending, and
-/// after [`GATHER_LIMIT`] in any case. Connections that do not come back
-/// thus cost one window, and at one connection there is nothing to wait
-/// for. A write arriving while nobody is pending after the limit wakes the
-/// writer at once.
+/// event-loop turn.
+///
+/// Waiting for all of them is right while they come back faster than a
+/// commit takes. When they take longer (many connections, each costing the
+/// server CPU time), a writer that waits for the last one leaves the disk
+/// idle while the CPU works, and then the CPU idle while the disk works.
+/// So once the writer has waited as long as the last commit took (the
+/// window) and half the group is back, it commits that half: the rest
+/// arrive during its fsync and form the next group, and CPU and disk work
+/// at the same time. It also stops once no callback arrived for a window
+/// while some are pending, and after [`GATHER_LIMIT`] in any case.
+/// Connections that do not come back thus cost one window, and at one
+/// connection there is nothing to wait for. A write arriving while nobody
+/// is pending after the limit wakes the writer at once.
 struct Gather {
     callbacks: usize,
     window: Duration,
@@ -453,14 +461,24 @@ impl Gather {
         Gather { callbacks: st.answered + st.callbacks.len(), window }
     }
 
-    /// Sleeps until enough callbacks are pending, they stopped arriving, the
+    /// How many callbacks are enough once the writer has waited a window.
+    fn half(&self) -> usize {
+        self.callbacks.div_ceil(2)
+    }
+
+    /// Whether `pending` callbacks after `waited` make a group to commit.
+    fn complete(&self, pending: usize, waited: Duration) -> bool {
+        pending >= self.callbacks || (waited >= self.window && pending >= self.half())
+    }
+
+    /// Sleeps until the group is complete, callbacks stopped arriving, the
     /// limit passed, or a truncation or close needs the writer.
     fn wait(&self, shared: &Shared, st: &mut parking_lot::MutexGuard<'_, State>) {
         let started = Instant::now();
         let mut seen = st.callbacks.len();
         let mut until = started + self.window;
         st.wake_at_callbacks = self.callbacks;
-        while st.callbacks.len() < self.callbacks
+        while !self.complete(st.callbacks.len(), started.elapsed())
             && !st.closing
             && !st.queue.iter().any(|item| matches!(item, Item::Truncate { .. }))
         {
@@ -472,6 +490,8 @@ impl Gather {
                 break;
             }
             seen = pending;
+            // Past the window half the group is enough: wake when it is back.
+            st.wake_at_callbacks = self.half();
             until = Instant::now() + self.window;
         }
         st.wake_at_callbacks = 0;
@@ -592,6 +612,30 @@ fn take_entries(queue: &mut VecDeque<Item>, out: &mut Vec<(u64, Vec<u8>)>, max: 
 mod tests {
     use super::super::handle::{Wal, WalConfig};
     use super::*;
+
+    #[test]
+    fn a_gather_waits_for_everyone_within_a_window_and_for_half_after_it() {
+        let window = Duration::from_micros(200);
+        let gather = Gather { callbacks: 50, window };
+        let early = Duration::from_micros(100);
+        // Within the window only the whole group is complete.
+        assert!(!gather.complete(0, early));
+        assert!(!gather.complete(49, early));
+        assert!(gather.complete(50, early));
+        // Past it, half the group is: the rest joins the next one while
+        // this one's fsync runs.
+        assert!(!gather.complete(24, window));
+        assert!(gather.complete(25, window));
+        assert!(gather.complete(25, window * 3));
+        // One connection is a whole group at once; an odd group's half
+        // rounds up.
+        let one = Gather { callbacks: 1, window };
+        assert!(one.complete(1, Duration::ZERO));
+        assert!(!one.complete(0, window));
+        let three = Gather { callbacks: 3, window };
+        assert!(!three.complete(1, window));
+        assert!(three.complete(2, window));
+    }
 
     #[test]
     fn everysec_acknowledges_after_the_write_and_fsyncs_in_the_background() {

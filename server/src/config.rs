@@ -278,6 +278,8 @@ server_options! {
         "Time to complete a request line from its first byte, 0 = none";
     max_heavy_requests: i32 = "0", Int, "max-heavy-requests", "KARMA_MAX_HEAVY_REQUESTS", "count",
         "Scans, batches and snapshot work run at once, 0 = one per CPU";
+    workers: i32 = "0", Int, "workers", "KARMA_WORKERS", "count",
+        "Threads serving connections, 0 = half the CPUs this process may use (at least 1)";
     replication_max_line_bytes: i32 = "268435456", Int, "replication-max-line-bytes",
         "KARMA_REPLICATION_MAX_LINE_BYTES", "bytes", "Longest reply line a slave reads from its master";
     ingest_max_streams: i32 = engine, Int, "ingest-max-streams", "KARMA_INGEST_MAX_STREAMS", "count",
@@ -472,6 +474,7 @@ impl Config {
         positive(self.max_pending_output_bytes, "max_pending_output_bytes")?;
         at_least_zero(self.request_deadline_seconds, "request_deadline_seconds")?;
         at_least_zero(self.max_heavy_requests, "max_heavy_requests")?;
+        at_least_zero(self.workers, "workers")?;
         positive(self.replication_max_line_bytes, "replication_max_line_bytes")?;
         positive(self.ingest_max_streams, "ingest_max_streams")?;
         positive(self.ingest_max_staged_items, "ingest_max_staged_items")?;
@@ -579,6 +582,20 @@ impl Config {
     pub fn max_heavy_requests(&self) -> usize {
         match to_usize(self.max_heavy_requests) {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// `--workers`: the async runtime's worker threads; 0 means half the
+    /// CPUs this process may run on, at least one. The other half is left
+    /// to what does not run on the workers (the WAL writer and its fsyncs,
+    /// snapshots, heavy batches) and, on a small shared host, to the
+    /// clients: on a 2-core VM one worker served 14-70% more requests than
+    /// two, whose work stealing woke each other across cores
+    /// (docs/benchmarks.md).
+    pub fn workers(&self) -> usize {
+        match to_usize(self.workers) {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get() / 2).max(1),
             n => n,
         }
     }
@@ -1188,13 +1205,21 @@ mod tests {
         assert_eq!(c.max_pending_output_bytes(), 1_048_576);
         assert_eq!(c.request_deadline(), Some(Duration::from_secs(10)));
         assert!(c.max_heavy_requests() >= 1);
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(c.workers(), (cpus / 2).max(1));
         let c = config(
             &["--max-pending-output-bytes=4096", "--request-deadline=0", "--max-heavy-requests=3"],
-            &[("KARMA_REPLICATION_MAX_LINE_BYTES", "1000"), ("KARMA_REQUEST_DEADLINE_SECONDS", "4")],
+            &[
+                ("KARMA_REPLICATION_MAX_LINE_BYTES", "1000"),
+                ("KARMA_REQUEST_DEADLINE_SECONDS", "4"),
+                ("KARMA_WORKERS", "3"),
+            ],
         );
         assert_eq!(c.max_pending_output_bytes(), 4096);
         assert_eq!(c.request_deadline(), None);
         assert_eq!(c.max_heavy_requests(), 3);
+        assert_eq!(c.workers(), 3);
+        assert_eq!(config(&["--workers=5"], &[]).workers(), 5);
         assert_eq!(c.replication_max_line_bytes, 1000);
         let o = config(&[], &[]).engine_options();
         assert_eq!(
@@ -1264,6 +1289,7 @@ mod tests {
             (&["--max-pending-output-bytes=0"], "max_pending_output_bytes must be greater than 0"),
             (&["--request-deadline=-1"], "request_deadline_seconds must be greater than or equal to 0"),
             (&["--max-heavy-requests=-1"], "max_heavy_requests must be greater than or equal to 0"),
+            (&["--workers=-1"], "workers must be greater than or equal to 0"),
             (&["--replication-max-line-bytes=0"], "replication_max_line_bytes must be greater than 0"),
             (&["--ingest-max-streams=0"], "ingest_max_streams must be greater than 0"),
             (&["--ingest-max-staged-items=0"], "ingest_max_staged_items must be greater than 0"),

@@ -49,13 +49,14 @@ fn main() -> ExitCode {
         tracing::warn!(event = "server.config_warning", "{warning}");
     }
     raise_open_files_limit();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("ERROR: cannot start the runtime: {err}");
-            return ExitCode::from(1);
-        }
-    };
+    let runtime =
+        match tokio::runtime::Builder::new_multi_thread().worker_threads(config.workers()).enable_all().build() {
+            Ok(rt) => rt,
+            Err(err) => {
+                eprintln!("ERROR: cannot start the runtime: {err}");
+                return ExitCode::from(1);
+            }
+        };
     let code = runtime.block_on(serve(Arc::from(config)));
     // Connection tasks that ignored the drain were aborted; do not wait for
     // stragglers (e.g. a metrics scrape) any longer.

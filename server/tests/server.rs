@@ -458,7 +458,7 @@ fn a_slow_fsync_does_not_hold_up_other_connections() {
     const DELAY_MS: &str = "5000";
     let server = Server::start_with_env(
         &["--wal-fsync=always"],
-        &[("KARMA_FAULT_FSYNC_DELAY_MS", DELAY_MS), ("TOKIO_WORKER_THREADS", "1")],
+        &[("KARMA_FAULT_FSYNC_DELAY_MS", DELAY_MS), ("KARMA_WORKERS", "1")],
     );
     let mut writer = server.connect();
     let mut reader = server.connect();

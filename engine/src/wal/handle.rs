@@ -101,6 +101,9 @@ pub(super) struct State {
     /// While the writer gathers a group (`always`), [`Wal::on_durable`]
     /// wakes it only once this many callbacks are pending; 0 otherwise.
     pub(super) wake_at_callbacks: usize,
+    /// The writer thread sleeps without a timeout (nothing was queued or
+    /// left to sync): the next append wakes it.
+    pub(super) writer_asleep: bool,
     pub(super) failure: Option<Error>,
     /// How many times the WAL has failed (a failure clears when
     /// [`Wal::try_resume`] succeeds).
@@ -301,6 +304,7 @@ impl Wal {
                 callbacks: Vec::new(),
                 answered: 0,
                 wake_at_callbacks: 0,
+                writer_asleep: false,
                 failure: None,
                 failures: 0,
                 lost: Vec::new(),
@@ -354,10 +358,15 @@ impl Wal {
         };
         st.assigned = lsn;
         st.queue.push_back(Item::Entry(lsn, owned));
+        // Whoever waits for this entry commits it (or registers a callback,
+        // which wakes the writer thread), and the writer thread sweeps up
+        // the rest every few milliseconds. Only a writer that went to sleep
+        // for good (the WAL was idle) needs waking, once.
+        let wake = std::mem::take(&mut st.writer_asleep);
         drop(st);
-        // No wake-up here: whoever waits for this entry commits it (or
-        // registers a callback, which wakes the writer thread); the writer
-        // thread sweeps up the rest.
+        if wake {
+            self.shared.work.notify_one();
+        }
         Ok(lsn)
     }
 

@@ -477,6 +477,35 @@ fn unwaited_entries_are_written_by_the_sweeper() {
     wal.close().unwrap();
 }
 
+/// An idle WAL's writer thread sleeps without a timeout, so an idle server
+/// does not wake every sweep interval; the next append, even one nobody
+/// waits on, wakes it, and it writes that entry.
+#[test]
+fn an_idle_writer_sleeps_until_an_append_wakes_it() {
+    for fsync in [FsyncPolicy::Never, FsyncPolicy::EverySec, FsyncPolicy::Always] {
+        let d = tempfile::tempdir().unwrap();
+        let wal = Wal::open(WalConfig { fsync, ..cfg(d.path()) }).unwrap();
+        for i in 1..=2 {
+            // `everysec` sleeps for good only once its background fsync ran.
+            eventually(|| wal.shared.state.lock().writer_asleep, "the idle writer never went to sleep");
+            let lsn = wal.append(entry(i).as_bytes()).unwrap();
+            // Nobody waits for it: only the woken writer thread writes it.
+            eventually(|| wal.durable_lsn() >= lsn, "the sleeping writer never wrote the entry");
+        }
+        assert_eq!(replay(d.path()).len(), 2, "{fsync:?}");
+        wal.close().unwrap();
+    }
+}
+
+/// Waits up to 10 s for `done`, which the writer thread makes true.
+fn eventually(done: impl Fn() -> bool, failure: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{failure}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// `try_durable_now` commits on the calling thread when the writer is free.
 #[test]
 fn try_durable_now_commits_inline() {

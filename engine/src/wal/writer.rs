@@ -503,6 +503,7 @@ impl Gather {
 pub(super) fn writer_loop(shared: &Shared, core: &Mutex<Writer>) {
     let mut last_sync = Instant::now();
     let mut gather: Option<Gather> = None;
+    let mut assigned_at_last_sweep = 0;
     loop {
         {
             let mut st = shared.state.lock();
@@ -516,7 +517,22 @@ pub(super) fn writer_loop(shared: &Shared, core: &Mutex<Writer>) {
             // a few milliseconds late, and is woken for callbacks and closing.
             let awaited = !st.queue.is_empty() && (shared.cfg.fsync.fsync_before_ack() || !st.callbacks.is_empty());
             if !st.closing && !awaited {
-                let _ = shared.work.wait_for(&mut st, SWEEP_INTERVAL);
+                let quiet = st.assigned == assigned_at_last_sweep;
+                assigned_at_last_sweep = st.assigned;
+                if quiet && st.queue.is_empty() && !shared.unsynced.load(Ordering::Acquire) {
+                    // Nothing was appended for a whole sweep interval and
+                    // nothing is left to sweep or sync: sleep until an
+                    // append (see `Wal::append`), a callback, a truncation
+                    // or closing wakes the thread, so that an idle server
+                    // stays asleep. (Under load it keeps sweeping instead:
+                    // sleeping whenever the queue is empty would make every
+                    // group's first append wake it.)
+                    st.writer_asleep = true;
+                    shared.work.wait(&mut st);
+                    st.writer_asleep = false;
+                } else {
+                    let _ = shared.work.wait_for(&mut st, SWEEP_INTERVAL);
+                }
             }
             if st.queue.is_empty() {
                 if st.closing {

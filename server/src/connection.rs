@@ -18,6 +18,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use karma_engine::protocol::plain::usual_hot_op;
 use karma_engine::protocol::Op;
 use karma_engine::{Engine, Error, ErrorCode, Limit, LineBatch, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -94,10 +95,13 @@ pub fn is_heavy(input: &[u8]) -> bool {
     // vectorised searches, not a byte-by-byte scan per line.
     let mut start = 0;
     for end in memchr::memchr_iter(b'\n', input).chain(std::iter::once(input.len())) {
-        if op_of(&input[start..end]).is_some_and(op_is_heavy) {
+        let line = &input[start..end];
+        start = end + 1;
+        // Most lines are hot ops written the usual way, none of them heavy:
+        // recognised by a few byte comparisons, not the op table lookup.
+        if usual_hot_op(line).is_none() && op_of(line).is_some_and(op_is_heavy) {
             return true;
         }
-        start = end + 1;
     }
     false
 }

@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, OnceLock, PoisonError};
@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use socket2::{Domain, Socket, Type};
 use tempfile::TempDir;
 
 /// Bound for anything that "eventually" happens in a test.
@@ -39,14 +40,25 @@ const PORT_ATTEMPTS: usize = 5;
 pub fn free_port() -> u16 {
     static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     // Held until a fresh port turns up, so the kernel offers another one.
+    // Bound but not listening: a port handed out earlier may come back here
+    // while its test waits for its server to listen on it, and that test's
+    // readiness check must then be refused, not accepted by a socket that
+    // nobody serves (it once was, and the test's first request found the
+    // port closed).
     let mut seen = Vec::new();
     loop {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = listener.local_addr().expect("local address of a bound listener").port();
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("create a TCP socket");
+        socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).expect("bind 127.0.0.1:0");
+        let port = socket
+            .local_addr()
+            .ok()
+            .and_then(|address| address.as_socket())
+            .expect("local address of a bound socket")
+            .port();
         if HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner).insert(port) {
             return port;
         }
-        seen.push(listener);
+        seen.push(socket);
     }
 }
 

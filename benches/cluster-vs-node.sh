@@ -44,14 +44,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_port() {
-    for _ in $(seq 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "nothing listens on port $1" >&2
-    return 1
-}
+# shellcheck source=benches/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 etcd --name=bench --data-dir="$work/etcd" \
     --listen-client-urls="http://$etcd" --advertise-client-urls="http://$etcd" \

@@ -26,14 +26,8 @@ for tool in redis-server redis-benchmark; do
     command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install redis-server" >&2; exit 2; }
 done
 
-wait_port() {
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "nothing listens on port $1" >&2
-    return 1
-}
+# shellcheck source=benches/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 # karma MODE CLIENTS PIPELINE [OP]: prints "name items_per_s"
 karma() {
@@ -47,7 +41,7 @@ karma() {
     "$bin/karma" --bind=127.0.0.1 --port="$karma_port" --directory="$dir" --log=false \
         --max-request-bytes=1048576 "${extra[@]}" &
     pid=$!
-    wait_port "$karma_port"
+    wait_port "$karma_port" 100
     result=$("$bin/karma-load" --port "$karma_port" --clients "$clients" --pipeline "$pipeline" \
         --duration "$seconds" --op "$op" | tail -1 |
         python3 -c 'import json, sys; print(int(json.load(sys.stdin)["items_per_s"]))')
@@ -68,7 +62,7 @@ redis() {
     redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --dir "$dir" --daemonize no \
         "${extra[@]}" >/dev/null &
     pid=$!
-    wait_port "$redis_port"
+    wait_port "$redis_port" 100
     result=$(redis-benchmark -p "$redis_port" -t incr -r 10000 -c "$clients" -n "$requests" -P "$pipeline" --csv |
         tail -1 | cut -d, -f2 | tr -d '"')
     kill "$pid"

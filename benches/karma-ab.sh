@@ -31,14 +31,8 @@ if [[ $policy == off ]]; then wal=(--wal=false); else wal=(--wal-fsync="$policy"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-wait_port() {
-    for _ in $(seq 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "nothing listens on port $port" >&2
-    return 1
-}
+# shellcheck source=benches/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 run() {
     local label=$1 bin_dir=$2 data="$work/data"
@@ -46,7 +40,7 @@ run() {
     "${pin_server[@]}" "$bin_dir/karma" --bind=127.0.0.1 --port="$port" --directory="$data" \
         --log=false --max-request-bytes=1048576 "${wal[@]}" &
     local pid=$!
-    wait_port
+    wait_port "$port"
     "${pin_load[@]}" "$dir_a/karma-load" --protocol karma --port "$port" --server-pid "$pid" \
         --duration "$seconds" --warmup 0.5 --clients "$clients" --pipeline "$pipeline" \
         --op increment | tail -1 >"$work/load.json"

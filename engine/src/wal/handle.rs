@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use super::pending::{check_entry, Chunk};
 use super::reader::{scan_file, ScanEnd};
 use super::segments::{list_files, LSN_FILE};
 use super::writer::{writer_loop, Writer};
@@ -81,9 +82,17 @@ impl WalStats {
 pub(super) type Callback = Box<dyn FnOnce(Result<()>) + Send>;
 pub(super) type IdxCache = HashMap<PathBuf, (u64, Arc<Vec<(u64, u64)>>)>;
 
+/// How many written chunks [`State`] keeps for reuse: one is being written
+/// while the next fills up.
+const MAX_SPARE_CHUNKS: usize = 2;
+
 pub(super) enum Item {
-    Entry(u64, Vec<u8>),
-    Truncate { lsn: u64, reply: SyncSender<Result<()>> },
+    /// Consecutive entries, at most `batch_size`: one group commit.
+    Entries(Chunk),
+    Truncate {
+        lsn: u64,
+        reply: SyncSender<Result<()>>,
+    },
 }
 
 pub(super) struct State {
@@ -91,7 +100,11 @@ pub(super) struct State {
     pub(super) assigned: u64,
     /// Every entry `<= durable` is written (and fsynced when configured).
     pub(super) durable: u64,
+    /// Appends extend the last item while it is a chunk with room left,
+    /// so a truncation stays between the entries before and after it.
     pub(super) queue: VecDeque<Item>,
+    /// Written chunks, emptied for the next appends.
+    pub(super) spare: Vec<Chunk>,
     /// The writer holds items taken from the queue.
     pub(super) in_flight: bool,
     pub(super) callbacks: Vec<(u64, Callback)>,
@@ -171,6 +184,27 @@ impl State {
     /// `lsn` was handed out before a failure and never written.
     pub(super) fn is_lost(&self, lsn: u64) -> bool {
         self.lost.iter().any(|&(first, last)| (first..=last).contains(&lsn))
+    }
+
+    /// Frames entry `lsn` into the last chunk of the queue while it holds
+    /// fewer than `batch_size` entries, else into a new one.
+    fn queue_entry(&mut self, lsn: u64, batch_size: usize, entry: &[u8]) {
+        if let Some(Item::Entries(chunk)) = self.queue.back_mut() {
+            if chunk.len() < batch_size {
+                chunk.push(lsn, entry);
+                return;
+            }
+        }
+        let mut chunk = self.spare.pop().unwrap_or_default();
+        chunk.push(lsn, entry);
+        self.queue.push_back(Item::Entries(chunk));
+    }
+
+    /// Keeps a written chunk's buffers for the next appends.
+    pub(super) fn recycle(&mut self, chunk: Chunk) {
+        if self.spare.len() < MAX_SPARE_CHUNKS {
+            self.spare.extend(chunk.recycled());
+        }
     }
 }
 
@@ -300,6 +334,7 @@ impl Wal {
                 assigned: max_lsn,
                 durable: max_lsn,
                 queue: VecDeque::new(),
+                spare: Vec::new(),
                 in_flight: false,
                 callbacks: Vec::new(),
                 answered: 0,
@@ -338,12 +373,10 @@ impl Wal {
     }
 
     /// Assigns the next LSN to `entry` (compact JSON of the command object)
-    /// and queues it for the writer. Never blocks on I/O.
+    /// and queues it for the writer, framed as the line the writer writes
+    /// as it is. Never blocks on I/O.
     pub fn append(&self, entry: &[u8]) -> Result<u64> {
-        if entry.is_empty() || entry.contains(&b'\n') {
-            return Err(Error::validation("WAL entry must be one line of JSON"));
-        }
-        let owned = entry.to_vec();
+        check_entry(entry)?;
         let mut st = self.shared.state.lock();
         if let Some(cause) = &st.failure {
             return Err(unavailable(cause));
@@ -356,8 +389,8 @@ impl Wal {
         let Some(lsn) = st.assigned.checked_add(1) else {
             return Err(Error::internal(format!("WAL LSN space is exhausted at {}; no further writes", st.assigned)));
         };
+        st.queue_entry(lsn, self.shared.cfg.batch_size.max(1), entry);
         st.assigned = lsn;
-        st.queue.push_back(Item::Entry(lsn, owned));
         // Whoever waits for this entry commits it (or registers a callback,
         // which wakes the writer thread), and the writer thread sweeps up
         // the rest every few milliseconds. Only a writer that went to sleep

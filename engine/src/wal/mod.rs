@@ -5,6 +5,7 @@
 mod durability;
 mod handle;
 pub mod index;
+mod pending;
 pub mod reader;
 mod replication;
 mod resume;

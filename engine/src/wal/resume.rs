@@ -19,6 +19,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use super::handle::{closed_error, unavailable, Item, Wal};
+use super::pending::Chunk;
 use super::segments::ACTIVE_FILE;
 use crate::error::{Error, Result};
 use crate::files::{label, open_regular};
@@ -72,7 +73,10 @@ impl Wal {
         }
         let mut written = 0;
         if fill_lost && assigned > durable {
-            let fillers: Vec<(u64, Vec<u8>)> = (durable + 1..=assigned).map(|l| (l, FILLER_ENTRY.to_vec())).collect();
+            let mut fillers = Chunk::default();
+            for lsn in durable + 1..=assigned {
+                fillers.push(lsn, FILLER_ENTRY);
+            }
             written = writer.write_group(&fillers)?.0;
             if self.shared.cfg.fsync == FsyncPolicy::EverySec {
                 // Written, not yet synced: the background fsync covers them.

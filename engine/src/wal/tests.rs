@@ -671,3 +671,77 @@ fn never_fsyncing_wal_writes_no_zeros() {
     let (log, file_len) = log_bytes(&d.path().join(ACTIVE_FILE));
     assert_eq!(file_len, log.len() as u64);
 }
+
+/// The WAL line of `entry` under `lsn`, as the writer frames it.
+fn line(lsn: u64, entry: &str) -> String {
+    format!("{{\"v\":2,\"lsn\":{lsn},\"entry\":{entry}}}\n")
+}
+
+/// How many entries each queued item holds (`None`: a truncation).
+fn queued(wal: &Wal) -> Vec<Option<usize>> {
+    let st = wal.shared.state.lock();
+    st.queue
+        .iter()
+        .map(|item| match item {
+            handle::Item::Entries(chunk) => Some(chunk.len()),
+            handle::Item::Truncate { .. } => None,
+        })
+        .collect()
+}
+
+#[test]
+fn queued_entries_split_into_groups_of_batch_size() {
+    let d = tempfile::tempdir().unwrap();
+    let wal = Wal::open(WalConfig { batch_size: 2, ..cfg(d.path()) }).unwrap();
+    // Holding the writer keeps everything queued.
+    let writer = wal.core.lock();
+    for i in 0..5u64 {
+        wal.append(entry(i).as_bytes()).unwrap();
+    }
+    assert_eq!(queued(&wal), [Some(2), Some(2), Some(1)]);
+    drop(writer);
+    wal.wait_durable(5).unwrap();
+    let stats = wal.stats();
+    assert_eq!((stats.groups, stats.entries), (3, 5), "one group per chunk");
+    let expected: String = (0..5u64).map(|i| line(i + 1, &entry(i))).collect();
+    assert_eq!(fs::read_to_string(d.path().join(ACTIVE_FILE)).unwrap(), expected);
+    // Written chunks are kept for the next appends.
+    assert!(!wal.shared.state.lock().spare.is_empty());
+    wal.close().unwrap();
+}
+
+#[test]
+fn a_truncation_stays_between_the_entries_queued_around_it() {
+    let d = tempfile::tempdir().unwrap();
+    let wal = Arc::new(Wal::open(cfg(d.path())).unwrap());
+    let writer = wal.core.lock();
+    for i in 0..3u64 {
+        wal.append(entry(i).as_bytes()).unwrap();
+    }
+    let truncation = {
+        let wal = Arc::clone(&wal);
+        std::thread::spawn(move || wal.truncate())
+    };
+    eventually(|| queued(&wal).len() == 2, "the truncation was never queued");
+    // A refused entry in the middle takes no LSN and leaves nothing behind.
+    wal.append(entry(3).as_bytes()).unwrap();
+    for bad in [&b"{\n}"[..], b""] {
+        let e = wal.append(bad).unwrap_err();
+        assert_eq!((e.code(), e.message()), (ErrorCode::ValidationError, "WAL entry must be one line of JSON"));
+    }
+    wal.append(entry(4).as_bytes()).unwrap();
+    assert_eq!(queued(&wal), [Some(3), None, Some(2)], "appends after the truncation start a new group");
+    drop(writer);
+    truncation.join().unwrap().unwrap();
+    wal.wait_durable(5).unwrap();
+    // The truncation removed the first three entries, not the last two.
+    assert_eq!(fs::read_to_string(d.path().join(LSN_FILE)).unwrap(), "3\n");
+    let (first, second) = (line(4, &entry(3)), line(5, &entry(4)));
+    assert_eq!(fs::read_to_string(d.path().join(ACTIVE_FILE)).unwrap(), format!("{first}{second}"));
+    let files = wal.shared.files.read();
+    assert_eq!(files.active_index, [(4, 0), (5, first.len() as u64)]);
+    assert_eq!(files.active_first, Some(4));
+    drop(files);
+    assert_eq!(wal.bytes(), (first.len() + second.len()) as u64);
+    wal.close().unwrap();
+}

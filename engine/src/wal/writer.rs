@@ -3,13 +3,11 @@
 //! and the writer thread's loop with its `everysec` background fsync
 //! (spec/persistence.md §3.7–§3.11).
 
-use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +15,7 @@ use parking_lot::Mutex;
 
 use super::handle::{closed_error, unavailable, Callback, Item, Shared, State};
 use super::index::write_index;
+use super::pending::Chunk;
 use super::segments::{list_files, segment_name, ACTIVE_FILE, LSN_FILE};
 use crate::error::{Error, Result};
 use crate::files::{fsync_dir, label, open_regular, write_lsn_file_atomic};
@@ -41,25 +40,19 @@ pub(super) struct Writer {
     /// Length of the open active file: the log (`FileSet::active_len`)
     /// followed by zeros. Valid while `file` is open.
     file_len: u64,
-    line: Vec<u8>,
-}
-
-enum Batch {
-    Entries(Vec<(u64, Vec<u8>)>),
-    Truncate { lsn: u64, reply: SyncSender<Result<()>> },
 }
 
 impl Writer {
     pub(super) fn new(shared: Arc<Shared>) -> Writer {
-        Writer { shared, file: None, file_len: 0, line: Vec::new() }
+        Writer { shared, file: None, file_len: 0 }
     }
 
     /// Writes what is queued: one group of entries or one truncation.
     /// Returns whether there was anything to do.
     pub(super) fn step(&mut self) -> bool {
-        match self.next_batch() {
-            Some(Batch::Entries(entries)) => self.commit(entries),
-            Some(Batch::Truncate { lsn, reply }) => {
+        match self.next_item() {
+            Some(Item::Entries(chunk)) => self.commit(chunk),
+            Some(Item::Truncate { lsn, reply }) => {
                 let result = self.truncate(lsn);
                 let _ = reply.send(result);
             }
@@ -68,51 +61,49 @@ impl Writer {
         true
     }
 
-    /// Takes the next group (entries up to `batch_size`, stopping before a
-    /// truncation) or a truncation; `None` when nothing is queued.
-    fn next_batch(&mut self) -> Option<Batch> {
+    /// Takes the next group (a chunk of at most `batch_size` entries, which
+    /// a truncation never splits) or truncation; `None` when nothing is
+    /// queued.
+    fn next_item(&mut self) -> Option<Item> {
         let shared = Arc::clone(&self.shared);
         let mut st = shared.state.lock();
-        if matches!(st.queue.front(), Some(Item::Truncate { .. })) {
-            if let Some(Item::Truncate { lsn, reply }) = st.queue.pop_front() {
-                st.in_flight = true;
-                return Some(Batch::Truncate { lsn, reply });
-            }
-        }
-        if st.queue.is_empty() {
-            return None;
-        }
-        let max = self.shared.cfg.batch_size.max(1);
-        let mut entries: Vec<(u64, Vec<u8>)> = Vec::new();
-        take_entries(&mut st.queue, &mut entries, max);
-        let wait = self.shared.cfg.batch_wait;
-        if !wait.is_zero() && entries.len() < max && !st.closing {
-            let deadline = Instant::now() + wait;
-            loop {
-                if matches!(st.queue.front(), Some(Item::Truncate { .. })) || entries.len() >= max {
-                    break;
-                }
-                if st.queue.is_empty() && shared.work.wait_until(&mut st, deadline).timed_out() {
-                    take_entries(&mut st.queue, &mut entries, max);
-                    break;
-                }
-                take_entries(&mut st.queue, &mut entries, max);
-            }
-        }
+        self.wait_for_fuller_group(&mut st);
+        let item = st.queue.pop_front()?;
         st.in_flight = true;
-        Some(Batch::Entries(entries))
+        Some(item)
     }
 
-    fn commit(&mut self, entries: Vec<(u64, Vec<u8>)>) {
+    /// `batch_wait`: while the only item queued is a group with room left,
+    /// leaves it there for appends to extend, until it is full, the wait is
+    /// over, or closing needs the writer. (The queue stays non-empty
+    /// meanwhile, so an LSN-floor raise does not count it as written.)
+    fn wait_for_fuller_group(&self, st: &mut parking_lot::MutexGuard<'_, State>) {
+        let wait = self.shared.cfg.batch_wait;
+        if wait.is_zero() {
+            return;
+        }
+        let max = self.shared.cfg.batch_size.max(1);
+        let growing = |st: &State| {
+            st.queue.len() == 1 && matches!(st.queue.front(), Some(Item::Entries(chunk)) if chunk.len() < max)
+        };
+        let deadline = Instant::now() + wait;
+        while growing(st) && !st.closing {
+            if self.shared.work.wait_until(st, deadline).timed_out() {
+                break;
+            }
+        }
+    }
+
+    fn commit(&mut self, chunk: Chunk) {
         let failed = self.shared.state.lock().failure.clone();
         let result = match failed {
             Some(cause) => Err(cause),
-            None => self.write_group(&entries),
+            None => self.write_group(&chunk),
         };
         if result.is_ok() && self.shared.cfg.fsync == FsyncPolicy::EverySec {
             self.shared.unsynced.store(true, Ordering::Release);
         }
-        let last = entries.last().map(|(l, _)| *l).unwrap_or(0);
+        let last = chunk.last_lsn().unwrap_or(0);
         let mut st = self.shared.state.lock();
         st.in_flight = false;
         match result {
@@ -124,13 +115,14 @@ impl Writer {
                 }
                 st.bytes += written;
                 st.stats.groups += 1;
-                st.stats.entries += entries.len() as u64;
+                st.stats.entries += chunk.len() as u64;
                 if let Some(took) = fsync_took {
                     st.stats.count_fsync(took);
                 }
             }
             Err(e) => self.shared.fail(&mut st, e, "wal.write_failed"),
         }
+        st.recycle(chunk);
         self.finish(st);
     }
 
@@ -162,32 +154,22 @@ impl Writer {
         self.shared.cfg.dir.join(ACTIVE_FILE)
     }
 
-    /// Writes one group with one positional write at the log's end (plus
-    /// zeros ahead of it when the file grows) and at most one fsync. Returns
-    /// the bytes written and how long the fsync took, if there was one. On
-    /// failure the file is cut back to its old length.
-    pub(super) fn write_group(&mut self, entries: &[(u64, Vec<u8>)]) -> Result<(u64, Option<Duration>)> {
+    /// Writes one group, framed already, with one positional write at the
+    /// log's end (plus zeros ahead of it when the file grows) and at most
+    /// one fsync. Returns the bytes written and how long the fsync took, if
+    /// there was one. On failure the file is cut back to its old length.
+    pub(super) fn write_group(&mut self, chunk: &Chunk) -> Result<(u64, Option<Duration>)> {
         self.rotate_if_needed()?;
         let path = self.active_path();
         let pre_len = self.shared.files.read().active_len;
-        let mut buf = std::mem::take(&mut self.line);
-        buf.clear();
-        let mut offsets: Vec<(u64, u64)> = Vec::with_capacity(entries.len());
-        for (lsn, entry) in entries {
-            offsets.push((*lsn, pre_len + buf.len() as u64));
-            buf.extend_from_slice(br#"{"v":2,"lsn":"#);
-            buf.extend_from_slice(itoa::Buffer::new().format(*lsn).as_bytes());
-            buf.extend_from_slice(br#","entry":"#);
-            buf.extend_from_slice(entry);
-            buf.extend_from_slice(b"}\n");
-        }
+        let buf = chunk.bytes();
         let fsync = self.shared.cfg.fsync.fsync_before_ack();
         let result = (|| -> Result<Option<Duration>> {
             self.open_active()?;
             let write_error = |e| Error::io(format!("Cannot write WAL file {}", label(&path)), e);
             #[cfg(feature = "fault-injection")]
             crate::fault::disk_full().map_err(write_error)?;
-            self.write_at_log_end(&buf, pre_len).map_err(write_error)?;
+            self.write_at_log_end(buf, pre_len).map_err(write_error)?;
             if !fsync {
                 return Ok(None);
             }
@@ -196,7 +178,6 @@ impl Writer {
             Ok(Some(took))
         })();
         let written = buf.len() as u64;
-        self.line = buf;
         let fsync_took = match result {
             Ok(took) => took,
             Err(e) => {
@@ -212,9 +193,9 @@ impl Writer {
         let mut set = self.shared.files.write();
         set.active_len = pre_len + written;
         if set.active_first.is_none() {
-            set.active_first = offsets.first().map(|&(l, _)| l);
+            set.active_first = chunk.first_lsn();
         }
-        set.active_index.extend_from_slice(&offsets);
+        set.active_index.extend(chunk.lines().iter().map(|&(lsn, at)| (lsn, pre_len + at as u64)));
         Ok((written, fsync_took))
     }
 
@@ -609,19 +590,6 @@ pub(super) fn sync_data(file: &File) -> std::io::Result<Duration> {
     crate::fault::fsync_delay();
     file.sync_data()?;
     Ok(start.elapsed())
-}
-
-fn take_entries(queue: &mut VecDeque<Item>, out: &mut Vec<(u64, Vec<u8>)>, max: usize) {
-    while out.len() < max {
-        match queue.front() {
-            Some(Item::Entry(..)) => {
-                if let Some(Item::Entry(lsn, e)) = queue.pop_front() {
-                    out.push((lsn, e));
-                }
-            }
-            _ => break,
-        }
-    }
 }
 
 #[cfg(test)]

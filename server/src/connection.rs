@@ -66,6 +66,30 @@ pub struct Batch {
     /// The answers reached the pending output limit before every complete
     /// line was executed: write them, then go on with the rest.
     pub output_full: bool,
+    /// Stopped before a heavy line ([`Heavy::StopBefore`]): the rest of the
+    /// input, from that line on, is still to run.
+    pub stopped_at_heavy: bool,
+}
+
+impl Batch {
+    /// This batch followed by `later`, which ran the input this one left.
+    pub fn then(self, later: Batch) -> Batch {
+        Batch {
+            consumed: self.consumed + later.consumed,
+            requests: self.requests + later.requests,
+            lsn: self.lsn.max(later.lsn),
+            ..later
+        }
+    }
+}
+
+/// What [`run_batch`] does on reaching a heavy line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Heavy {
+    /// Runs it like any other (on a thread that may block).
+    Run,
+    /// Stops before it (on an async worker, which must not stall).
+    StopBefore,
 }
 
 /// Executes one request line of a batch into `out`. This is the single place
@@ -84,26 +108,17 @@ pub fn execute(lines: &mut LineBatch<'_>, line: &[u8], out: &mut Vec<u8>) -> Opt
     }
 }
 
-/// Whether `input` holds a request whose cost grows with the data (the op
-/// table's `Cost::Heavy`: full-series scans, batches, snapshot and
+/// Whether a request line asks for work whose cost grows with the data
+/// (the op table's `Cost::Heavy`: full-series scans, batches, snapshot and
 /// replication work, whole-engine stats): those run on the blocking pool so
-/// they cannot stall the async workers. Only each line's `op` value is
+/// they cannot stall the async workers. Only the line's `op` value is
 /// inspected; a line whose op is unknown or unreadable is not heavy (it
 /// only earns an error line).
-pub fn is_heavy(input: &[u8]) -> bool {
-    // Runs over every byte read, before anything executes: memchr's
-    // vectorised searches, not a byte-by-byte scan per line.
-    let mut start = 0;
-    for end in memchr::memchr_iter(b'\n', input).chain(std::iter::once(input.len())) {
-        let line = &input[start..end];
-        start = end + 1;
-        // Most lines are hot ops written the usual way, none of them heavy:
-        // recognised by a few byte comparisons, not the op table lookup.
-        if usual_hot_op(line).is_none() && op_of(line).is_some_and(op_is_heavy) {
-            return true;
-        }
-    }
-    false
+pub fn is_heavy(line: &[u8]) -> bool {
+    // Asked of every line before it runs. Most lines are hot ops written
+    // the usual way, none of them heavy: recognised by a few byte
+    // comparisons, not the op table lookup.
+    usual_hot_op(line).is_none() && op_of(line).is_some_and(op_is_heavy)
 }
 
 /// The value of the first `"op"` member of a request line, unparsed.
@@ -130,8 +145,17 @@ fn op_is_heavy(op: &[u8]) -> bool {
 /// without `\n`), appending the responses to `out`. Stops at the first line
 /// whose body (including a `\r` before the `\n`) exceeds `max`; also flags a
 /// partial line that is already longer than `max`. Stops early, flagging
-/// `output_full`, once `out` holds `max_output` bytes or more.
-pub fn run_batch(engine: &Engine, input: &[u8], max: usize, max_output: usize, eof: bool, out: &mut Vec<u8>) -> Batch {
+/// `output_full`, once `out` holds `max_output` bytes or more, and, with
+/// [`Heavy::StopBefore`], flagging `stopped_at_heavy` before a heavy line.
+pub fn run_batch(
+    engine: &Engine,
+    input: &[u8],
+    max: usize,
+    max_output: usize,
+    eof: bool,
+    out: &mut Vec<u8>,
+    heavy: Heavy,
+) -> Batch {
     let mut batch = Batch::default();
     // The lines of one read share the clock reads and metric updates that
     // need not be per line (see LineBatch).
@@ -150,6 +174,10 @@ pub fn run_batch(engine: &Engine, input: &[u8], max: usize, max_output: usize, e
         if let [body @ .., b'\r'] = line {
             line = body;
         }
+        if heavy == Heavy::StopBefore && is_heavy(line) {
+            batch.stopped_at_heavy = true;
+            return batch;
+        }
         let lsn = execute(&mut lines, line, out);
         batch.lsn = batch.lsn.max(lsn);
         batch.requests += 1;
@@ -160,6 +188,8 @@ pub fn run_batch(engine: &Engine, input: &[u8], max: usize, max_output: usize, e
         batch.too_large = true;
     } else if eof && !rest.is_empty() && out.len() >= max_output {
         batch.output_full = true;
+    } else if eof && !rest.is_empty() && heavy == Heavy::StopBefore && is_heavy(rest) {
+        batch.stopped_at_heavy = true;
     } else if eof && !rest.is_empty() {
         let lsn = execute(&mut lines, rest, out);
         batch.lsn = batch.lsn.max(lsn);
@@ -268,8 +298,9 @@ enum Wait {
     Close,
 }
 
-/// Runs the complete lines of `buf` (on the blocking pool, holding a heavy
-/// permit, when they include heavy work). `None` if that task died.
+/// Runs the complete lines of `buf`: here up to the first heavy line, and
+/// from it on on the blocking pool, holding a heavy permit. `None` if that
+/// task died.
 async fn execute_buffered(
     engine: &Engine,
     settings: &ConnectionSettings,
@@ -278,18 +309,21 @@ async fn execute_buffered(
     out: &mut Vec<u8>,
 ) -> Option<Batch> {
     let (max, max_output) = (settings.max_request_bytes, settings.max_pending_output_bytes);
-    if !is_heavy(buf) {
-        return Some(run_batch(engine, buf, max, max_output, eof, out));
+    let light = run_batch(engine, buf, max, max_output, eof, out, Heavy::StopBefore);
+    if !light.stopped_at_heavy {
+        return Some(light);
     }
     // Scans, big batches and snapshot work may take a while: run them on the
     // blocking pool so other connections keep going, a bounded number at once.
     let permit = settings.heavy.clone().acquire_owned().await.ok()?;
-    let (e, input, mut o) = (engine.clone(), buf.to_vec(), std::mem::take(out));
-    let (batch, o) =
-        tokio::task::spawn_blocking(move || (run_batch(&e, &input, max, max_output, eof, &mut o), o)).await.ok()?;
+    let (e, input, mut o) = (engine.clone(), buf[light.consumed..].to_vec(), std::mem::take(out));
+    let (heavy, o) =
+        tokio::task::spawn_blocking(move || (run_batch(&e, &input, max, max_output, eof, &mut o, Heavy::Run), o))
+            .await
+            .ok()?;
     drop(permit);
     *out = o;
-    Some(batch)
+    Some(light.then(heavy))
 }
 
 /// Serves one connection until EOF, an error, a timeout, an oversized request
@@ -470,7 +504,7 @@ mod tests {
     fn executes_complete_lines_only() {
         let engine = Engine::in_memory();
         let mut out = Vec::new();
-        let b = run_batch(&engine, b"{\"v\":2}\r\n\n{\"v\"", 4096, usize::MAX, false, &mut out);
+        let b = run_batch(&engine, b"{\"v\":2}\r\n\n{\"v\"", 4096, usize::MAX, false, &mut out, Heavy::Run);
         assert_eq!(b.requests, 2);
         assert_eq!(b.consumed, 10);
         assert!(!b.too_large);
@@ -483,16 +517,16 @@ mod tests {
         let input = b"a\nb\nc\nd";
         let mut out = Vec::new();
         // Every answer is longer than 10 bytes: one line per batch.
-        let b = run_batch(&engine, input, 4096, 10, true, &mut out);
+        let b = run_batch(&engine, input, 4096, 10, true, &mut out, Heavy::Run);
         assert_eq!((b.requests, b.consumed, b.output_full), (1, 2, true));
         let first = out.len();
-        let b = run_batch(&engine, input, 4096, first * 3, true, &mut out);
+        let b = run_batch(&engine, input, 4096, first * 3, true, &mut out, Heavy::Run);
         assert_eq!((b.requests, b.consumed, b.output_full), (2, 4, true));
         // The final unterminated line at EOF waits too.
         out.clear();
-        let b = run_batch(&engine, input, 4096, first * 3, true, &mut out);
+        let b = run_batch(&engine, input, 4096, first * 3, true, &mut out, Heavy::Run);
         assert_eq!((b.requests, b.consumed, b.output_full), (3, 6, true));
-        let b = run_batch(&engine, &input[6..], 4096, usize::MAX, true, &mut Vec::new());
+        let b = run_batch(&engine, &input[6..], 4096, usize::MAX, true, &mut Vec::new(), Heavy::Run);
         assert_eq!((b.requests, b.consumed, b.output_full), (1, 1, false));
     }
 
@@ -504,13 +538,12 @@ mod tests {
         assert!(!is_heavy(br#"{"v":2,"op":"counter.increment","series":"a","key":1}"#));
         assert!(!is_heavy(br#"{"v":2,"op":"counter.sum","series":"a","key":1}"#));
         assert!(!is_heavy(br#"{"v":2,"op":"counter.sum","series":"tree.batch","key":1}"#));
-        assert!(is_heavy(b"{\"v\":2,\"op\":\"counter.sum\"}\n{\"op\":\"counter.multi_sum\"}\n"));
-        assert!(!is_heavy(b"not json at all\n"));
+        assert!(is_heavy(br#"{"op":"counter.multi_sum"}"#));
+        assert!(!is_heavy(b"not json at all"));
         // Members in another order, or spaced out, are found as well.
         assert!(is_heavy(br#"{"series":"a","op":"tree.summary","v":2}"#));
         assert!(is_heavy(br#"{ "v" : 2, "op" : "series.batch_add" }"#));
         assert!(!is_heavy(br#"{"series":"op","v":2,"op":"counter.increment"}"#));
-        assert!(is_heavy(b"{\"v\":2,\"op\":\"counter.sum\"}\n\n{\"v\":2,\"op\":\"tree.keys\"}"));
         // One op of each class and cost.
         assert!(!is_heavy(br#"{"v":2,"op":"system.ping"}"#));
         assert!(is_heavy(br#"{"v":2,"op":"system.stats"}"#));
@@ -521,6 +554,31 @@ mod tests {
         // Unknown ops are not heavy, whatever they look like.
         assert!(!is_heavy(br#"{"v":2,"op":"tree.nonsense_batch"}"#));
         assert!(!is_heavy(br#"{"v":2,"op":"system.verify"}"#));
+    }
+
+    #[test]
+    fn a_light_pass_stops_before_the_first_heavy_line() {
+        let engine = Engine::in_memory();
+        let sum = "{\"v\":2,\"op\":\"counter.sum\",\"series\":\"s\",\"key\":1}\n";
+        let keys = "{\"v\":2,\"op\":\"tree.keys\",\"series\":\"s\"}\n";
+        let input = format!("{sum}\n{keys}{sum}");
+        let mut out = Vec::new();
+        let light = run_batch(&engine, input.as_bytes(), 4096, usize::MAX, false, &mut out, Heavy::StopBefore);
+        assert_eq!((light.requests, light.consumed, light.stopped_at_heavy), (2, sum.len() + 1, true));
+        assert_eq!(lines(&out), 2);
+        let rest = &input.as_bytes()[light.consumed..];
+        let heavy = run_batch(&engine, rest, 4096, usize::MAX, false, &mut out, Heavy::Run);
+        assert_eq!((heavy.requests, heavy.stopped_at_heavy), (2, false));
+        let whole = light.then(heavy);
+        assert_eq!((whole.requests, whole.consumed, whole.stopped_at_heavy), (4, input.len(), false));
+        assert_eq!(lines(&out), 4, "every line answered once, in order");
+        // A heavy final line at EOF waits for the blocking pool as well.
+        let at_eof = format!("{sum}{}", keys.trim_end());
+        let b = run_batch(&engine, at_eof.as_bytes(), 4096, usize::MAX, true, &mut Vec::new(), Heavy::StopBefore);
+        assert_eq!((b.requests, b.consumed, b.stopped_at_heavy), (1, sum.len(), true));
+        // Without heavy lines nothing stops.
+        let b = run_batch(&engine, sum.as_bytes(), 4096, usize::MAX, false, &mut Vec::new(), Heavy::StopBefore);
+        assert_eq!((b.requests, b.stopped_at_heavy), (1, false));
     }
 
     #[test]
@@ -539,11 +597,11 @@ mod tests {
     fn final_line_at_eof() {
         let engine = Engine::in_memory();
         let mut out = Vec::new();
-        let b = run_batch(&engine, b"a\nbc", 4096, usize::MAX, true, &mut out);
+        let b = run_batch(&engine, b"a\nbc", 4096, usize::MAX, true, &mut out, Heavy::Run);
         assert_eq!(b.requests, 2);
         assert_eq!(b.consumed, 4);
         let mut out = Vec::new();
-        let b = run_batch(&engine, b"", 4096, usize::MAX, true, &mut out);
+        let b = run_batch(&engine, b"", 4096, usize::MAX, true, &mut out, Heavy::Run);
         assert_eq!(b, Batch::default());
     }
 
@@ -552,22 +610,22 @@ mod tests {
         let engine = Engine::in_memory();
         let mut out = Vec::new();
         // Exactly max bytes: accepted.
-        let b = run_batch(&engine, b"abcd\n", 4, usize::MAX, false, &mut out);
+        let b = run_batch(&engine, b"abcd\n", 4, usize::MAX, false, &mut out, Heavy::Run);
         assert_eq!((b.requests, b.too_large), (1, false));
         // max bytes + \r: rejected.
-        let b = run_batch(&engine, b"abcd\r\n", 4, usize::MAX, false, &mut out);
+        let b = run_batch(&engine, b"abcd\r\n", 4, usize::MAX, false, &mut out, Heavy::Run);
         assert_eq!((b.requests, b.too_large), (0, true));
         // Lines before the oversized one are answered first.
-        let b = run_batch(&engine, b"ab\nabcde\nab\n", 4, usize::MAX, false, &mut out);
+        let b = run_batch(&engine, b"ab\nabcde\nab\n", 4, usize::MAX, false, &mut out, Heavy::Run);
         assert_eq!((b.requests, b.consumed, b.too_large), (1, 3, true));
         // A partial line already over the limit.
-        let b = run_batch(&engine, b"ab\nabcde", 4, usize::MAX, false, &mut out);
+        let b = run_batch(&engine, b"ab\nabcde", 4, usize::MAX, false, &mut out, Heavy::Run);
         assert_eq!((b.requests, b.too_large), (1, true));
         // A partial line at the limit waits for more input.
-        let b = run_batch(&engine, b"abcd", 4, usize::MAX, false, &mut out);
+        let b = run_batch(&engine, b"abcd", 4, usize::MAX, false, &mut out, Heavy::Run);
         assert_eq!((b.requests, b.too_large), (0, false));
         // Huge limits do not overflow.
-        let b = run_batch(&engine, b"abcd\n", usize::MAX, usize::MAX, false, &mut out);
+        let b = run_batch(&engine, b"abcd\n", usize::MAX, usize::MAX, false, &mut out, Heavy::Run);
         assert_eq!(b.requests, 1);
     }
 
@@ -588,7 +646,8 @@ mod tests {
                 let engine = engine.clone();
                 tasks.spawn(async move {
                     let line = format!("{{\"v\":2,\"op\":\"counter.increment\",\"series\":\"s\",\"key\":{key}}}\n");
-                    let batch = run_batch(&engine, line.as_bytes(), 4096, usize::MAX, false, &mut Vec::new());
+                    let batch =
+                        run_batch(&engine, line.as_bytes(), 4096, usize::MAX, false, &mut Vec::new(), Heavy::Run);
                     wait_durable(&engine, batch.lsn.unwrap(), others_open).await
                 });
             }

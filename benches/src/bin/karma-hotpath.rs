@@ -23,7 +23,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use karma_engine::{Engine, FsyncPolicy, Options};
-use karma_server::connection::run_batch;
+use karma_server::connection::{run_batch, Heavy};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Op {
@@ -99,7 +99,13 @@ fn run(args: &Args) -> Result<(), String> {
         let input = &batches[i % batches.len()];
         i += 1;
         out.clear();
-        let batch = run_batch(&engine, input, 1 << 20, usize::MAX, false, &mut out);
+        // As a connection does: light lines first, the rest (from a heavy
+        // line on) as the blocking pool would.
+        let mut batch = run_batch(&engine, input, 1 << 20, usize::MAX, false, &mut out, Heavy::StopBefore);
+        if batch.stopped_at_heavy {
+            let rest = run_batch(&engine, &input[batch.consumed..], 1 << 20, usize::MAX, false, &mut out, Heavy::Run);
+            batch = batch.then(rest);
+        }
         if let Some(lsn) = batch.lsn {
             engine.wait_durable(lsn).map_err(|e| format!("wal: {}", e.message()))?;
         }

@@ -358,6 +358,8 @@ pub async fn serve(
     };
     tokio::pin!(closing);
     loop {
+        // Marked idle in this pass already (after running what was read).
+        let mut marked_idle = false;
         if !buf.is_empty() || eof {
             out.clear();
             let Some(batch) = execute_buffered(&engine, &settings, &buf, eof, &mut out).await else { return };
@@ -385,7 +387,7 @@ pub async fn serve(
                 // from the moment after the write, which the client can
                 // outrun. A reap only takes effect at the next wait, so
                 // these answers are still written whole.
-                slot.set_idle();
+                marked_idle = slot.set_idle();
             }
             if !out.is_empty() && write_all_timeout(&mut stream, &out, settings.write_timeout).await.is_err() {
                 return;
@@ -424,7 +426,8 @@ pub async fn serve(
         if *shutdown.borrow() {
             return;
         }
-        if buf.is_empty() && !slot.set_idle() {
+        // (A reap after the mark above ends the wait below at once.)
+        if buf.is_empty() && !marked_idle && !slot.set_idle() {
             return;
         }
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {

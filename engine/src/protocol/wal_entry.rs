@@ -8,30 +8,35 @@ use crate::json::{write_str, write_u64};
 use super::ops::Op;
 use super::request::{Command, Idempotency, Item, PruneBefore, Range};
 
-// The helpers are inlined so that each field name is a constant the
+/// `,"name":`, the start of a member after the first, as one constant:
+/// copied in place with one capacity check, not built byte by byte.
+macro_rules! key {
+    ($name:literal) => {
+        concat!(",\"", $name, "\":")
+    };
+}
+
+// The helpers are inlined so that each field's key is a constant the
 // compiler copies in place, not a `memcpy` call per field.
 #[inline]
-fn field(out: &mut Vec<u8>, name: &str) {
-    out.push(b',');
-    out.push(b'"');
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\":");
+fn field(out: &mut Vec<u8>, key: &str) {
+    out.extend_from_slice(key.as_bytes());
 }
 
 #[inline]
-fn str_field(out: &mut Vec<u8>, name: &str, v: &str) {
-    field(out, name);
+fn str_field(out: &mut Vec<u8>, key: &str, v: &str) {
+    field(out, key);
     write_str(out, v);
 }
 
 #[inline]
-fn u64_field(out: &mut Vec<u8>, name: &str, v: u64) {
-    field(out, name);
+fn u64_field(out: &mut Vec<u8>, key: &str, v: u64) {
+    field(out, key);
     write_u64(out, v);
 }
 
 fn items_field(out: &mut Vec<u8>, items: &[Item]) {
-    field(out, "items");
+    field(out, key!("items"));
     out.push(b'[');
     for (i, [k, b, v]) in items.iter().enumerate() {
         if i > 0 {
@@ -49,7 +54,7 @@ fn items_field(out: &mut Vec<u8>, items: &[Item]) {
 }
 
 fn keys_field(out: &mut Vec<u8>, keys: &[u64]) {
-    field(out, "keys");
+    field(out, key!("keys"));
     out.push(b'[');
     for (i, k) in keys.iter().enumerate() {
         if i > 0 {
@@ -61,7 +66,7 @@ fn keys_field(out: &mut Vec<u8>, keys: &[u64]) {
 }
 
 fn range_field(out: &mut Vec<u8>, r: &Range) {
-    field(out, "range");
+    field(out, key!("range"));
     out.extend_from_slice(b"{\"from\":");
     write_u64(out, r.from);
     out.extend_from_slice(b",\"to\":");
@@ -83,73 +88,73 @@ pub fn write_entry(
     out.extend_from_slice(op.name().as_bytes());
     out.push(b'"');
     match command {
-        Command::Series { series } => str_field(out, "series", series),
+        Command::Series { series } => str_field(out, key!("series"), series),
         Command::Write { series, key, bucket: sent, value } => {
-            str_field(out, "series", series);
-            u64_field(out, "key", *key);
-            u64_field(out, "bucket", bucket.or(*sent).unwrap_or(0));
-            u64_field(out, "value", value.unwrap_or(1));
+            str_field(out, key!("series"), series);
+            u64_field(out, key!("key"), *key);
+            u64_field(out, key!("bucket"), bucket.or(*sent).unwrap_or(0));
+            u64_field(out, key!("value"), value.unwrap_or(1));
         }
         Command::Items { series, items } => {
-            str_field(out, "series", series);
-            str_field(out, "granularity", "day");
+            str_field(out, key!("series"), series);
+            str_field(out, key!("granularity"), "day");
             items_field(out, items);
         }
         Command::Keys { series, keys, range } => {
-            str_field(out, "series", series);
+            str_field(out, key!("series"), series);
             keys_field(out, keys);
             if let Some(r) = range {
                 range_field(out, r);
             }
         }
         Command::Key { series, key, range } => {
-            str_field(out, "series", series);
-            u64_field(out, "key", *key);
+            str_field(out, key!("series"), series);
+            u64_field(out, key!("key"), *key);
             if let Some(r) = range {
                 range_field(out, r);
             }
         }
         Command::SeriesRange { series, range } => {
-            str_field(out, "series", series);
+            str_field(out, key!("series"), series);
             if let Some(r) = range {
                 range_field(out, r);
             }
         }
         Command::DeleteBefore { series, before } => {
-            str_field(out, "series", series);
-            u64_field(out, "before", *before);
+            str_field(out, key!("series"), series);
+            u64_field(out, key!("before"), *before);
         }
         Command::IngestBegin { stream_id, mode, granularity } => {
-            str_field(out, "stream_id", stream_id);
-            str_field(out, "mode", mode);
+            str_field(out, key!("stream_id"), stream_id);
+            str_field(out, key!("mode"), mode);
             if let Some(g) = granularity {
-                str_field(out, "granularity", g);
+                str_field(out, key!("granularity"), g);
             }
         }
         Command::IngestChunk { stream_id, series, chunk_seq, items } => {
-            str_field(out, "stream_id", stream_id);
-            str_field(out, "series", series);
-            u64_field(out, "chunk_seq", *chunk_seq);
+            str_field(out, key!("stream_id"), stream_id);
+            str_field(out, key!("series"), series);
+            u64_field(out, key!("chunk_seq"), *chunk_seq);
             items_field(out, items);
         }
-        Command::Stream { stream_id } => str_field(out, "stream_id", stream_id),
+        Command::Stream { stream_id } => str_field(out, key!("stream_id"), stream_id),
         Command::Prune { before, limit } => {
             let (PruneBefore::Unix(b) | PruneBefore::Rfc3339(b)) = before;
-            u64_field(out, "before", *b);
+            u64_field(out, key!("before"), *b);
             if let Some(l) = limit {
-                field(out, "limit");
+                field(out, key!("limit"));
                 out.extend_from_slice(itoa::Buffer::new().format(*l).as_bytes());
             }
         }
         _ => {}
     }
     if let Some(idem) = idempotency {
-        str_field(out, "idempotency_key", &idem.key);
+        str_field(out, key!("idempotency_key"), &idem.key);
         if let Some(fp) = &idem.fingerprint {
-            str_field(out, "fingerprint", fp);
+            str_field(out, key!("fingerprint"), fp);
         }
         if let Some(t) = idem.created_at_unix {
-            u64_field(out, "idempotency_created_at_unix", t);
+            u64_field(out, key!("idempotency_created_at_unix"), t);
         }
     }
     out.push(b'}');

@@ -448,6 +448,43 @@ fn metrics_over_http() {
     drop(server);
 }
 
+/// The only open connection commits its own write on its worker's thread
+/// (no other connection to gather a group with), handing the worker's
+/// other tasks to another thread for the time: with every fsync made to
+/// take seconds and one runtime worker, a connection that arrives during
+/// that fsync is answered before it ends.
+#[test]
+fn a_lone_writers_slow_fsync_does_not_hold_up_newcomers() {
+    const DELAY_MS: &str = "5000";
+    let server = Server::start_with_env(
+        &["--wal-fsync=always"],
+        &[("KARMA_FAULT_FSYNC_DELAY_MS", DELAY_MS), ("KARMA_WORKERS", "1")],
+    );
+    let mut writer = server.connect();
+    writer.send(b"{\"v\":2,\"op\":\"counter.increment\",\"series\":\"s\",\"key\":1,\"bucket\":20260101,\"value\":5}\n");
+    // Once its line is in the file, the write's fsync has begun.
+    let (wal, line) = (server.data_dir().join("karma.wal"), b"{\"v\":2,\"lsn\":1,");
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while !std::fs::read(&wal).is_ok_and(|log| log.starts_with(line)) {
+        assert!(std::time::Instant::now() < deadline, "the write never reached the WAL");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut newcomer = server.connect();
+    assert_eq!(newcomer.request(PING), PONG);
+    writer.stream.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let pending = writer.stream.peek(&mut byte);
+    assert!(
+        matches!(&pending, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the write was answered before its {DELAY_MS} ms fsync: {pending:?}"
+    );
+    writer.stream.set_nonblocking(false).unwrap();
+    let ack = writer.read_line().expect("the write's answer");
+    assert!(ack.contains("\"success\":true"), "{ack}");
+    let sum = server.connect().request(r#"{"v":2,"op":"counter.sum","series":"s","key":1}"#);
+    assert!(sum.contains("\"response\":5"), "{sum}");
+}
+
 /// A slow disk must not stall other connections: with every WAL fsync made
 /// to take seconds (the test build's fault injection) and one runtime
 /// worker, a connection whose write waits for its fsync does not stop

@@ -452,7 +452,8 @@ fn metrics_over_http() {
 /// (no other connection to gather a group with), handing the worker's
 /// other tasks to another thread for the time: with every fsync made to
 /// take seconds and one runtime worker, a connection that arrives during
-/// that fsync is answered before it ends.
+/// that fsync is answered before it ends, `system.stats` included (its
+/// `wal_bytes` counts the write in flight instead of waiting for it).
 #[test]
 fn a_lone_writers_slow_fsync_does_not_hold_up_newcomers() {
     const DELAY_MS: &str = "5000";
@@ -471,6 +472,11 @@ fn a_lone_writers_slow_fsync_does_not_hold_up_newcomers() {
     }
     let mut newcomer = server.connect();
     assert_eq!(newcomer.request(PING), PONG);
+    // Stats count the write being fsynced without waiting for it.
+    let logged = r#"{"v":2,"op":"counter.increment","series":"s","key":1,"bucket":20260101,"value":5}"#;
+    let line_bytes = format!("{{\"v\":2,\"lsn\":1,\"entry\":{logged}}}\n").len();
+    let stats = newcomer.request(r#"{"v":2,"op":"system.stats"}"#);
+    assert!(stats.contains(&format!("\"wal_bytes\":{line_bytes},")), "{stats}");
     writer.stream.set_nonblocking(true).unwrap();
     let mut byte = [0u8; 1];
     let pending = writer.stream.peek(&mut byte);

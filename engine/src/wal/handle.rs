@@ -107,6 +107,8 @@ pub(super) struct State {
     pub(super) spare: Vec<Chunk>,
     /// The writer holds items taken from the queue.
     pub(super) in_flight: bool,
+    /// Bytes of the group the writer holds (0 for a truncation).
+    pub(super) in_flight_bytes: u64,
     pub(super) callbacks: Vec<(u64, Callback)>,
     /// Callbacks the last group commit completed: the connections it
     /// answered, which (in a closed loop) come back with their next write.
@@ -336,6 +338,7 @@ impl Wal {
                 queue: VecDeque::new(),
                 spare: Vec::new(),
                 in_flight: false,
+                in_flight_bytes: 0,
                 callbacks: Vec::new(),
                 answered: 0,
                 wake_at_callbacks: 0,
@@ -413,11 +416,21 @@ impl Wal {
         self.shared.state.lock().durable
     }
 
-    /// Bytes of `karma.wal` plus every segment, after completed writes.
+    /// Bytes of `karma.wal` plus every segment once every accepted entry
+    /// is written: what is written, being written and queued (the queue
+    /// holds entries as the lines they become). Never waits for the disk,
+    /// so metrics and stats stay answerable while an fsync is slow. While
+    /// a truncation is being carried out it still counts what it removes.
+    /// After a failure, only what was written.
     pub fn bytes(&self) -> u64 {
-        // Count every accepted entry: commit what is still queued first.
-        let _ = self.wait_durable(self.current_lsn());
-        self.shared.state.lock().bytes
+        let st = self.shared.state.lock();
+        if st.failure.is_some() {
+            return st.bytes;
+        }
+        st.queue.iter().fold(st.bytes + st.in_flight_bytes, |total, item| match item {
+            Item::Entries(chunk) => total + chunk.bytes().len() as u64,
+            Item::Truncate { .. } => 0,
+        })
     }
 
     /// The cause once a write, fsync, rotation or truncation failed.

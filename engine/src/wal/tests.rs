@@ -471,9 +471,11 @@ fn unwaited_entries_are_written_by_the_sweeper() {
     wal.wait_durable(lsn).unwrap();
     assert_eq!(replay(d.path()).len(), 2);
     // bytes() and replication reads include entries still queued.
-    wal.append(entry(3).as_bytes()).unwrap();
-    assert_eq!(wal.bytes(), disk_bytes(d.path()));
+    let before = disk_bytes(d.path());
+    let lsn = wal.append(entry(3).as_bytes()).unwrap();
+    assert_eq!(wal.bytes(), before + line(lsn, &entry(3)).len() as u64);
     assert_eq!(wal.entries_after(0, 10, None).unwrap().entries.len(), 3);
+    assert_eq!(wal.bytes(), disk_bytes(d.path()));
     wal.close().unwrap();
 }
 
@@ -733,5 +735,32 @@ fn a_truncation_stays_between_the_entries_queued_around_it() {
     assert_eq!(files.active_first, Some(4));
     drop(files);
     assert_eq!(wal.bytes(), (first.len() + second.len()) as u64);
+    wal.close().unwrap();
+}
+
+#[test]
+fn bytes_counts_queued_entries_without_waiting_for_the_writer() {
+    let d = tempfile::tempdir().unwrap();
+    let wal = Arc::new(Wal::open(WalConfig { fsync: FsyncPolicy::Always, ..cfg(d.path()) }).unwrap());
+    let first = wal.append(entry(0).as_bytes()).unwrap();
+    wal.wait_durable(first).unwrap();
+    let written = wal.bytes();
+    assert_eq!(written, line(1, &entry(0)).len() as u64);
+    // A commit in progress (here: the writer held) must not stall the
+    // count, which metrics and system.stats report.
+    let writer = wal.core.lock();
+    for i in 1..4u64 {
+        wal.append(entry(i).as_bytes()).unwrap();
+    }
+    let queued: u64 = (1..4u64).map(|i| line(i + 1, &entry(i)).len() as u64).sum();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let counting = Arc::clone(&wal);
+    std::thread::spawn(move || tx.send(counting.bytes()).unwrap());
+    let counted = rx.recv_timeout(Duration::from_secs(60)).expect("bytes() waited for the writer");
+    assert_eq!(counted, written + queued);
+    drop(writer);
+    wal.wait_durable(4).unwrap();
+    assert_eq!(wal.bytes(), written + queued);
+    assert_eq!(wal.bytes(), log_bytes(&d.path().join(ACTIVE_FILE)).0.len() as u64);
     wal.close().unwrap();
 }

@@ -72,6 +72,9 @@ impl Writer {
         self.wait_for_fuller_group(&mut st);
         let item = st.queue.pop_front()?;
         st.in_flight = true;
+        if let Item::Entries(chunk) = &item {
+            st.in_flight_bytes = chunk.bytes().len() as u64;
+        }
         Some(item)
     }
 
@@ -108,6 +111,7 @@ impl Writer {
         let last = chunk.last_lsn().unwrap_or(0);
         let mut st = self.shared.state.lock();
         st.in_flight = false;
+        st.in_flight_bytes = 0;
         match result {
             Ok((written, fsync_took)) => {
                 st.durable = st.durable.max(last);

@@ -448,6 +448,39 @@ fn metrics_over_http() {
     drop(server);
 }
 
+/// How long every WAL fsync takes in the slow-disk tests (the test build's
+/// fault injection).
+const SLOW_FSYNC_MS: &str = "5000";
+/// The write those tests wait on, as it is logged.
+const SLOW_WRITE: &str = r#"{"v":2,"op":"counter.increment","series":"s","key":1,"bucket":20260101,"value":5}"#;
+
+/// A server whose every fsync takes [`SLOW_FSYNC_MS`], with one runtime
+/// worker, so that anything its fsync held up would show.
+fn slow_fsync_server() -> Server {
+    Server::start_with_env(
+        &["--wal-fsync=always"],
+        &[("KARMA_FAULT_FSYNC_DELAY_MS", SLOW_FSYNC_MS), ("KARMA_WORKERS", "1")],
+    )
+}
+
+/// The writer of [`SLOW_WRITE`] has no answer yet (its fsync is still
+/// running), then gets its acknowledgement, which a fresh connection's
+/// read confirms. (Fresh: others may have been idle past --read-timeout.)
+fn assert_answered_only_after_its_fsync(server: &Server, writer: &mut Client) {
+    writer.stream.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let pending = writer.stream.peek(&mut byte);
+    assert!(
+        matches!(&pending, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the write was answered before its {SLOW_FSYNC_MS} ms fsync: {pending:?}"
+    );
+    writer.stream.set_nonblocking(false).unwrap();
+    let ack = writer.read_line().expect("the write's answer");
+    assert!(ack.contains("\"success\":true"), "{ack}");
+    let sum = server.connect().request(r#"{"v":2,"op":"counter.sum","series":"s","key":1}"#);
+    assert!(sum.contains("\"response\":5"), "{sum}");
+}
+
 /// The only open connection commits its own write on its worker's thread
 /// (no other connection to gather a group with), handing the worker's
 /// other tasks to another thread for the time: with every fsync made to
@@ -456,13 +489,9 @@ fn metrics_over_http() {
 /// `wal_bytes` counts the write in flight instead of waiting for it).
 #[test]
 fn a_lone_writers_slow_fsync_does_not_hold_up_newcomers() {
-    const DELAY_MS: &str = "5000";
-    let server = Server::start_with_env(
-        &["--wal-fsync=always"],
-        &[("KARMA_FAULT_FSYNC_DELAY_MS", DELAY_MS), ("KARMA_WORKERS", "1")],
-    );
+    let server = slow_fsync_server();
     let mut writer = server.connect();
-    writer.send(b"{\"v\":2,\"op\":\"counter.increment\",\"series\":\"s\",\"key\":1,\"bucket\":20260101,\"value\":5}\n");
+    writer.send(format!("{SLOW_WRITE}\n").as_bytes());
     // Once its line is in the file, the write's fsync has begun.
     let (wal, line) = (server.data_dir().join("karma.wal"), b"{\"v\":2,\"lsn\":1,");
     let deadline = std::time::Instant::now() + DEADLINE;
@@ -473,22 +502,10 @@ fn a_lone_writers_slow_fsync_does_not_hold_up_newcomers() {
     let mut newcomer = server.connect();
     assert_eq!(newcomer.request(PING), PONG);
     // Stats count the write being fsynced without waiting for it.
-    let logged = r#"{"v":2,"op":"counter.increment","series":"s","key":1,"bucket":20260101,"value":5}"#;
-    let line_bytes = format!("{{\"v\":2,\"lsn\":1,\"entry\":{logged}}}\n").len();
+    let line_bytes = format!("{{\"v\":2,\"lsn\":1,\"entry\":{SLOW_WRITE}}}\n").len();
     let stats = newcomer.request(r#"{"v":2,"op":"system.stats"}"#);
     assert!(stats.contains(&format!("\"wal_bytes\":{line_bytes},")), "{stats}");
-    writer.stream.set_nonblocking(true).unwrap();
-    let mut byte = [0u8; 1];
-    let pending = writer.stream.peek(&mut byte);
-    assert!(
-        matches!(&pending, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
-        "the write was answered before its {DELAY_MS} ms fsync: {pending:?}"
-    );
-    writer.stream.set_nonblocking(false).unwrap();
-    let ack = writer.read_line().expect("the write's answer");
-    assert!(ack.contains("\"success\":true"), "{ack}");
-    let sum = server.connect().request(r#"{"v":2,"op":"counter.sum","series":"s","key":1}"#);
-    assert!(sum.contains("\"response\":5"), "{sum}");
+    assert_answered_only_after_its_fsync(&server, &mut writer);
 }
 
 /// A slow disk must not stall other connections: with every WAL fsync made
@@ -498,31 +515,15 @@ fn a_lone_writers_slow_fsync_does_not_hold_up_newcomers() {
 /// fsync ran on the worker itself, so the reads waited for it.)
 #[test]
 fn a_slow_fsync_does_not_hold_up_other_connections() {
-    const DELAY_MS: &str = "5000";
-    let server = Server::start_with_env(
-        &["--wal-fsync=always"],
-        &[("KARMA_FAULT_FSYNC_DELAY_MS", DELAY_MS), ("KARMA_WORKERS", "1")],
-    );
+    let server = slow_fsync_server();
     let mut writer = server.connect();
     let mut reader = server.connect();
-    writer.send(b"{\"v\":2,\"op\":\"counter.increment\",\"series\":\"s\",\"key\":1,\"bucket\":20260101,\"value\":5}\n");
+    writer.send(format!("{SLOW_WRITE}\n").as_bytes());
     for _ in 0..20 {
         assert_eq!(reader.request(PING), PONG);
         let sum = reader.request(r#"{"v":2,"op":"counter.sum","series":"s","key":1}"#);
         assert!(sum.contains("\"success\":true"), "{sum}");
     }
     // The reads were answered while the write still waits for its fsync.
-    writer.stream.set_nonblocking(true).unwrap();
-    let mut byte = [0u8; 1];
-    let pending = writer.stream.peek(&mut byte);
-    assert!(
-        matches!(&pending, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
-        "the write was answered before its {DELAY_MS} ms fsync: {pending:?}"
-    );
-    writer.stream.set_nonblocking(false).unwrap();
-    let ack = writer.read_line().expect("the write's answer");
-    assert!(ack.contains("\"success\":true"), "{ack}");
-    // (A fresh connection: the reader may have been idle past --read-timeout.)
-    let sum = server.connect().request(r#"{"v":2,"op":"counter.sum","series":"s","key":1}"#);
-    assert!(sum.contains("\"response\":5"), "{sum}");
+    assert_answered_only_after_its_fsync(&server, &mut writer);
 }

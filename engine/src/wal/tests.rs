@@ -559,7 +559,7 @@ fn concurrent_try_durable_now_acknowledges_only_written_entries() {
 
 /// `karma.wal`'s bytes up to the first zero: the log without the zeros the
 /// writer keeps ahead of it.
-fn log_bytes(path: &Path) -> (Vec<u8>, u64) {
+pub(super) fn log_bytes(path: &Path) -> (Vec<u8>, u64) {
     let mut bytes = fs::read(path).unwrap();
     let file_len = bytes.len() as u64;
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());

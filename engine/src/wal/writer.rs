@@ -209,7 +209,8 @@ impl Writer {
     /// zero-fills the next chunk after it, so that the
     /// groups after it overwrite allocated bytes (see [`PREALLOCATION_CHUNK`]).
     /// The zeros are synced by this group's fsync (`always`) or the next
-    /// background one (`everysec`), not by one of their own.
+    /// background one (`everysec`), not by one of their own (`never`: by
+    /// none).
     fn write_at_log_end(&mut self, buf: &[u8], log_end: u64) -> std::io::Result<()> {
         let file = self.file.as_ref().ok_or_else(|| std::io::Error::other("WAL file handle missing"))?;
         file.write_all_at(buf, log_end)?;
@@ -598,6 +599,7 @@ pub(super) fn sync_data(file: &File) -> std::io::Result<Duration> {
 #[cfg(test)]
 mod tests {
     use super::super::handle::{Wal, WalConfig};
+    use super::super::tests::log_bytes;
     use super::*;
 
     #[test]
@@ -634,10 +636,8 @@ mod tests {
             // Committed inline: write(2), no fsync, no waiting.
             assert_eq!(wal.try_durable_now(last), Some(Ok(())));
         }
-        let file = std::fs::read(d.path().join(ACTIVE_FILE)).unwrap();
-        // The log, without the zeros the writer keeps ahead of it.
-        let log_end = file.iter().position(|&b| b == 0).unwrap_or(file.len());
-        let written = std::str::from_utf8(&file[..log_end]).unwrap();
+        let (log, _) = log_bytes(&d.path().join(ACTIVE_FILE));
+        let written = std::str::from_utf8(&log).unwrap();
         assert_eq!(written.lines().count(), 3, "acknowledged entries are in the file");
         assert!(written.ends_with(&format!("{{\"v\":2,\"lsn\":{last},\"entry\":{{\"op\":\"x\"}}}}\n")));
         // Closing syncs what the background fsync has not covered yet.

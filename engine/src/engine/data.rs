@@ -122,6 +122,39 @@ impl Engine {
         }
     }
 
+    /// [`Engine::with_series`] for a line of a batch: the series the batch
+    /// wrote last is locked directly when it is the one named and was not
+    /// dropped since (no series map lock, no hashing of the name), and a
+    /// series looked up in the map is remembered for the batch's next line.
+    pub(crate) fn with_series_in<R>(
+        &self,
+        ctx: Ctx<'_>,
+        name: &str,
+        create: bool,
+        mut f: impl FnMut(&mut SeriesData) -> Result<R>,
+    ) -> Result<Option<R>> {
+        let Some(batch) = ctx.batch else { return self.with_series(name, create, f) };
+        let _gate = self.inner.gate.read();
+        if let Some(series) = batch.series.as_deref().filter(|s| batch.wrote(name) || s.name() == name) {
+            let mut data = series.data.write();
+            if !data.dropped {
+                return f(&mut data).map(Some);
+            }
+        }
+        loop {
+            let series = if create { Some(self.inner.store.get_or_create(name)) } else { self.inner.store.get(name) };
+            let Some(series) = series else { return Ok(None) };
+            let mut data = series.data.write();
+            if data.dropped {
+                continue;
+            }
+            let result = f(&mut data).map(Some);
+            drop(data);
+            batch.looked_up.set(Some(series));
+            return result;
+        }
+    }
+
     /// The typed API's `increment`: the same checks as the protocol path
     /// without building a [`Request`] (the bindings' hottest call).
     pub(crate) fn increment_direct(&self, command: &Command<'_>) -> Result<Option<u64>> {
@@ -217,13 +250,13 @@ impl Engine {
             (Op::TreeCreate, _) => self.with_series(series, true, |_| Ok((Response::Ok, self.append(entry)?)))?,
             (Op::Increment, Command::Write { key, value, .. }) => {
                 let (key, bucket, value) = (*key, bucket.unwrap_or(0), value.unwrap_or(1));
-                self.with_series(series, true, |data| {
+                self.with_series_in(ctx, series, true, |data| {
                     Ok((Response::U64(value), self.apply_increment(data, key, bucket, value, entry)?))
                 })?
             }
             (Op::Decrement, Command::Write { key, value, .. }) => {
                 let (key, bucket, value) = (*key, bucket.unwrap_or(0), value.unwrap_or(1));
-                self.with_series(series, true, |data| {
+                self.with_series_in(ctx, series, true, |data| {
                     let lsn = self.append(entry)?;
                     data.counters.entry(key).or_default().subtract(bucket, value);
                     Ok((Response::U64(value), lsn))

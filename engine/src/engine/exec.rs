@@ -9,7 +9,7 @@ use crate::idempotency::{Lookup, Record};
 use crate::metrics;
 use crate::options::Role;
 use crate::protocol::fingerprint::fingerprint;
-use crate::protocol::validate::{validate, MAX_FINGERPRINT_BYTES, MAX_IDEMPOTENCY_KEY_BYTES};
+use crate::protocol::validate::{validate, validate_fields, MAX_FINGERPRINT_BYTES, MAX_IDEMPOTENCY_KEY_BYTES};
 use crate::protocol::{Command, Op, Request};
 
 use super::{Ctx, Engine, Outcome, Response};
@@ -68,7 +68,7 @@ impl Engine {
     /// Today's bucket for a request run in `ctx`: the batch's, when the
     /// request belongs to one (one clock read per batch), else the clock's.
     pub(crate) fn today_in(&self, ctx: Ctx<'_>) -> u64 {
-        match ctx.today {
+        match ctx.batch.map(|batch| &batch.today) {
             Some(day) => match day.get() {
                 Some(today) => today,
                 None => {
@@ -88,7 +88,11 @@ impl Engine {
             // resume the WAL.
             self.recover_wal(!req.op.is_read_only())?;
         }
-        validate(req)?;
+        match req.series() {
+            // The series a line of this batch wrote: its name passed.
+            Some(series) if ctx.batch.is_some_and(|batch| batch.wrote(series)) => validate_fields(req)?,
+            _ => validate(req)?,
+        }
         if matches!(req.op, Op::IngestBegin | Op::IngestChunk | Op::IngestCommit | Op::IngestAbort) {
             // Ingest checks stream state before the role check (§4.1 step 11).
             let _admin = self.inner.admin.lock();

@@ -9,19 +9,19 @@
 //! may read the metrics (`system.stats`), so before it the batch records what
 //! it holds and forgets the day, and the line starts a new stretch.
 
-use std::cell::Cell;
 use std::time::Instant;
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::metrics;
-use crate::protocol::plain::parse_plain;
+use crate::metrics::{self, Metrics};
+use crate::protocol::plain::parse_plain_with;
 use crate::protocol::request::{parse_document, parse_request};
 use crate::protocol::response::{
     write_error, IDEMPOTENT_FALSE_TAIL, IDEMPOTENT_FALSE_TAIL_EOL, IDEMPOTENT_TRUE_TAIL, IDEMPOTENT_TRUE_TAIL_EOL,
     SUCCESS_HEAD, SUCCESS_TAIL, SUCCESS_TAIL_EOL,
 };
 
-use super::{Ctx, Engine, Session};
+use super::{BatchMemo, Ctx, Engine, Session};
+use crate::store::Series;
 
 /// Lines executed one after the other, e.g. the pipelined lines of one read
 /// on a connection. Records its lines' count and latency when dropped.
@@ -29,17 +29,23 @@ pub struct LineBatch<'e> {
     engine: &'e Engine,
     /// Whether hot-op lines may take the plain-line reader.
     plain: bool,
-    /// When the lines not yet recorded started.
+    stretch: Stretch,
+    memo: BatchMemo,
+}
+
+/// The lines run since the metrics last counted them.
+struct Stretch {
+    /// When the first of them started.
     started: Instant,
-    /// Lines executed and not yet recorded in the metrics.
+    /// How many there are.
     pending: u64,
-    today: Cell<Option<u64>>,
 }
 
 impl Engine {
     /// A batch of lines to run one after the other (see [`LineBatch`]).
     pub fn line_batch(&self) -> LineBatch<'_> {
-        LineBatch { engine: self, plain: true, started: Instant::now(), pending: 0, today: Cell::new(None) }
+        let stretch = Stretch { started: Instant::now(), pending: 0 };
+        LineBatch { engine: self, plain: true, stretch, memo: BatchMemo::default() }
     }
 }
 
@@ -57,6 +63,7 @@ impl LineBatch<'_> {
         let engine = self.engine;
         let start = out.len();
         let result = self.run(line, session, out);
+        self.memo.next_line();
         match result {
             Ok(lsn) => lsn,
             Err(err) => {
@@ -76,27 +83,28 @@ impl LineBatch<'_> {
         let engine = self.engine;
         let max_request = engine.inner.options.max_request_bytes;
         let too_large = !session.internal && line.len() > max_request;
-        let plain = if self.plain && !too_large { parse_plain(line) } else { None };
+        let known_series = self.memo.series.as_deref().map(Series::name);
+        let plain = if self.plain && !too_large { parse_plain_with(line, known_series) } else { None };
         if plain.is_none() {
             // Possibly slow, possibly reading the metrics: see the module doc.
-            self.record();
-            self.today.set(None);
+            self.stretch.record(&engine.inner.metrics);
+            self.memo.today.set(None);
         }
-        self.pending += 1;
+        self.stretch.pending += 1;
         if too_large {
             return Err(Error::new(ErrorCode::RequestTooLarge, format!("Request exceeds {max_request} bytes")));
         }
         // Borrowed, not moved: a Request is a couple of hundred bytes.
         let (doc, general);
-        let (req, today) = match &plain {
-            Some(req) => (req, Some(&self.today)),
+        let (req, batch) = match &plain {
+            Some(req) => (req, Some(&self.memo)),
             None => {
                 doc = parse_document(line)?;
                 general = parse_request(&doc)?;
                 (&general, None)
             }
         };
-        let ctx = Ctx { internal: session.internal, replay: None, today };
+        let ctx = Ctx { internal: session.internal, replay: None, batch };
         if !ctx.internal {
             engine.authorize(req)?;
         }
@@ -117,15 +125,16 @@ impl LineBatch<'_> {
         out.extend_from_slice(tail_and_eol);
         Ok(outcome.lsn)
     }
+}
 
-    /// Counts the lines run since the last record, with their latency (the
-    /// stretch's time split evenly), and starts a new stretch.
-    fn record(&mut self) {
+impl Stretch {
+    /// Counts the lines of the stretch, with their latency (its time split
+    /// evenly), and starts a new one.
+    fn record(&mut self, m: &Metrics) {
         if self.pending == 0 {
             return;
         }
         let now = Instant::now();
-        let m = &self.engine.inner.metrics;
         metrics::add(&m.commands, self.pending);
         m.command_latency.record_many(now.duration_since(self.started), self.pending);
         self.started = now;
@@ -135,6 +144,6 @@ impl LineBatch<'_> {
 
 impl Drop for LineBatch<'_> {
     fn drop(&mut self) {
-        self.record();
+        self.stretch.record(&self.engine.inner.metrics);
     }
 }

@@ -38,7 +38,7 @@ use crate::metrics::{Limit, Metrics, ReplicationStats};
 use crate::options::Options;
 use crate::protocol::response::write_error;
 use crate::snapshot::SnapshotDir;
-use crate::store::Store;
+use crate::store::{Series, Store};
 use crate::wal::Wal;
 
 pub use quota::Quota;
@@ -133,13 +133,44 @@ pub(crate) struct Ctx<'a> {
     /// During replay: the LSN of the entry and the snapshot LSN per series,
     /// so entries already inside a series' snapshot do not touch it again.
     pub replay: Option<(u64, &'a HashMap<String, u64>)>,
-    /// Today's bucket shared by the lines of one batch, read from the clock
-    /// by the first that needs it; `None`: read the clock each time.
-    pub today: Option<&'a Cell<Option<u64>>>,
+    /// What the lines of one batch share; `None`: a request on its own.
+    pub batch: Option<&'a BatchMemo>,
+}
+
+/// What the lines of one batch (see [`LineBatch`]) remember for each other.
+#[derive(Default)]
+pub(crate) struct BatchMemo {
+    /// Today's bucket, read from the clock by the first line that needs it.
+    pub today: Cell<Option<u64>>,
+    /// The series the batch's last write went to. A write to the same
+    /// series locks it without the series map (see
+    /// [`Engine::with_series_in`]), and the plain-line reader matches its
+    /// name as bytes. A dropped series is marked (`SeriesData::dropped`),
+    /// so a stale one is noticed under its lock.
+    pub series: Option<Arc<Series>>,
+    /// The series a write of the current line looked up in the map, for
+    /// [`BatchMemo::series`] once the line is done.
+    pub looked_up: Cell<Option<Arc<Series>>>,
+}
+
+impl BatchMemo {
+    /// Whether `name` is the very name of [`BatchMemo::series`] (the
+    /// plain-line reader lends it to the lines that name it), which passed
+    /// validation when that series was written.
+    pub fn wrote(&self, name: &str) -> bool {
+        self.series.as_deref().is_some_and(|series| std::ptr::eq(series.name(), name))
+    }
+
+    /// The line is done: what it looked up is what the next line may write.
+    pub fn next_line(&mut self) {
+        if let Some(series) = self.looked_up.take() {
+            self.series = Some(series);
+        }
+    }
 }
 
 impl Ctx<'_> {
-    pub const CLIENT: Ctx<'static> = Ctx { internal: false, replay: None, today: None };
+    pub const CLIENT: Ctx<'static> = Ctx { internal: false, replay: None, batch: None };
 
     /// Whether this execution may change the live data of `series`.
     pub fn applies_to(&self, series: &str) -> bool {

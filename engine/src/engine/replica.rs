@@ -77,7 +77,7 @@ impl Engine {
         let req = parse_request(&doc).map_err(|e| {
             Error::new(ErrorCode::ReplicationError, format!("Cannot apply WAL entry {lsn}: {}", e.message()))
         })?;
-        let ctx = Ctx { internal: true, replay: None, today: None };
+        let ctx = Ctx { internal: true, replay: None, batch: None };
         match self.execute_ctx(&req, ctx) {
             Ok(outcome) if outcome.lsn == Some(lsn) || self.wal().is_none() => Ok(()),
             // An entry that changes nothing (the filler a master writes for

@@ -112,7 +112,7 @@ impl Engine {
                 if lsn <= idem_lsn && (req.series().is_none() || series_covered) {
                     return Ok(());
                 }
-                let ctx = Ctx { internal: true, replay: Some((lsn, &covered)), today: None };
+                let ctx = Ctx { internal: true, replay: Some((lsn, &covered)), batch: None };
                 match self.execute_ctx(&req, ctx) {
                     Ok(_) => replayed += 1,
                     // Karma 1.0 logged some requests that then failed (B1);

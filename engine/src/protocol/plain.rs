@@ -127,7 +127,15 @@ const USUAL_PREFIX: &[u8] = b"{\"v\":2,\"op\":";
 /// parser. The line is without its line terminator.
 #[inline]
 pub fn parse_plain(line: &[u8]) -> Option<Request<'_>> {
-    let members = match usual_members(line) {
+    parse_plain_with(line, None)
+}
+
+/// [`parse_plain`] for a line that likely names `known_series` (the series
+/// of the line before, say): a series name that is those very bytes is
+/// taken as that name without reading it character by character.
+#[inline]
+pub fn parse_plain_with<'a>(line: &'a [u8], known_series: Option<&'a str>) -> Option<Request<'a>> {
+    let members = match usual_members(line, known_series) {
         Some(members) => members,
         None => {
             let mut members = Members::default();
@@ -146,13 +154,21 @@ pub fn parse_plain(line: &[u8]) -> Option<Request<'_>> {
 /// What this accepts, [`scan`] reads into the very same members (the
 /// values go through the same readers), so [`build`] decides alike.
 #[inline]
-fn usual_members(b: &[u8]) -> Option<Members<'_>> {
+fn usual_members<'a>(b: &'a [u8], known_series: Option<&'a str>) -> Option<Members<'a>> {
     let rest = b.strip_prefix(USUAL_PREFIX)?;
     let (op, len) = hot_op(rest)?;
     let rest = rest.get(len..)?.strip_prefix(b",\"series\":\"")?;
-    let name_len = plain_string_len(rest)?;
-    let series = std::str::from_utf8(&rest[..name_len]).ok()?;
-    let rest = rest.get(name_len + 1..)?.strip_prefix(b",\"key\":")?;
+    // The known name was read as a plain string before, so the same bytes
+    // up to the closing quote are the same plain string.
+    let known = known_series.and_then(|name| Some((name, rest.strip_prefix(name.as_bytes())?.strip_prefix(b"\"")?)));
+    let (series, rest) = match known {
+        Some(known) => known,
+        None => {
+            let name_len = plain_string_len(rest)?;
+            (std::str::from_utf8(&rest[..name_len]).ok()?, rest.get(name_len + 1..)?)
+        }
+    };
+    let rest = rest.strip_prefix(b",\"key\":")?;
     let (key, rest) = integer(rest)?;
     let (value, rest) = match rest.strip_prefix(b",\"value\":") {
         Some(rest) => {
@@ -364,6 +380,26 @@ mod tests {
     }
 
     #[test]
+    fn a_known_series_name_is_lent_only_to_the_lines_that_name_it_whole() {
+        let known = String::from("bench");
+        let lent = |line: &str| {
+            let req = parse_plain_with(line.as_bytes(), Some(&known)).unwrap();
+            std::ptr::eq(req.series().unwrap(), known.as_str())
+        };
+        assert!(lent(r#"{"v":2,"op":"counter.increment","series":"bench","key":7}"#));
+        assert!(!lent(r#"{"v":2,"op":"counter.increment","series":"bench2","key":7}"#));
+        assert!(!lent(r#"{"v":2,"op":"counter.increment","series":"benc","key":7}"#));
+        // Any other member order takes the scan, which reads the name.
+        assert!(!lent(r#"{"series":"bench","v":2,"op":"counter.increment","key":7}"#));
+        let req = parse_plain_with(br#"{"v":2,"op":"counter.increment","series":"bench2","key":7}"#, Some(&known));
+        assert_eq!(req.unwrap().series(), Some("bench2"));
+        assert_eq!(
+            parse_plain_with(br#"{"v":2,"op":"counter.increment","series":"bench,"key":7}"#, Some(&known)),
+            None
+        );
+    }
+
+    #[test]
     fn integers_are_read_up_to_i64_max() {
         assert_eq!(integer(b"0}"), Some((0, &b"}"[..])));
         assert_eq!(integer(b"9223372036854775807,"), Some((i64::MAX as u64, &b","[..])));
@@ -405,7 +441,7 @@ mod tests {
         for line in &lines {
             let mut scanned = Members::default();
             let by_scan = scan(line.as_bytes(), &mut scanned).and_then(|()| build(&scanned));
-            if let Some(members) = usual_members(line.as_bytes()) {
+            if let Some(members) = usual_members(line.as_bytes(), None) {
                 usual += 1;
                 assert_eq!(build(&members), by_scan, "{line}");
             }

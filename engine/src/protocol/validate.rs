@@ -113,6 +113,12 @@ pub fn validate(req: &Request<'_>) -> Result<()> {
     if let Some(series) = req.series() {
         validate_series_name(series)?;
     }
+    validate_fields(req)
+}
+
+/// [`validate`] but for the series name, which comes first (for a caller
+/// that knows the name passed already).
+pub fn validate_fields(req: &Request<'_>) -> Result<()> {
     match (&req.op, &req.command) {
         (Op::TreeKeys, Command::TreeKeys { limit, .. }) => {
             tree_keys_limit(*limit)?;

@@ -4,12 +4,13 @@
 //! logs nothing (fixes B1, B4, B5).
 
 use std::cell::Cell;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::protocol::wal_entry::write_entry;
 use crate::protocol::{Command, Item, Op, Request};
-use crate::store::{Counter, SeriesData};
+use crate::store::{Counter, Series, SeriesData};
 
 use super::{Ctx, Engine, Outcome, Response};
 
@@ -111,14 +112,29 @@ impl Engine {
         if let Some(Some(result)) = existing {
             return result.map(Some);
         }
+        self.with_series_looked_up(name, create, f).map(|(result, _)| result).transpose()
+    }
+
+    /// What [`Engine::with_series`] and [`Engine::with_series_in`] do when
+    /// the quick way fails: looks `name` up in the series map (creating it
+    /// when `create`) until the series found was not dropped meanwhile, runs
+    /// `f` under its lock and hands back the series too; `None` when it
+    /// does not exist. The caller holds the gate.
+    fn with_series_looked_up<R>(
+        &self,
+        name: &str,
+        create: bool,
+        mut f: impl FnMut(&mut SeriesData) -> Result<R>,
+    ) -> Option<(Result<R>, Arc<Series>)> {
         loop {
-            let series = if create { Some(self.inner.store.get_or_create(name)) } else { self.inner.store.get(name) };
-            let Some(series) = series else { return Ok(None) };
+            let series = if create { Some(self.inner.store.get_or_create(name)) } else { self.inner.store.get(name) }?;
             let mut data = series.data.write();
             if data.dropped {
                 continue;
             }
-            return f(&mut data).map(Some);
+            let result = f(&mut data);
+            drop(data);
+            return Some((result, series));
         }
     }
 
@@ -141,18 +157,9 @@ impl Engine {
                 return f(&mut data).map(Some);
             }
         }
-        loop {
-            let series = if create { Some(self.inner.store.get_or_create(name)) } else { self.inner.store.get(name) };
-            let Some(series) = series else { return Ok(None) };
-            let mut data = series.data.write();
-            if data.dropped {
-                continue;
-            }
-            let result = f(&mut data).map(Some);
-            drop(data);
-            batch.looked_up.set(Some(series));
-            return result;
-        }
+        let Some((result, series)) = self.with_series_looked_up(name, create, f) else { return Ok(None) };
+        batch.looked_up.set(Some(series));
+        result.map(Some)
     }
 
     /// The typed API's `increment`: the same checks as the protocol path

@@ -3,8 +3,10 @@
 //! back to back.
 //!
 //! A batch shares what does not need to be per line: today's bucket is read
-//! from the clock once (by the first line that needs it) and the command
-//! count and latency are recorded once, for the lines of the batch together.
+//! from the clock once (by the first line that needs it), the series the
+//! last write went to is at hand for the next (see [`BatchMemo`]), and the
+//! command count and latency are recorded once, for the lines of the batch
+//! together.
 //! A line the plain-line reader declines may be slow (a scan, a snapshot) or
 //! may read the metrics (`system.stats`), so before it the batch records what
 //! it holds and forgets the day, and the line starts a new stretch.
@@ -19,9 +21,9 @@ use crate::protocol::response::{
     write_error, IDEMPOTENT_FALSE_TAIL, IDEMPOTENT_FALSE_TAIL_EOL, IDEMPOTENT_TRUE_TAIL, IDEMPOTENT_TRUE_TAIL_EOL,
     SUCCESS_HEAD, SUCCESS_TAIL, SUCCESS_TAIL_EOL,
 };
+use crate::store::Series;
 
 use super::{BatchMemo, Ctx, Engine, Session};
-use crate::store::Series;
 
 /// Lines executed one after the other, e.g. the pipelined lines of one read
 /// on a connection. Records its lines' count and latency when dropped.
